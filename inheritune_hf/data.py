@@ -1,0 +1,377 @@
+"""Data for training and growing: causal-LM train/validation sets packed into blocks of `block_size`.
+
+Sources, all ending as a `datasets.DatasetDict` with a `train` and a `validation` split of raw text:
+
+- a Hub dataset name (`"Skylion007/openwebtext"`, `"HuggingFaceFW/fineweb-edu"`), optionally streamed,
+  since web-scale corpora do not fit on a laptop disk;
+- local text / JSON / JSON-lines files;
+- a `datasets.Dataset` or `DatasetDict` the user already has;
+- the **embedded corpus**: the source files of the running Python's standard library. It exists on every
+  machine with no download, so the demo and the tests run offline.
+
+`pack_dataset` tokenizes with `datasets.map` and concatenates documents with EOS between them, then cuts
+the stream into blocks of `block_size` tokens (the `group_texts` recipe of transformers' `run_clm.py`).
+Every block is a full training sample; the tail shorter than one block is dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sysconfig
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from .errors import DataError
+
+EMBEDDED_CORPUS = "stdlib"
+EOS_TOKEN = "<|endoftext|>"
+_TEXT_SUFFIXES = {".txt": "text", ".text": "text", ".md": "text", ".json": "json", ".jsonl": "json"}
+
+
+@dataclass
+class DataArguments:
+    """Where the training text comes from and how it is cut into blocks (parsed beside `TrainingArguments`)."""
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub dataset name, local file or folder of .txt/.json/.jsonl files. "
+            f"Default: the embedded corpus ('{EMBEDDED_CORPUS}': this Python's standard library sources)."
+        },
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the raw text."})
+    block_size: int = field(default=1024, metadata={"help": "Tokens per training sample (the paper: 1024)."})
+    validation_fraction: float = field(
+        default=0.05, metadata={"help": "Share of documents held out when the source has no validation split."}
+    )
+    streaming: bool = field(default=False, metadata={"help": "Stream a Hub dataset instead of downloading it."})
+    streaming_validation_documents: int = field(
+        default=2000, metadata={"help": "With --streaming: the first N documents form the validation split."}
+    )
+    max_train_documents: int | None = field(default=None, metadata={"help": "Keep at most N training documents."})
+    corpus_max_files: int | None = field(default=None, metadata={"help": "Embedded corpus: at most N files."})
+    corpus_max_bytes: int | None = field(default=None, metadata={"help": "Embedded corpus: at most N bytes."})
+    tokenizer_name: str | None = field(
+        default=None,
+        metadata={"help": "Tokenizer name or path. Default: the reference model's own tokenizer."},
+    )
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
+    seed: int = field(default=0, metadata={"help": "Seed of the deterministic validation split."})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The embedded corpus
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _stable_unit(key: str) -> float:
+    """A number in [0, 1) that depends only on `key` (sha1), the same on every machine and Python run."""
+    return int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") / 2**64
+
+
+def _stdlib_files(max_files: int | None, max_bytes: int | None) -> list[tuple[str, Path]]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = []
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).as_posix()
+        if "site-packages" in path.parts or "dist-packages" in path.parts or not path.is_file():
+            continue
+        files.append((rel, path))
+    # A stable shuffle (by hash of the relative path), so that a size cap picks a spread of modules, not
+    # the alphabetically first package.
+    files.sort(key=lambda item: (_stable_unit("order:" + item[0]), item[0]))
+    chosen, total = [], 0
+    for rel, path in files:
+        if max_files is not None and len(chosen) >= max_files:
+            break
+        size = path.stat().st_size
+        if max_bytes is not None and chosen and total + size > max_bytes:
+            continue
+        chosen.append((rel, path))
+        total += size
+    return chosen
+
+
+def embedded_corpus(
+    max_files: int | None = None, max_bytes: int | None = None, validation_fraction: float = 0.05
+) -> datasets.DatasetDict:
+    """The running Python's standard library sources as a `DatasetDict` (`train`, `validation`; columns `path`, `text`).
+
+    Files are found through `sysconfig.get_paths()["stdlib"]` (site-packages excluded). A file goes to
+    `validation` when the sha1 of its relative path falls below `validation_fraction`, so the split does not
+    depend on the order of the file system or on which other files exist. `max_files` / `max_bytes` cap the
+    corpus (tests use a few hundred KB). `corpus_fingerprint` gives the file count, bytes and sha256 to record.
+    """
+    if not 0.0 < validation_fraction < 1.0:
+        raise DataError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
+    rows: dict[str, dict[str, list[str]]] = {"train": {"path": [], "text": []}, "validation": {"path": [], "text": []}}
+    for rel, path in _stdlib_files(max_files, max_bytes):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if not text.strip():
+            continue
+        split = "validation" if _stable_unit("split:" + rel) < validation_fraction else "train"
+        rows[split]["path"].append(rel)
+        rows[split]["text"].append(text)
+    for split, columns in rows.items():
+        if not columns["text"]:
+            raise DataError(
+                f"The embedded corpus has no {split} files with max_files={max_files}, max_bytes={max_bytes}, "
+                f"validation_fraction={validation_fraction}. Allow more files or bytes."
+            )
+    return datasets.DatasetDict({split: datasets.Dataset.from_dict(columns) for split, columns in rows.items()})
+
+
+def corpus_fingerprint(corpus: datasets.Dataset | datasets.DatasetDict, text_column: str = "text") -> dict[str, Any]:
+    """File (document) count, UTF-8 bytes and sha256 of a raw-text corpus, per split; recorded in run metadata.
+
+    Two machines with a different Python build get different fingerprints, which is how a result on the
+    embedded corpus says which corpus it was measured on.
+    """
+    if isinstance(corpus, datasets.DatasetDict):
+        return {split: corpus_fingerprint(ds, text_column) for split, ds in corpus.items()}
+    digest, count, size = hashlib.sha256(), 0, 0
+    has_path = "path" in corpus.column_names
+    for row in corpus:
+        data = row[text_column].encode("utf-8")
+        if has_path:
+            digest.update(row["path"].encode("utf-8") + b"\0")
+        digest.update(len(data).to_bytes(8, "big") + data)
+        count += 1
+        size += len(data)
+    return {"documents": count, "bytes": size, "sha256": digest.hexdigest()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tokenizer
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _iter_texts(texts: Iterable[str] | datasets.Dataset, text_column: str, batch: int = 256) -> Iterator[list[str]]:
+    if isinstance(texts, datasets.Dataset):
+        for start in range(0, len(texts), batch):
+            yield texts[start : start + batch][text_column]
+        return
+    buffer = []
+    for text in texts:
+        buffer.append(text)
+        if len(buffer) == batch:
+            yield buffer
+            buffer = []
+    if buffer:
+        yield buffer
+
+
+def train_tokenizer(
+    texts: Iterable[str] | datasets.Dataset, vocab_size: int = 4096, text_column: str = "text"
+) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE (the GPT-2 scheme) on `texts` with `tokenizers`; seconds on the embedded corpus.
+
+    The result is a `PreTrainedTokenizerFast` whose EOS (`<|endoftext|>`, id 0) separates documents when
+    packing. It serves when the user brings no tokenizer; save it with `save_pretrained` beside the model.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    if vocab_size < 257:
+        raise DataError(f"vocab_size must be at least 257 (256 bytes + EOS), got {vocab_size}.")
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_iter_texts(texts, text_column), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token=EOS_TOKEN, bos_token=EOS_TOKEN, unk_token=EOS_TOKEN
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Raw text from any source
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _split_validation(dataset: datasets.Dataset, validation_fraction: float, seed: int) -> datasets.DatasetDict:
+    if len(dataset) < 2:
+        raise DataError(f"Need at least 2 documents to hold out a validation split, got {len(dataset)}.")
+    parts = dataset.train_test_split(test_size=validation_fraction, seed=seed, shuffle=True)
+    return datasets.DatasetDict({"train": parts["train"], "validation": parts["test"]})
+
+
+def _local_files(source: str) -> tuple[str, list[str]]:
+    path = Path(source)
+    files = sorted(str(p) for p in path.rglob("*") if p.suffix in _TEXT_SUFFIXES) if path.is_dir() else [str(path)]
+    builders = {_TEXT_SUFFIXES.get(Path(f).suffix, "text") for f in files}
+    if not files:
+        raise DataError(f"No .txt/.json/.jsonl files under {source}.")
+    if len(builders) > 1:
+        raise DataError(f"{source} mixes text and JSON files; point at one kind.")
+    return builders.pop(), files
+
+
+def load_text_dataset(
+    source: str | datasets.Dataset | datasets.DatasetDict | None = None,
+    *,
+    config_name: str | None = None,
+    text_column: str = "text",
+    validation_fraction: float = 0.05,
+    streaming: bool = False,
+    streaming_validation_documents: int = 2000,
+    max_train_documents: int | None = None,
+    corpus_max_files: int | None = None,
+    corpus_max_bytes: int | None = None,
+    seed: int = 0,
+) -> datasets.DatasetDict | datasets.IterableDatasetDict:
+    """Raw text with `train` and `validation` splits, from whatever the user has.
+
+    `source` is `None` or `"stdlib"` (the embedded corpus), a local file or folder, a `Dataset` /
+    `DatasetDict`, or a Hub dataset name. The validation split is the source's own when it has one
+    (`validation`, else `test`); otherwise `validation_fraction` of the documents, drawn with `seed`, so the
+    same call always holds out the same documents. Streamed sources hold out their first
+    `streaming_validation_documents` documents instead.
+    """
+    if source is None or source == EMBEDDED_CORPUS:
+        raw = embedded_corpus(corpus_max_files, corpus_max_bytes, validation_fraction)
+    elif isinstance(source, datasets.DatasetDict):
+        raw = source
+    elif isinstance(source, datasets.Dataset):
+        raw = datasets.DatasetDict({"train": source})
+    elif os.path.exists(source):
+        builder, files = _local_files(source)
+        raw = datasets.load_dataset(builder, data_files={"train": files}, streaming=streaming)
+    else:
+        try:
+            raw = datasets.load_dataset(source, config_name, streaming=streaming)
+        except Exception as err:  # the Hub raises many kinds; the user needs to know which source failed
+            raise DataError(f"Could not load dataset {source!r} (config {config_name!r}): {err}") from err
+
+    if "train" not in raw:
+        raise DataError(f"Dataset {source!r} has no 'train' split (splits: {list(raw)}).")
+    validation = raw.get("validation", raw.get("test"))
+    if streaming or isinstance(raw["train"], datasets.IterableDataset):
+        train = raw["train"]
+        if validation is None:
+            validation = train.take(streaming_validation_documents)
+            train = train.skip(streaming_validation_documents)
+        if max_train_documents is not None:
+            train = train.take(max_train_documents)
+        result = datasets.IterableDatasetDict({"train": train, "validation": validation})
+    else:
+        result = (
+            _split_validation(raw["train"], validation_fraction, seed)
+            if validation is None
+            else datasets.DatasetDict({"train": raw["train"], "validation": validation})
+        )
+        if max_train_documents is not None:
+            result["train"] = result["train"].select(range(min(max_train_documents, len(result["train"]))))
+    for split, ds in result.items():
+        if ds.column_names is not None and text_column not in ds.column_names:
+            raise DataError(
+                f"The {split} split has no column {text_column!r} (columns: {ds.column_names}). "
+                "Pass text_column (CLI: --text_column)."
+            )
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tokenize and pack
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def pack_dataset(
+    dataset: datasets.Dataset | datasets.IterableDataset,
+    tokenizer: PreTrainedTokenizerBase,
+    block_size: int,
+    *,
+    text_column: str = "text",
+    num_proc: int | None = None,
+    max_blocks: int | None = None,
+) -> datasets.Dataset | datasets.IterableDataset:
+    """Tokenize `dataset` and pack it into blocks of exactly `block_size` tokens (`input_ids`, `labels`).
+
+    Documents are joined with the tokenizer's EOS between them, as GPT-2 was trained, then the stream is cut
+    into blocks; the remainder shorter than one block is dropped. `labels` equal `input_ids` (the model
+    shifts them), so the default collator needs no padding. Raises `DataError` when the tokenizer has no
+    EOS, or the text gives fewer tokens than one block.
+    """
+    if block_size < 2:
+        raise DataError(f"block_size must be at least 2, got {block_size}.")
+    eos_id = tokenizer.eos_token_id
+    if eos_id is None:
+        raise DataError("The tokenizer has no EOS token to separate documents; set tokenizer.eos_token.")
+    streaming = isinstance(dataset, datasets.IterableDataset)
+    if not streaming and len(dataset) == 0:
+        raise DataError("The dataset is empty: there is no text to train or evaluate on.")
+
+    def tokenize_and_pack(batch: dict[str, list]) -> dict[str, list[list[int]]]:
+        ids = tokenizer(batch[text_column], add_special_tokens=False)["input_ids"]
+        stream = [token for doc in ids for token in (*doc, eos_id)]
+        usable = len(stream) // block_size * block_size
+        blocks = [stream[i : i + block_size] for i in range(0, usable, block_size)]
+        return {"input_ids": blocks, "labels": [list(b) for b in blocks]}
+
+    # Documents are packed per `datasets.map` batch (1000 documents), as run_clm.py does; only the last
+    # partial block of each batch is lost.
+    map_kwargs: dict[str, Any] = {"batched": True, "remove_columns": dataset.column_names}
+    if not streaming:
+        map_kwargs.update(num_proc=num_proc, desc=f"Tokenizing and packing into blocks of {block_size}")
+    packed = dataset.map(tokenize_and_pack, **map_kwargs)
+    if streaming:
+        return packed.take(max_blocks) if max_blocks is not None else packed
+    if len(packed) == 0:
+        raise DataError(
+            f"The text gives fewer tokens than one block of {block_size}: nothing to train or evaluate on. "
+            "Use more text or a smaller block_size."
+        )
+    if max_blocks is not None:
+        packed = packed.select(range(min(max_blocks, len(packed))))
+    return packed.with_format("torch")
+
+
+def causal_lm_datasets(
+    data_args: DataArguments, tokenizer: PreTrainedTokenizerBase, source: Any = None
+) -> tuple[datasets.Dataset, datasets.Dataset, dict[str, Any]]:
+    """Train and validation blocks from `data_args` (or an explicit `source`), plus metadata to record.
+
+    The metadata names the source and, for in-memory corpora, its fingerprint (documents, bytes, sha256).
+    """
+    raw = load_text_dataset(
+        source if source is not None else data_args.dataset_name,
+        config_name=data_args.dataset_config_name,
+        text_column=data_args.text_column,
+        validation_fraction=data_args.validation_fraction,
+        streaming=data_args.streaming,
+        streaming_validation_documents=data_args.streaming_validation_documents,
+        max_train_documents=data_args.max_train_documents,
+        corpus_max_files=data_args.corpus_max_files,
+        corpus_max_bytes=data_args.corpus_max_bytes,
+        seed=data_args.seed,
+    )
+    name = data_args.dataset_name if source is None else type(source).__name__
+    metadata: dict[str, Any] = {"source": name or EMBEDDED_CORPUS, "block_size": data_args.block_size}
+    if isinstance(raw, datasets.DatasetDict):
+        metadata["fingerprint"] = corpus_fingerprint(raw, data_args.text_column)
+    train = pack_dataset(
+        raw["train"],
+        tokenizer,
+        data_args.block_size,
+        text_column=data_args.text_column,
+        num_proc=data_args.preprocessing_num_workers,
+    )
+    validation = pack_dataset(
+        raw["validation"],
+        tokenizer,
+        data_args.block_size,
+        text_column=data_args.text_column,
+        num_proc=data_args.preprocessing_num_workers,
+    )
+    return train, validation, metadata
