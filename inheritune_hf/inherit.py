@@ -1,0 +1,350 @@
+"""Step 2 of the method: build a smaller model that inherits the first blocks of a reference.
+
+Algorithm 1 of the paper (arXiv 2404.08634): the target model takes the reference's token embeddings, LM
+head and its **first l** transformer blocks (l = L/2 to start), then is retrained. Here the same
+machinery also serves the ablations: any explicit list of source blocks (duplicates allowed, for
+stacking), re-initialising chosen parts with the architecture's own `_init_weights`, and the same-size
+random-init baseline.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterable, Sequence
+
+import torch
+from transformers import PretrainedConfig, PreTrainedModel
+
+from .architecture import (
+    LayerStack,
+    check_causal_lm,
+    decoder_config,
+    find_decoder_layers,
+    layer_count_key,
+    model_parts,
+    num_layers_of,
+    per_layer_fields,
+    periodic_fields,
+)
+from .errors import ConfigSliceError, InvalidLayersError
+
+logger = logging.getLogger(__name__)
+
+#: Parts that `inherit(..., reinit=...)` can re-initialise instead of copying.
+REINIT_PARTS = ("position_embeddings", "embedding_norm", "final_norm", "lm_head", "blocks")
+
+#: What the authors' nanoGPT code left at fresh init: position embeddings and the final norm.
+NANOGPT_REINIT = ("position_embeddings", "final_norm")
+
+
+def resolve_layers(
+    num_source_layers: int, num_layers: int | None = None, layers: Sequence[int] | None = None
+) -> list[int]:
+    """The source block indices to inherit: the first `num_layers` (default L/2, the paper's start) or `layers`."""
+    n = num_source_layers
+    if num_layers is not None and layers is not None:
+        raise InvalidLayersError("Pass either num_layers (the first k blocks) or layers (explicit indices), not both.")
+    if layers is None:
+        k = n // 2 if num_layers is None else num_layers
+        if not isinstance(k, int) or isinstance(k, bool):
+            raise InvalidLayersError(f"num_layers must be an integer, got {num_layers!r}.")
+        if not 1 <= k <= n:
+            raise InvalidLayersError(
+                f"num_layers={k} is out of range: the reference has {n} blocks, so choose 1 <= num_layers <= {n}."
+            )
+        return list(range(k))
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable):
+        raise InvalidLayersError(f"layers must be a list of block indices, got {layers!r}.")
+    resolved = list(layers)
+    if not resolved:
+        raise InvalidLayersError("layers is empty: give at least one source block index.")
+    for index in resolved:
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise InvalidLayersError(f"Layer index {index!r} is not an integer.")
+        if not 0 <= index < n:
+            raise InvalidLayersError(
+                f"Layer index {index} is out of range: the reference has {n} blocks, indices 0..{n - 1}."
+            )
+    return resolved
+
+
+def _slice_decoder_dict(config: PretrainedConfig, layers: list[int]) -> dict:
+    """`config.to_dict()` with the layer count set and every layer-dependent field sliced to `layers`."""
+    values = config.to_dict()
+    values[layer_count_key(config)] = len(layers)
+    for key, kind in per_layer_fields(config).items():
+        value = values[key]
+        if kind == "per_layer":
+            values[key] = [value[source] for source in layers]
+        elif kind == "index_list":
+            chosen = set(value)
+            values[key] = [new for new, source in enumerate(layers) if source in chosen]
+        elif kind == "index_map":
+            by_index = {int(k): k for k in value}
+            values[key] = {
+                (str(new) if isinstance(by_index[source], str) else new): copy.deepcopy(value[by_index[source]])
+                for new, source in enumerate(layers)
+                if source in by_index
+            }
+        elif kind == "threshold":
+            below = [source < value for source in layers]
+            if below != sorted(below, reverse=True):
+                raise ConfigSliceError(
+                    f"Config field `{key}`={value} marks the first {value} blocks as different from the rest, but "
+                    f"the chosen layers {layers} mix blocks from both sides in an order it cannot express. "
+                    "Choose layers that keep the blocks below it first."
+                )
+            values[key] = sum(below)
+    return values
+
+
+def inherit_config(
+    config: PretrainedConfig, layers: int | Sequence[int], *, lineage: dict | None = None
+) -> PretrainedConfig:
+    """Build the config of a model made of the given source blocks of `config`'s model.
+
+    The new config is *rebuilt* through its class from `to_dict()`, never patched in place: transformers 5
+    validates per-layer lists (`layer_types`, `mlp_layer_types`, `no_rope_layers`, ...) against the layer
+    count when a config is constructed. Per-layer lists and maps are sliced, lists of block indices are
+    remapped, and leading-block counts such as `max_window_layers` or `first_k_dense_replace` are clamped;
+    they are discovered by value, length and type, not from a per-model table. For composite configs
+    (vision + text) the text sub-config is rebuilt and put back in its parent.
+
+    Args:
+        config: the reference's config (not modified).
+        layers: the number of leading blocks to keep, or an explicit list of source block indices.
+        lineage: optional dict stored as the new config's `inheritune` attribute.
+    """
+    decoder = decoder_config(config)
+    n = num_layers_of(config)
+    layers = resolve_layers(n, num_layers=layers) if isinstance(layers, int) else resolve_layers(n, layers=layers)
+    sliced = _slice_decoder_dict(decoder, layers)
+
+    if decoder is config:
+        values, build = sliced, type(config)
+    else:
+        values = config.to_dict()
+        holder = next(
+            (name for name in getattr(config, "sub_configs", {}) or {} if getattr(config, name, None) is decoder),
+            None,
+        )
+        if holder is None:
+            raise ConfigSliceError(
+                f"{type(config).__name__} keeps its decoder config in a place that cannot be located "
+                "(no entry of `sub_configs` holds it); cannot rebuild the config."
+            )
+        values[holder] = sliced
+        build = type(config)
+    try:
+        new_config = build.from_dict(values)
+    except Exception as err:  # transformers' own validation: report which fields it rejected
+        raise ConfigSliceError(
+            f"Rebuilding {build.__name__} for layers {layers} failed: {err}. "
+            "A layer-dependent config field could not be sliced; please report the model type."
+        ) from err
+
+    new_decoder = decoder_config(new_config)
+    for key, kind in per_layer_fields(decoder).items():
+        value = getattr(new_decoder, key, None)
+        if kind == "per_layer" and isinstance(value, (list, tuple)) and len(value) != len(layers):
+            raise ConfigSliceError(
+                f"Config field `{key}` has {len(value)} entries after rebuilding, expected {len(layers)}."
+            )
+    if getattr(config, "_attn_implementation_internal", None) is not None:
+        new_config._attn_implementation_internal = config._attn_implementation_internal
+    if lineage is not None:
+        new_config.inheritune = lineage
+    return new_config
+
+
+def _remap_state_dict(state: dict[str, torch.Tensor], prefix: str, layers: list[int]) -> dict[str, torch.Tensor]:
+    """Rename block weights from source to target positions; keep everything outside the stack as is."""
+    head = prefix + "."
+    targets: dict[int, list[int]] = {}
+    for new, source in enumerate(layers):
+        targets.setdefault(source, []).append(new)
+    remapped = {}
+    for name, tensor in state.items():
+        if not name.startswith(head):
+            remapped[name] = tensor
+            continue
+        index, _, rest = name[len(head) :].partition(".")
+        for new in targets.get(int(index), ()):
+            remapped[f"{head}{new}.{rest}"] = tensor
+    return remapped
+
+
+def _block_signature(block: torch.nn.Module) -> list[tuple]:
+    """What a block computes: submodule classes, parameter shapes and scalar settings (sliding window, ...)."""
+    signature = []
+    for name, module in block.named_modules():
+        scalars = {
+            key: value
+            for key, value in vars(module).items()
+            if not key.startswith("_") and key != "training" and isinstance(value, (int, float, str, bool, type(None)))
+        }
+        params = tuple((key, tuple(p.shape)) for key, p in module.named_parameters(recurse=False))
+        signature.append((name, type(module).__name__, params, scalars))
+    return signature
+
+
+def _same_block(want: tuple, got: tuple, source: int, new: int) -> bool:
+    """Equal signatures, except scalars that hold the block's own position (`layer_idx`, `layer_id`, ...)."""
+    if want[:3] != got[:3] or want[3].keys() != got[3].keys():
+        return False
+    return all(
+        value == got[3][key] or (value == source and got[3][key] == new and not isinstance(value, bool))
+        for key, value in want[3].items()
+    )
+
+
+def _check_blocks_match(
+    reference: PreTrainedModel, stack: LayerStack, target_stack: LayerStack, layers: list[int]
+) -> None:
+    """Each target block must be built exactly like the source block it copies (sliding window, MoE, ...)."""
+    for new, source in enumerate(layers):
+        want = _block_signature(stack.layers[source])
+        got = _block_signature(target_stack.layers[new])
+        mismatch = next(
+            ((w, g) for w, g in zip(want, got, strict=False) if not _same_block(w, g, source, new)),
+            None if len(want) == len(got) else (want[-1], got[-1]),
+        )
+        if mismatch is not None:
+            hints = periodic_fields(decoder_config(reference.config))
+            raise ConfigSliceError(
+                f"Target block {new} is not built like source block {source}; first difference: {mismatch[0]} vs "
+                f"{mismatch[1]}. The config describes the layer pattern in a way this selection of layers breaks"
+                + (f" (fields: {', '.join(hints)})" if hints else "")
+                + ". Choose a prefix of the stack or layers that keep the pattern."
+            )
+
+
+def _reinitialize(model: PreTrainedModel, module_names: Iterable[str]) -> None:
+    """Re-run the architecture's own `_init_weights` on the named modules and everything inside them."""
+    modules = dict(model.named_modules())
+    for name in module_names:
+        root = modules[name]
+        for module in root.modules():
+            for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
+                # transformers 5's init functions skip tensors flagged as already initialised.
+                if getattr(tensor, "_is_hf_initialized", False):
+                    tensor._is_hf_initialized = False
+        for module in root.modules():
+            model._init_weights(module)
+
+
+def _source_name(model: PreTrainedModel) -> str:
+    return getattr(model.config, "_name_or_path", "") or getattr(model, "name_or_path", "") or type(model).__name__
+
+
+def inherit(
+    model: PreTrainedModel,
+    num_layers: int | None = None,
+    *,
+    layers: Sequence[int] | None = None,
+    reinit: Iterable[str] = (),
+    reinit_layers: Iterable[int] = (),
+    random_init: bool = False,
+) -> PreTrainedModel:
+    """Build the Inheritune target model from a reference causal LM held in memory.
+
+    By default (the paper's Algorithm 1) the target gets the reference's first `num_layers` blocks
+    (default L/2) plus token embeddings, position embeddings where the architecture has them, final norm
+    and LM head, all copied. With k = L and defaults, its logits equal the reference's bit for bit.
+
+    Args:
+        model: any decoder-only `PreTrainedModel` for causal LM (not modified).
+        num_layers: keep the first `num_layers` blocks. Default: half the reference's depth.
+        layers: instead of `num_layers`, an explicit list of source block indices in target order.
+            Duplicates are allowed (stacking baselines).
+        reinit: parts to re-initialise with the architecture's own `_init_weights` instead of copying:
+            any of `REINIT_PARTS`. `NANOGPT_REINIT` = ("position_embeddings", "final_norm") reproduces the
+            authors' nanoGPT code, which left those at fresh init. A part the architecture does not have
+            (e.g. position embeddings with RoPE) is skipped and not recorded.
+        reinit_layers: target block positions to re-initialise (an ablation: inherit some blocks only).
+        random_init: the same-size random-init baseline: the target's config, nothing copied.
+
+    Returns:
+        A new model of the same class, with a rebuilt config whose `inheritune` attribute records the
+        lineage (source, source layers, what was re-initialised). Each block's `layer_idx` is its new
+        position, so the KV cache is right; tied embeddings stay tied.
+    """
+    check_causal_lm(model)
+    stack = find_decoder_layers(model)
+    source_layers = resolve_layers(len(stack), num_layers, layers)
+    reinit = list(dict.fromkeys(reinit))
+    unknown = [part for part in reinit if part not in REINIT_PARTS]
+    if unknown:
+        raise InvalidLayersError(f"Unknown reinit part(s) {unknown}; choose from {list(REINIT_PARTS)}.")
+    reinit_layers = sorted(set(reinit_layers))
+    bad = [i for i in reinit_layers if not isinstance(i, int) or not 0 <= i < len(source_layers)]
+    if bad:
+        raise InvalidLayersError(
+            f"reinit_layers {bad} are not target block positions; the target has {len(source_layers)} blocks "
+            f"(0..{len(source_layers) - 1})."
+        )
+    tied = bool(getattr(decoder_config(model.config), "tie_word_embeddings", False)) or bool(
+        getattr(model.config, "tie_word_embeddings", False)
+    )
+    if "lm_head" in reinit and tied and model.get_output_embeddings() is not None:
+        raise InvalidLayersError(
+            "reinit=['lm_head'] on a model with tied word embeddings would also reset the token embeddings. "
+            "Load the reference with tie_word_embeddings=False first if you want an untied fresh head."
+        )
+
+    lineage = {
+        "method": "inheritune",
+        "paper": "arXiv:2404.08634",
+        "source": _source_name(model),
+        "source_model_type": model.config.model_type,
+        "source_num_layers": len(stack),
+        "source_layers": source_layers,
+        "num_layers": len(source_layers),
+        "random_init": bool(random_init),
+        "reinitialized": ["all"] if random_init else [],
+    }
+    config = inherit_config(model.config, source_layers, lineage=lineage)
+    parameter = next(model.parameters())
+    target = type(model)._from_config(
+        config, dtype=parameter.dtype, attn_implementation=model.config._attn_implementation
+    )
+    target.to(parameter.device)
+    target.train(model.training)
+    if getattr(model, "generation_config", None) is not None:
+        target.generation_config = copy.deepcopy(model.generation_config)
+    if random_init:
+        return target
+
+    target_stack = find_decoder_layers(target)
+    _check_blocks_match(model, stack, target_stack, source_layers)
+    state = _remap_state_dict(model.state_dict(), stack.path, source_layers)
+    missing, unexpected = target.load_state_dict(state, strict=False)
+    # Non-persistent buffers are rebuilt from the config; anything else missing means the slice is wrong.
+    if missing or unexpected:
+        raise ConfigSliceError(
+            f"The sliced weights do not fit the rebuilt model: missing {missing[:5]}, unexpected {unexpected[:5]}. "
+            "The config describes the blocks in a way this slice could not follow; please report the model type."
+        )
+
+    to_reset: list[str] = []
+    if reinit:
+        parts = model_parts(model, stack)
+        for part in reinit:
+            if part == "blocks":
+                names = [f"{target_stack.path}.{i}" for i in range(len(source_layers))]
+            elif part == "lm_head":
+                names = [n for n, m in target.named_modules() if m is target.get_output_embeddings()]
+            else:
+                names = parts[part]
+            if not names:
+                logger.info("inherit: %s has no %s; nothing to re-initialise.", type(model).__name__, part)
+            to_reset += names
+    to_reset += [f"{target_stack.path}.{i}" for i in reinit_layers]
+    to_reset = list(dict.fromkeys(to_reset))
+    if to_reset:
+        _reinitialize(target, to_reset)
+        target.tie_weights()
+    lineage["reinitialized"] = to_reset
+    config.inheritune = lineage
+    return target
