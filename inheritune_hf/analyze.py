@@ -1,0 +1,526 @@
+"""Step 1 of the method: which layers are lazy? Attention rank and single-column mass (paper, section 3).
+
+For every layer l, head h and sample n the model's causal attention matrix A (T x T, the probabilities
+after masking and softmax that the model really multiplies with the values) is reduced to two numbers:
+
+- **rank** k*: the smallest k such that the top-k squared singular values of A hold at least `tau` (0.9)
+  of sum_i sigma_i^2;
+- **mass** m*: the smallest number of columns, largest first, whose shares ||A[:, j]||^2 / ||A||_F^2 sum
+  to at least `eta` (0.9). A sink pattern (every row on one column) gives 1.
+
+Rank(h, l) and mass(h, l) are means over samples of these per-sample numbers (never the rank of a mean
+matrix). MaxRank(l) = max over heads, AvgMass(l) = mean over heads, and a layer is *lazy* when MaxRank(l)
+rounds to 1. `analyze_attention` computes all of this inside one forward pass per batch, one layer at a
+time, and returns an `AttentionReport`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import DataError, InherituneError, UnsupportedModelError
+from .report import AttentionReport, LayerSuggestion
+
+__all__ = ["attention_rank", "attention_mass", "analyze_attention", "AttentionReport", "LayerSuggestion"]
+
+# Name under which the statistics-collecting attention function is registered in transformers'
+# AttentionInterface (and the eager mask under the same name in the AttentionMaskInterface).
+STATS_ATTENTION = "inheritune_attention_stats"
+
+# Relative slack on the tau / eta threshold so that float round-off in a cumulative sum never costs one extra
+# singular value or column (the identity must give exactly ceil(0.9 T)).
+_THRESHOLD_SLACK = 1e-5
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The two statistics, on plain tensors
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 < float(value) <= 1.0:
+        raise InherituneError(f"{name} must be a fraction in (0, 1] (the paper uses 0.9), got {value!r}.")
+
+
+def _check_square_stack(attn: torch.Tensor) -> None:
+    if not isinstance(attn, torch.Tensor) or attn.dim() < 2:
+        raise InherituneError(
+            f"Expected attention matrices as a tensor of shape [..., T, S], got "
+            f"{type(attn).__name__} {tuple(getattr(attn, 'shape', ()))}."
+        )
+
+
+def _count_to_fraction(descending: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Smallest k with sum(descending[..., :k]) >= fraction * sum(descending), per row of the last dim."""
+    cumulative = descending.cumsum(dim=-1)
+    total = cumulative[..., -1:]
+    short = cumulative < total * (fraction * (1.0 - _THRESHOLD_SLACK))
+    return (short.sum(dim=-1) + 1).clamp(max=descending.shape[-1])
+
+
+def _eigvalsh(gram: torch.Tensor) -> torch.Tensor:
+    """`torch.linalg.eigvalsh` over a batch, split across CPU threads.
+
+    On CPU, LAPACK's symmetric eigensolver barely uses more than one core for matrices of a few hundred
+    rows, while torch runs a batch one matrix after another. Running chunks of the batch in parallel with one
+    thread each is about `num_threads` times faster; the result is bit-identical.
+    """
+    threads = torch.get_num_threads()
+    if gram.device.type != "cpu" or threads < 2 or gram.shape[0] < 2 * threads:
+        return torch.linalg.eigvalsh(gram)
+    chunks = gram.chunk(threads)
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
+            return torch.cat(list(pool.map(torch.linalg.eigvalsh, chunks)))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _squared_singular_values(matrices: torch.Tensor) -> torch.Tensor:
+    """sigma_i^2 of each matrix of a batch [N, T, S], in descending order, computed in fp32.
+
+    The sigma_i^2 of A are the eigenvalues of the Gram matrix A A^T, and a symmetric eigensolver on it is
+    2-3x cheaper than an SVD of A. Squaring the condition number only perturbs the smallest sigma_i^2 by about
+    eps * sigma_1^2, far below what can move a 90 % energy threshold.
+    """
+    a = matrices.float()
+    gram = a @ a.mT if a.shape[-2] <= a.shape[-1] else a.mT @ a
+    return _eigvalsh(gram).flip(-1).clamp(min=0.0)
+
+
+def attention_rank(attn: torch.Tensor, tau: float = 0.9) -> torch.Tensor:
+    """Rank k* of each attention matrix: the fewest singular values holding `tau` of the squared spectrum.
+
+    `attn` has shape ``[..., T, S]`` (e.g. ``[batch, heads, T, T]``), any float dtype, any device; the work
+    is done in fp32. Returns an integer tensor of shape ``[...]``. Paper (section 3): k* is the smallest k with
+    sum_{i<=k} sigma_i^2 >= tau * sum_i sigma_i^2.
+    """
+    _check_fraction("tau", tau)
+    _check_square_stack(attn)
+    batch_shape = attn.shape[:-2]
+    if attn.numel() == 0:
+        return torch.zeros(batch_shape, dtype=torch.long, device=attn.device)
+    flat = attn.reshape(-1, *attn.shape[-2:])
+    return _count_to_fraction(_squared_singular_values(flat), tau).reshape(batch_shape)
+
+
+def attention_mass(attn: torch.Tensor, eta: float = 0.9) -> torch.Tensor:
+    """Mass m* of each attention matrix: the fewest columns holding `eta` of the squared Frobenius norm.
+
+    Column j's share is ||A[:, j]||^2 / ||A||_F^2; shares are taken largest first. A single-column (sink)
+    pattern gives 1, the identity gives ceil(eta * T). Shape ``[..., T, S]`` in, integer ``[...]`` out; fp32.
+    """
+    _check_fraction("eta", eta)
+    _check_square_stack(attn)
+    batch_shape = attn.shape[:-2]
+    if attn.numel() == 0:
+        return torch.zeros(batch_shape, dtype=torch.long, device=attn.device)
+    column_energy = attn.float().square().sum(dim=-2)
+    descending = column_energy.sort(dim=-1, descending=True).values
+    return _count_to_fraction(descending, eta)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Samples: random windows of seq_len tokens from a token stream (nanoGPT's get_batch, as in the paper)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _context_length(model: nn.Module) -> int | None:
+    config = getattr(model, "config", None)
+    if config is None:
+        return None
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        value = getattr(text_config, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _texts_of_dataset(dataset: Any) -> tuple[str, Iterable[Any]]:
+    """('input_ids', rows) when the dataset is already tokenized, else ('text', strings)."""
+    columns = list(getattr(dataset, "column_names", None) or [])
+    try:
+        empty = len(dataset) == 0
+    except TypeError:  # an IterableDataset has no length
+        empty = False
+    if empty:
+        raise DataError("The dataset is empty: there is no text to draw attention samples from.")
+    if "input_ids" in columns:
+        return "input_ids", (row["input_ids"] for row in dataset)
+    if "text" in columns:
+        return "text", (row["text"] for row in dataset)
+    features = getattr(dataset, "features", None) or {}
+    strings = [
+        name for name, feature in features.items() if getattr(feature, "dtype", None) in ("string", "large_string")
+    ]
+    if len(strings) == 1:
+        return "text", (row[strings[0]] for row in dataset)
+    raise DataError(
+        f"Cannot tell which column of the dataset holds the text (columns: {columns}). "
+        "Rename it to 'text', or tokenize it yourself and pass input_ids."
+    )
+
+
+def _token_stream(
+    tokenizer: Any,
+    texts: str | Sequence[str] | None,
+    dataset: Any,
+    input_ids: Any,
+    max_tokens: int,
+) -> tuple[str, torch.Tensor]:
+    """The source's name and its tokens: a 1-D stream, or 2-D rows that are samples already."""
+    given = [
+        name for name, value in (("texts", texts), ("dataset", dataset), ("input_ids", input_ids)) if value is not None
+    ]
+    if len(given) != 1:
+        raise DataError(f"Pass exactly one of texts=, dataset= or input_ids= (got {given or 'none'}).")
+    source = given[0]
+
+    if input_ids is not None:
+        ids = torch.as_tensor(input_ids)
+        if ids.dtype.is_floating_point or ids.dim() not in (1, 2):
+            raise DataError(
+                f"input_ids must be integer token ids of shape [tokens] or [rows, T], got {tuple(ids.shape)}."
+            )
+        if ids.numel() == 0:
+            raise DataError("input_ids is empty: there are no tokens to draw attention samples from.")
+        return source, ids.long()
+
+    if texts is not None:
+        kind, rows = "text", [texts] if isinstance(texts, str) else list(texts)
+        if not rows:
+            raise DataError("texts is empty: there is no text to draw attention samples from.")
+    else:
+        kind, rows = _texts_of_dataset(dataset)
+    if kind == "text" and tokenizer is None:
+        raise DataError("A tokenizer is needed to turn texts into tokens (or pass input_ids instead).")
+
+    # Documents are joined with EOS between them, as in nanoGPT / run_clm packing; no BOS is added because the
+    # windows start at random offsets anyway.
+    eos = getattr(tokenizer, "eos_token_id", None) if tokenizer is not None else None
+    stream: list[int] = []
+    for row in rows:
+        ids = tokenizer(row, add_special_tokens=False)["input_ids"] if kind == "text" else list(row)
+        if not ids:
+            continue
+        if stream and eos is not None:
+            stream.append(eos)
+        stream.extend(ids)
+        if len(stream) >= max_tokens:
+            break
+    if not stream:
+        raise DataError(f"The {source} gave no tokens: there is no text to draw attention samples from.")
+    return source, torch.tensor(stream, dtype=torch.long)
+
+
+def _draw_samples(tokens: torch.Tensor, num_samples: int, seq_len: int, seed: int) -> torch.Tensor:
+    """`num_samples` windows of `seq_len` tokens at random offsets (with replacement, seeded) -> [N, T]."""
+    generator = torch.Generator().manual_seed(seed)
+    if tokens.dim() == 2 and tokens.shape[1] == seq_len:
+        if tokens.shape[0] < num_samples:
+            raise DataError(
+                f"input_ids has {tokens.shape[0]} rows of {seq_len} tokens but num_samples={num_samples}; "
+                f"pass num_samples={tokens.shape[0]} or more rows."
+            )
+        if tokens.shape[0] == num_samples:
+            return tokens
+        return tokens[torch.randperm(tokens.shape[0], generator=generator)[:num_samples]]
+    stream = tokens.reshape(-1)
+    if stream.numel() < seq_len:
+        raise DataError(
+            f"The text is too short: {stream.numel()} tokens, fewer than seq_len={seq_len} needed for even one "
+            "sample. Give more text or a smaller seq_len."
+        )
+    starts = torch.randint(0, stream.numel() - seq_len + 1, (num_samples,), generator=generator)
+    return torch.stack([stream[s : s + seq_len] for s in starts.tolist()])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Collecting the statistics inside the forward pass
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _Accumulator:
+    """Running sums of per-sample rank and mass, one entry per attention call in the order of the forward.
+
+    Attention calls are numbered within each forward pass, so a layer is whatever the model calls in that
+    position (this also covers models that reuse one attention module at several depths).
+    """
+
+    def __init__(self, model: nn.Module, tau: float, eta: float) -> None:
+        self.tau, self.eta = tau, eta
+        self.module_names = {id(module): name for name, module in model.named_modules()}
+        self.names: list[str] = []
+        self.layers: list[int] = []
+        self.rank_sums: list[torch.Tensor] = []
+        self.mass_sums: list[torch.Tensor] = []
+        self.counts: list[int] = []
+        self.position = 0
+        self.forwards = 0
+
+    def start_forward(self) -> None:
+        self.position = 0
+        self.forwards += 1
+
+    def finish_forward(self) -> None:
+        if self.forwards > 1 and self.position != len(self.names):
+            raise UnsupportedModelError(
+                f"The model made {self.position} attention calls in one forward pass and {len(self.names)} in "
+                "another; cannot tell which call belongs to which layer."
+            )
+
+    @torch.no_grad()
+    def add(self, module: nn.Module, probs: torch.Tensor) -> None:
+        """Reduce one layer's probabilities [batch, heads, T, S] to sums over the batch, then let them go."""
+        position, self.position = self.position, self.position + 1
+        rank = attention_rank(probs, self.tau).sum(dim=0).double().cpu()
+        mass = attention_mass(probs, self.eta).sum(dim=0).double().cpu()
+        if position == len(self.names):
+            layer_idx = getattr(module, "layer_idx", None)
+            self.names.append(self.module_names.get(id(module), type(module).__name__))
+            self.layers.append(layer_idx if isinstance(layer_idx, int) else position)
+            self.rank_sums.append(rank)
+            self.mass_sums.append(mass)
+            self.counts.append(probs.shape[0])
+        else:
+            self.rank_sums[position] += rank
+            self.mass_sums[position] += mass
+            self.counts[position] += probs.shape[0]
+
+
+_ACTIVE: contextvars.ContextVar[_Accumulator | None] = contextvars.ContextVar(
+    "inheritune_attention_stats", default=None
+)
+_EAGER_CACHE: dict[type, Any] = {}
+
+
+def _eager_attention_for(module: nn.Module) -> Any:
+    """The model's own `eager_attention_forward` (it knows its softcapping, sinks, GQA); Llama's otherwise."""
+    function = _EAGER_CACHE.get(type(module))
+    if function is None:
+        function = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+        if function is None:
+            from transformers.models.llama.modeling_llama import eager_attention_forward as function
+        _EAGER_CACHE[type(module)] = function
+    return function
+
+
+def _stats_attention_forward(module: nn.Module, query, key, value, attention_mask, **kwargs):
+    """Eager attention that reduces its probabilities to rank and mass on the spot and returns no weights."""
+    attn_output, attn_weights = _eager_attention_for(module)(module, query, key, value, attention_mask, **kwargs)
+    accumulator = _ACTIVE.get()
+    if accumulator is not None and attn_weights is not None:
+        accumulator.add(module, attn_weights)
+    return attn_output, None
+
+
+def _register_stats_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    AttentionInterface.register(STATS_ATTENTION, _stats_attention_forward)
+    AttentionMaskInterface.register(STATS_ATTENTION, eager_mask)
+
+
+def _attention_settings(model: nn.Module) -> list[tuple[Any, Any]]:
+    """Every config reachable from the model, with its current attention implementation, to restore later."""
+    seen: dict[int, tuple[Any, Any]] = {}
+    pending = [module.config for module in model.modules() if hasattr(module, "config")]
+    while pending:
+        config = pending.pop()
+        if id(config) in seen or not hasattr(config, "_attn_implementation_internal"):
+            continue
+        seen[id(config)] = (config, config._attn_implementation_internal)
+        for key in getattr(config, "sub_configs", {}) or {}:
+            sub = getattr(config, key, None)
+            if sub is not None:
+                pending.append(sub)
+    return list(seen.values())
+
+
+@contextlib.contextmanager
+def _attention_interface_capture(model: nn.Module, accumulator: _Accumulator) -> Iterator[dict[str, Any]]:
+    """Route every attention call through `_stats_attention_forward`, then put the model back as it was."""
+    _register_stats_attention()
+    saved = _attention_settings(model)
+    token = _ACTIVE.set(accumulator)
+    try:
+        model.set_attn_implementation(STATS_ATTENTION)
+        yield {}
+    finally:
+        _ACTIVE.reset(token)
+        for config, implementation in saved:
+            config._attn_implementation_internal = implementation
+
+
+def _attention_modules_by_layer(model: nn.Module) -> list[nn.Module]:
+    """For models outside the attention interface: the first `*Attention*` module inside each decoder block."""
+    from .architecture import find_decoder_layers
+
+    found = []
+    for block in find_decoder_layers(model).layers:
+        for module in block.modules():
+            if "attention" in type(module).__name__.lower():
+                found.append(module)
+                break
+    return found
+
+
+@contextlib.contextmanager
+def _hook_capture(model: nn.Module, accumulator: _Accumulator) -> Iterator[dict[str, Any]]:
+    """Legacy attention modules return their probabilities when asked (`output_attentions=True`); a forward
+    hook on each reduces them and drops them from the output, so no more than one layer's worth is alive."""
+    modules = _attention_modules_by_layer(model)
+    if not modules:
+        raise UnsupportedModelError(
+            f"{type(model).__name__} has no attention modules in its decoder blocks; rank and mass are defined "
+            "for attention layers only (a pure state-space model such as Mamba has none)."
+        )
+
+    def reduce_and_drop(module: nn.Module, args: Any, output: Any) -> Any:
+        if isinstance(output, tuple) and len(output) > 1 and isinstance(output[1], torch.Tensor):
+            if output[1].dim() == 4:
+                accumulator.add(module, output[1])
+                return (output[0], None, *output[2:])
+        return output
+
+    handles = [module.register_forward_hook(reduce_and_drop) for module in modules]
+    try:
+        yield {"output_attentions": True}
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _has_attention(model: nn.Module) -> bool:
+    return any("attention" in type(module).__name__.lower() for module in model.modules())
+
+
+def _model_name(model: nn.Module) -> str:
+    config = getattr(model, "config", None)
+    name = getattr(config, "_name_or_path", "") or getattr(model, "name_or_path", "")
+    return str(name) or type(model).__name__
+
+
+def _num_layers(model: nn.Module, rows: int) -> int:
+    try:
+        from .architecture import num_layers_of
+
+        return num_layers_of(model.config)
+    except Exception:  # not a transformers config, or no layer count: the attention rows are the layers
+        return rows
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The diagnostic
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def analyze_attention(
+    model: nn.Module,
+    tokenizer: Any = None,
+    *,
+    texts: str | Sequence[str] | None = None,
+    dataset: Any = None,
+    input_ids: Any = None,
+    num_samples: int = 100,
+    seq_len: int = 100,
+    tau: float = 0.9,
+    eta: float = 0.9,
+    batch_size: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+    max_tokens: int | None = None,
+) -> AttentionReport:
+    """Measure attention rank and mass of every (layer, head) of a causal LM, the paper's way.
+
+    Samples are `num_samples` windows of `seq_len` tokens at random offsets (seeded by `seed`) of the token
+    stream made from exactly one of `texts` (a string or a list of documents, tokenized with `tokenizer`,
+    joined with EOS), `dataset` (a `datasets.Dataset` with a `text` or `input_ids` column) or `input_ids` (a
+    1-D stream, or a 2-D tensor whose rows of `seq_len` tokens are taken as the samples). The paper uses
+    100 windows of 100 tokens from the validation split.
+
+    The model runs once per batch of `batch_size` samples. Its attention calls are routed through an eager
+    attention registered in transformers' `AttentionInterface` that reduces each layer's probabilities
+    (after masking, RoPE and GQA expansion, exactly what the model uses) to per-(sample, head) k* and m*
+    and drops them, so memory stays at one layer's attention whatever the depth. Models that load with
+    `sdpa` or flash attention are switched to this path and restored afterwards; models outside the
+    interface fall back to forward hooks on their attention modules. Only the backbone runs (no LM head).
+    Tokenizing stops after `max_tokens` tokens (default: 100 x num_samples x seq_len).
+
+    Raises `DataError` for a source that cannot give the samples, `UnsupportedModelError` for a model with
+    no attention layers, `InherituneError` for tau / eta outside (0, 1].
+    """
+    _check_fraction("tau", tau)
+    _check_fraction("eta", eta)
+    for name, value in (("num_samples", num_samples), ("seq_len", seq_len), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InherituneError(f"{name} must be a positive integer, got {value!r}.")
+    if not isinstance(model, nn.Module):
+        raise UnsupportedModelError(f"Expected a transformers model (nn.Module), got {type(model).__name__}.")
+    if not _has_attention(model):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} has no attention layers; rank and mass are defined for attention only "
+            "(a pure state-space model such as Mamba has none)."
+        )
+    context = _context_length(model)
+    if context is not None and seq_len > context:
+        raise DataError(f"seq_len={seq_len} is longer than the model's context of {context} tokens; lower it.")
+
+    source, tokens = _token_stream(tokenizer, texts, dataset, input_ids, max_tokens or 100 * num_samples * seq_len)
+    samples = _draw_samples(tokens, num_samples, seq_len, seed)
+
+    accumulator = _Accumulator(model, tau, eta)
+    use_interface = type(model)._can_set_attn_implementation() if hasattr(model, "set_attn_implementation") else False
+    capture = _attention_interface_capture if use_interface else _hook_capture
+    backbone = getattr(model, "base_model", model)  # the LM head's logits are not needed
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        from tqdm.auto import tqdm
+
+        batches = samples.split(batch_size)
+        with capture(model, accumulator) as forward_kwargs, torch.inference_mode():
+            for batch in tqdm(batches, desc="attention rank", unit="batch", disable=not progress):
+                accumulator.start_forward()
+                backbone(input_ids=batch.to(device), use_cache=False, **forward_kwargs)
+                accumulator.finish_forward()
+                if not accumulator.names:
+                    raise UnsupportedModelError(
+                        f"{type(model).__name__} ran without calling any attention layer; rank and mass are "
+                        "defined for attention only (a pure state-space model such as Mamba has none)."
+                    )
+    finally:
+        model.train(was_training)
+
+    rank = [(sums / count).tolist() for sums, count in zip(accumulator.rank_sums, accumulator.counts, strict=True)]
+    mass = [(sums / count).tolist() for sums, count in zip(accumulator.mass_sums, accumulator.counts, strict=True)]
+    return AttentionReport(
+        rank=rank,
+        mass=mass,
+        layers=accumulator.layers,
+        layer_names=accumulator.names,
+        num_layers=_num_layers(model, len(rank)),
+        model_name=_model_name(model),
+        settings={
+            "tau": tau,
+            "eta": eta,
+            "num_samples": int(samples.shape[0]),
+            "seq_len": seq_len,
+            "seed": seed,
+            "batch_size": batch_size,
+            "source": source,
+            "capture": "attention_interface" if use_interface else "forward_hooks",
+        },
+    )

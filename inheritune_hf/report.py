@@ -1,0 +1,266 @@
+"""`AttentionReport`: the result of `analyze_attention`, with the paper's per-layer summaries and exports.
+
+Rows are attention layers in the order the model calls them; `layers[i]` is the decoder block index of row
+i (they differ only in hybrid models where some blocks have no attention).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .errors import InherituneError
+
+REPORT_FORMAT_VERSION = 1
+
+
+class LayerSuggestion(NamedTuple):
+    """How many of the reference model's first blocks to inherit, and why."""
+
+    num_layers: int
+    reason: str
+
+
+def _lazy(max_rank: float) -> bool:
+    # "MaxRank(l) = 1, rounded": ranks are >= 1, so this is MaxRank < 1.5.
+    return max_rank < 1.5
+
+
+@dataclass
+class AttentionReport:
+    """Per-(layer, head) mean attention rank and mass of a model, as defined in the paper (section 3).
+
+    - `rank[i][h]`: mean over samples of k*, the fewest singular values holding `tau` of the squared spectrum;
+    - `mass[i][h]`: mean over samples of m*, the fewest columns holding `eta` of the squared Frobenius norm;
+    - `max_rank[i]` (MaxRank) = max over heads, `avg_mass[i]` (AvgMass) = mean over heads;
+    - `lazy_layers`: the blocks whose MaxRank rounds to 1 (every head attends in a rank-1 pattern).
+    """
+
+    rank: list[list[float]]
+    mass: list[list[float]]
+    layers: list[int]
+    layer_names: list[str]
+    num_layers: int
+    model_name: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not (len(self.rank) == len(self.mass) == len(self.layers) == len(self.layer_names)):
+            raise InherituneError(
+                "AttentionReport needs one entry per attention layer in rank, mass, layers and layer_names; got "
+                f"{len(self.rank)}, {len(self.mass)}, {len(self.layers)}, {len(self.layer_names)}."
+            )
+
+    # -- the paper's summaries ----------------------------------------------------------------------------------
+
+    @property
+    def max_rank(self) -> list[float]:
+        """MaxRank(l): the largest mean rank over the heads of each layer."""
+        return [max(heads) for heads in self.rank]
+
+    @property
+    def avg_mass(self) -> list[float]:
+        """AvgMass(l): the mean over heads of each layer's mean mass."""
+        return [sum(heads) / len(heads) for heads in self.mass]
+
+    @property
+    def lazy_layers(self) -> list[int]:
+        """Decoder blocks whose MaxRank rounds to 1."""
+        return [layer for layer, value in zip(self.layers, self.max_rank, strict=True) if _lazy(value)]
+
+    @property
+    def rank_one_heads(self) -> list[tuple[int, int]]:
+        """(layer, head) pairs whose mean rank rounds to 1."""
+        return [
+            (layer, h)
+            for layer, heads in zip(self.layers, self.rank, strict=True)
+            for h, value in enumerate(heads)
+            if _lazy(value)
+        ]
+
+    @property
+    def rank_one_fraction(self) -> float:
+        """Share of all heads whose mean rank rounds to 1 (the paper quotes ~50 % for LLaMA-3-8B)."""
+        total = sum(len(heads) for heads in self.rank)
+        return len(self.rank_one_heads) / total if total else 0.0
+
+    def is_lazy_block(self, start: int, stop: int | None = None) -> bool:
+        """The paper's block rule: the floor of the mean MaxRank over blocks [start, stop) is 1."""
+        values = [
+            value
+            for layer, value in zip(self.layers, self.max_rank, strict=True)
+            if start <= layer < (stop or math.inf)
+        ]
+        return bool(values) and math.floor(sum(values) / len(values)) <= 1
+
+    def suggest_num_layers(self) -> dict[str, LayerSuggestion]:
+        """Two answers to "how many first blocks should the smaller model inherit?", each with its reason.
+
+        - ``"paper"``: L/2, where Inheritune starts before growing by 2 layers at a time;
+        - ``"rank_guided"``: the first block after which the rest of the stack is lazy by the block rule (floor
+          of the mean MaxRank is 1), i.e. the blocks that still do non-degenerate attention.
+        """
+        total = self.num_layers
+        half = max(1, total // 2)
+        paper = LayerSuggestion(
+            half,
+            f"The paper's start: half of the reference's {total} blocks (Algorithm 1), then grow by 2 while the "
+            "validation loss is worse than the reference's.",
+        )
+        cut = next((layer for layer in sorted(set(self.layers)) if self.is_lazy_block(layer)), None)
+        if cut is None:
+            guided = LayerSuggestion(
+                total,
+                f"No tail of the stack is lazy (the floor of the mean MaxRank over the last layers never reaches 1 at "
+                f"tau={self.settings.get('tau', 0.9)}); attention rank gives no reason to drop blocks, so start "
+                "from the paper's L/2 and let growth decide.",
+            )
+        else:
+            keep = max(1, cut)
+            tail = [layer for layer in self.layers if layer >= cut]
+            guided = LayerSuggestion(
+                keep,
+                f"Blocks {cut}..{max(tail)} form a lazy block (floor of their mean MaxRank is 1: attention collapsed "
+                f"to rank 1); keep the first {keep} block(s), which still attend with rank above 1.",
+            )
+        return {"paper": paper, "rank_guided": guided}
+
+    # -- exports ------------------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["format_version"] = REPORT_FORMAT_VERSION
+        data["max_rank"] = self.max_rank
+        data["avg_mass"] = self.avg_mass
+        data["lazy_layers"] = self.lazy_layers
+        data["suggested_num_layers"] = {key: value._asdict() for key, value in self.suggest_num_layers().items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttentionReport:
+        names = ("rank", "mass", "layers", "layer_names", "num_layers", "model_name", "settings")
+        missing = [name for name in names[:5] if name not in data]
+        if missing:
+            raise InherituneError(f"Not an AttentionReport: missing {missing}.")
+        return cls(**{name: data[name] for name in names if name in data})
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """The report as JSON (derived summaries included for readers); also written to `path` if given."""
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path: str | os.PathLike) -> AttentionReport:
+        """Read a report back from a JSON string or a file written by `to_json`."""
+        text = str(text_or_path)
+        if not text.lstrip().startswith("{"):
+            path = Path(text_or_path)
+            if not path.is_file():
+                raise InherituneError(f"{path} is neither a JSON report string nor an existing file.")
+            text = path.read_text()
+        return cls.from_dict(json.loads(text))
+
+    def records(self) -> list[dict[str, Any]]:
+        """One row per (layer, head): the long format of `to_dataframe` and `to_csv`."""
+        rows = []
+        for i, (layer, name) in enumerate(zip(self.layers, self.layer_names, strict=True)):
+            max_rank, avg_mass = self.max_rank[i], self.avg_mass[i]
+            for head, (rank, mass) in enumerate(zip(self.rank[i], self.mass[i], strict=True)):
+                rows.append(
+                    {
+                        "layer": layer,
+                        "layer_name": name,
+                        "head": head,
+                        "rank": rank,
+                        "mass": mass,
+                        "layer_max_rank": max_rank,
+                        "layer_avg_mass": avg_mass,
+                        "layer_lazy": _lazy(max_rank),
+                    }
+                )
+        return rows
+
+    def to_dataframe(self) -> Any:
+        """A pandas DataFrame with one row per (layer, head) (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as err:
+            raise InherituneError("to_dataframe needs pandas: pip install pandas (or use to_csv).") from err
+        return pd.DataFrame.from_records(self.records())
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write one row per (layer, head) as CSV (no pandas needed)."""
+        rows = self.records()
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["layer", "head", "rank", "mass"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def table(self) -> str:
+        """A short per-layer table: block, MaxRank, AvgMass, number of rank-1 heads, lazy."""
+        lines = [f"{'layer':>5}  {'MaxRank':>8}  {'AvgMass':>8}  {'rank-1 heads':>12}  lazy"]
+        for layer, heads, max_rank, avg_mass in zip(self.layers, self.rank, self.max_rank, self.avg_mass, strict=True):
+            ones = sum(_lazy(value) for value in heads)
+            lines.append(
+                f"{layer:>5}  {max_rank:>8.2f}  {avg_mass:>8.2f}  {f'{ones}/{len(heads)}':>12}  {'yes' if _lazy(max_rank) else ''}"
+            )
+        lazy = self.lazy_layers
+        lines.append(f"lazy layers ({len(lazy)} of {len(self.layers)}): {lazy if lazy else 'none'}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return f"AttentionReport({self.model_name}, {self.settings})\n{self.table()}"
+
+    def plot(self, path: str | os.PathLike) -> Path:
+        """Save the paper's Figures 2-3 in one image: a layers x heads heatmap of rank (rank-1 heads marked)
+        beside per-layer MaxRank and AvgMass curves (lazy layers shaded). Needs matplotlib."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg", force=False)
+            import matplotlib.pyplot as plt
+        except ImportError as err:
+            raise InherituneError("plot needs matplotlib: pip install 'inheritune-hf[plot]'.") from err
+
+        heads = max((len(row) for row in self.rank), default=0)
+        grid = [[row[h] if h < len(row) else math.nan for h in range(heads)] for row in self.rank]
+        fig, (ax_map, ax_curve) = plt.subplots(1, 2, figsize=(12, max(4.0, 0.25 * len(self.rank) + 2)))
+        try:
+            image = ax_map.imshow(grid, aspect="auto", cmap="viridis", origin="upper")
+            fig.colorbar(image, ax=ax_map, label=f"mean rank k* (tau={self.settings.get('tau', 0.9)})")
+            ones = [(i, h) for i, row in enumerate(self.rank) for h, value in enumerate(row) if _lazy(value)]
+            if ones:
+                ax_map.scatter(
+                    [h for _, h in ones], [i for i, _ in ones], marker="x", color="red", s=20, label="rank 1"
+                )
+                ax_map.legend(loc="upper right", fontsize="small")
+            ax_map.set_xlabel("head")
+            ax_map.set_ylabel("layer")
+            ax_map.set_yticks(range(len(self.layers)), [str(layer) for layer in self.layers], fontsize="x-small")
+            ax_map.set_title("attention rank per head")
+
+            ax_curve.plot(self.layers, self.max_rank, marker="o", label="MaxRank")
+            ax_curve.set_xlabel("layer")
+            ax_curve.set_ylabel("MaxRank (max over heads of mean k*)")
+            ax_mass = ax_curve.twinx()
+            ax_mass.plot(self.layers, self.avg_mass, marker="s", color="tab:orange", label="AvgMass")
+            ax_mass.set_ylabel("AvgMass (mean over heads of mean m*)")
+            for layer in self.lazy_layers:
+                ax_curve.axvspan(layer - 0.5, layer + 0.5, color="red", alpha=0.12)
+            handles = ax_curve.get_legend_handles_labels()
+            extra = ax_mass.get_legend_handles_labels()
+            ax_curve.legend(handles[0] + extra[0], handles[1] + extra[1], loc="upper right", fontsize="small")
+            ax_curve.set_title(f"{self.model_name}: lazy layers shaded")
+            fig.tight_layout()
+            path = Path(path)
+            fig.savefig(path, dpi=120)
+        finally:
+            plt.close(fig)
+        return path
