@@ -1,0 +1,411 @@
+"""The Inheritune loop (Algorithm 1) as a resumable run on disk.
+
+`run_inheritune` measures the reference's validation loss, then runs rounds: inherit l blocks, train,
+compare, grow, until a round matches the target or reaches `max_layers`. Its output folder:
+
+    output_dir/
+      run.json                 settings, reference and data fingerprints (a resume must match them)
+      rounds.json              the table: one row per round (and the random baseline, if asked)
+      round-1-12L/             one round: Trainer checkpoints (checkpoint-N/), then
+        model/                 the trained model (save_pretrained, safetensors), written atomically
+        eval_curve.json        [{"step", "tokens", "eval_loss"}]
+      baseline-16L/            the same-size random-init model, same layout
+      loss_curves.png          reference, rounds and baseline against training tokens
+
+A killed run is resumed with `resume=True`: finished rounds are read back from rounds.json, the unfinished
+round continues from its last Trainer checkpoint (model, optimizer, scheduler, RNG and data position).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from accelerate import PartialState
+from transformers import (
+    AutoModelForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from .errors import TrainingError
+from .output import check_output_dir
+from .train import InherituneArguments, check_training_inputs, evaluate_loss, grow, train
+
+RUN_FILE = "run.json"
+ROUNDS_FILE = "rounds.json"
+FIGURE_FILE = "loss_curves.png"
+
+# TrainingArguments that change what a run computes; a resume must find them unchanged.
+_TRAINING_KEYS = (
+    "learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "lr_scheduler_type", "lr_scheduler_kwargs",
+    "warmup_steps", "max_grad_norm", "optim", "seed", "data_seed", "bf16", "fp16", "eval_strategy", "eval_steps",
+)  # fmt: skip
+# InherituneArguments that do not change the result, so a resume may differ in them.
+_FREE_KEYS = ("reference_model", "resume", "overwrite", "plot")
+
+
+@dataclass
+class InherituneResult:
+    """The outcome of `run_inheritune`: the rounds table, the final model, and whether it matched."""
+
+    model: PreTrainedModel = field(repr=False)
+    rounds: list[dict[str, Any]]
+    reference_loss: float
+    target_loss: float
+    matched: bool
+    baseline: dict[str, Any] | None
+    output_dir: Path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fingerprints: what a resumed run must share with the run that wrote the folder
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def model_fingerprint(model: PreTrainedModel) -> dict[str, Any]:
+    """Class, config and a cheap weight digest (the first 1024 values of every tensor) of `model`."""
+    config = model.config.to_dict()
+    for key in ("_name_or_path", "transformers_version", "architectures", "dtype", "torch_dtype"):
+        config.pop(key, None)
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().flatten()[:1024].float().cpu().numpy().tobytes())
+    return {"class": type(model).__name__, "config": _jsonable(config), "weights_sha256": digest.hexdigest()}
+
+
+def dataset_fingerprint(dataset) -> dict[str, Any]:
+    """Size and a digest of the first and last blocks of a packed dataset (streams: their description)."""
+    if isinstance(dataset, datasets.IterableDataset):
+        return {"streaming": True, "description": str(dataset.info.dataset_name or dataset.info.description)}
+    rows = len(dataset)
+    digest = hashlib.sha256()
+    for i in sorted({*range(min(8, rows)), *range(max(0, rows - 8), rows)}):
+        digest.update(torch.as_tensor(dataset[i]["input_ids"]).to(torch.int64).numpy().tobytes())
+    return {"blocks": rows, "sha256": digest.hexdigest()}
+
+
+def _run_config(reference, train_dataset, eval_dataset, args: InherituneArguments, training_args) -> dict[str, Any]:
+    inheritune = {k: v for k, v in dataclasses.asdict(args).items() if k not in _FREE_KEYS}
+    training = {k: getattr(training_args, k) for k in _TRAINING_KEYS}
+    return _jsonable(
+        {
+            "inheritune": inheritune,
+            "training": training,
+            "reference": model_fingerprint(reference),
+            "train_data": dataset_fingerprint(train_dataset),
+            "eval_data": dataset_fingerprint(eval_dataset),
+        }
+    )
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    found = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            found.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files (written by the main process only)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(_jsonable(value), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise TrainingError(f"Cannot read {path} to resume: {err}. Start a new run with overwrite.") from err
+
+
+def _prepare_output(out: Path, config: dict, args: InherituneArguments, state: PartialState) -> list[dict]:
+    """Check the output folder (and, on resume, that it was made with `config`); return the rounds done."""
+    run_file = out / RUN_FILE
+    if args.resume and run_file.exists():
+        saved = _read_json(run_file)
+        changed = _differences(saved.get("config", {}), config)
+        if changed:
+            raise TrainingError(
+                f"Cannot resume {out}: it was made with different settings, reference or data: "
+                + "; ".join(changed[:8])
+                + ". Resume with the original settings, or start a new run (another output_dir, or overwrite)."
+            )
+        return _read_json(out / ROUNDS_FILE) if (out / ROUNDS_FILE).exists() else []
+    if args.resume and out.is_dir() and any(out.iterdir()):
+        raise TrainingError(f"Cannot resume {out}: it has no {RUN_FILE}, so it is not an Inheritune run.")
+    if not args.resume:
+        check_output_dir(out, overwrite=args.overwrite)
+    state.wait_for_everyone()  # every process has checked before the main one writes
+    if state.is_main_process:
+        if out.exists() and args.overwrite:
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+    state.wait_for_everyone()
+    return []
+
+
+def _save_model(result, directory: Path, state: PartialState) -> None:
+    """`Trainer.save_model` into a temporary sibling, renamed into place: a killed save leaves no half model."""
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    if state.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    state.wait_for_everyone()
+    result.trainer.save_model(str(tmp))  # gathers FSDP / DeepSpeed shards; writes on the main process
+    state.wait_for_everyone()
+    if state.is_main_process:
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    state.wait_for_everyone()
+
+
+def plot_loss_curves(rounds: Sequence[dict], reference_loss: float, path: Path, target_loss: float | None = None):
+    """Eval loss against cumulative training tokens: each round, the baseline (dashed), the reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in rounds:
+        curve = json.loads((path.parent / row["eval_curve"]).read_text())
+        if not curve:
+            continue
+        offset = row["cumulative_tokens"] - row["tokens"] if row["kind"] == "inheritune" else 0
+        xs = [offset + p["tokens"] for p in curve]
+        ys = [p["eval_loss"] for p in curve]
+        label = f"round {row['round']}: {row['layers']} layers" if row["kind"] == "inheritune" else "random init"
+        ax.plot(xs, ys, "--" if row["kind"] != "inheritune" else "-", marker=".", label=label)
+    ax.axhline(reference_loss, color="black", linestyle=":", label=f"reference ({reference_loss:.3f})")
+    if target_loss is not None and not math.isclose(target_loss, reference_loss):
+        ax.axhline(target_loss, color="gray", linestyle="-.", label=f"target ({target_loss:.3f})")
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("validation loss")
+    ax.set_title("Inheritune")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _train_round(
+    name: str,
+    build_model,
+    out: Path,
+    train_dataset,
+    eval_dataset,
+    args: InherituneArguments,
+    training_args: TrainingArguments,
+    target: float,
+    tokenizer,
+    callbacks,
+    state: PartialState,
+):
+    """Build (seeded, so a resumed run builds the same model) and train one round in `out / name`."""
+    directory = out / name
+    set_seed(training_args.seed)
+    model = build_model()
+    resume = get_last_checkpoint(str(directory)) if args.resume and directory.is_dir() else None
+    round_args = dataclasses.replace(training_args, output_dir=str(directory))
+    result = train(
+        model,
+        train_dataset,
+        eval_dataset,
+        round_args,
+        target_loss=target if args.stop_at_target else None,
+        tokenizer=tokenizer,
+        callbacks=callbacks,
+        resume_from_checkpoint=resume,
+    )
+    _save_model(result, directory / "model", state)
+    if state.is_main_process:
+        _write_json(directory / "eval_curve.json", result.eval_curve)
+    return model, result
+
+
+def run_inheritune(
+    reference: PreTrainedModel,
+    train_dataset: datasets.Dataset | datasets.IterableDataset,
+    eval_dataset: datasets.Dataset,
+    args: InherituneArguments,
+    training_args: TrainingArguments,
+    *,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    metadata: dict[str, Any] | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> InherituneResult:
+    """Algorithm 1 of Inheritune: inherit L/2 blocks, train, and grow by 2 until the reference's loss is matched.
+
+    The reference's validation loss is measured on `eval_dataset` (or taken from `args.reference_loss`); a round
+    matches when its final validation loss is <= target + `args.tolerance`. Rounds grow from `args.start_layers`
+    (default L/2) by `args.grow_by` up to `args.max_layers` (default L), with `args.growth_strategy`. Every round
+    trains with `training_args` (the full schedule each round, as in the paper), in
+    `training_args.output_dir/round-<i>-<layers>L`. See the module docstring for the folder layout.
+
+    All checks (layer counts, target, data, output folder, resume settings) run before any training.
+    `metadata` (e.g. the corpus fingerprint) is recorded in run.json.
+    """
+    from .architecture import num_layers_of
+    from .inherit import inherit
+
+    state = PartialState()
+    out = Path(training_args.output_dir)
+    depth = num_layers_of(reference.config)
+    start = args.start_layers if args.start_layers is not None else max(1, depth // 2)
+    stop = args.max_layers if args.max_layers is not None else depth
+    if not 1 <= start <= depth:
+        raise TrainingError(f"start_layers={start} is outside 1..{depth}, the reference's depth.")
+    if not start <= stop <= depth:
+        raise TrainingError(
+            f"max_layers={stop} must lie between start_layers={start} and the reference's depth {depth}: "
+            "Inheritune cannot grow beyond the reference."
+        )
+    if args.max_eval_blocks is not None and not isinstance(eval_dataset, datasets.IterableDataset):
+        eval_dataset = eval_dataset.select(range(min(args.max_eval_blocks, len(eval_dataset))))
+    elif args.max_eval_blocks is not None:
+        eval_dataset = eval_dataset.take(args.max_eval_blocks)
+    check_training_inputs(reference, train_dataset, eval_dataset, tokenizer)
+
+    config = _run_config(reference, train_dataset, eval_dataset, args, training_args)
+    done = _prepare_output(out, config, args, state)
+    previous = _read_json(out / RUN_FILE) if (out / RUN_FILE).exists() else {}
+
+    reference_loss = args.reference_loss
+    if reference_loss is None:
+        reference_loss = previous.get("reference_loss")
+    if reference_loss is None:
+        reference_loss = evaluate_loss(
+            reference, eval_dataset, dataclasses.replace(training_args, output_dir=str(out))
+        )
+    target = args.target(reference_loss)
+    if state.is_main_process:
+        run = {
+            "config": config,
+            "reference_loss": reference_loss,
+            "target_loss": target,
+            "metadata": metadata or {},
+        }
+        _write_json(out / RUN_FILE, run)
+
+    rows = [r for r in done if r["kind"] == "inheritune"]
+    baseline = next((r for r in done if r["kind"] == "random_baseline"), None)
+
+    def record(row: dict) -> None:
+        done.append(row)
+        if state.is_main_process:
+            _write_json(out / ROUNDS_FILE, done)
+
+    common = (out, train_dataset, eval_dataset, args, training_args, target, tokenizer, callbacks, state)
+    model, layers, index = None, start, 1
+    while True:
+        name = f"round-{index}-{layers}L"
+        row = next((r for r in rows if r["round"] == index), None)
+        if row is None:
+            if index > 1 and model is None:
+                # the previous round finished in an earlier process: its trained model is on disk (loaded
+                # before the round's seed is set, so the round builds the same model as an uninterrupted run)
+                model = AutoModelForCausalLM.from_pretrained(out / rows[-1]["checkpoint"])
+
+            def build(previous=model, new=layers - (rows[-1]["layers"] if rows else 0)):
+                if previous is None:
+                    return inherit(reference, start, reinit=args.reinit)
+                return grow(previous, reference, new, args.growth_strategy, reinit=args.reinit)
+
+            model, result = _train_round(name, build, *common)
+            tokens_before = rows[-1]["cumulative_tokens"] if rows else 0
+            row = {
+                "kind": "inheritune",
+                "round": index,
+                "layers": layers,
+                "strategy": "inherit" if index == 1 else args.growth_strategy,
+                "source_layers": (getattr(model.config, "inheritune", None) or {}).get("source_layers"),
+                "steps": result.steps,
+                "tokens": result.tokens,
+                "cumulative_tokens": tokens_before + result.tokens,
+                "val_loss": result.final_loss,
+                "reference_val_loss": reference_loss,
+                "target_loss": target,
+                "matched": result.final_loss <= target + args.tolerance,
+                "checkpoint": f"{name}/model",
+                "eval_curve": f"{name}/eval_curve.json",
+            }
+            rows.append(row)
+            record(row)
+        else:
+            model = None  # finished in an earlier process; loaded from disk only if a later round needs it
+        if row["matched"] or layers >= stop:
+            break
+        layers, index = min(layers + args.grow_by, stop), index + 1
+
+    if model is None:
+        model = AutoModelForCausalLM.from_pretrained(out / rows[-1]["checkpoint"])
+
+    if args.random_baseline and baseline is None:
+        name = f"baseline-{layers}L"
+        _, result = _train_round(name, lambda: inherit(reference, layers, random_init=True), *common)
+        baseline = {
+            "kind": "random_baseline",
+            "round": None,
+            "layers": layers,
+            "strategy": "random_init",
+            "source_layers": None,
+            "steps": result.steps,
+            "tokens": result.tokens,
+            "cumulative_tokens": result.tokens,
+            "val_loss": result.final_loss,
+            "reference_val_loss": reference_loss,
+            "target_loss": target,
+            "matched": result.final_loss <= target + args.tolerance,
+            "checkpoint": f"{name}/model",
+            "eval_curve": f"{name}/eval_curve.json",
+        }
+        record(baseline)
+
+    if args.plot and state.is_main_process:
+        plot_loss_curves(done, reference_loss, out / FIGURE_FILE, target)
+    state.wait_for_everyone()
+    return InherituneResult(
+        model=model,
+        rounds=rows,
+        reference_loss=reference_loss,
+        target_loss=target,
+        matched=bool(rows[-1]["matched"]),
+        baseline=baseline,
+        output_dir=out,
+    )
