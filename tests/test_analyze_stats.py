@@ -1,0 +1,124 @@
+"""attention_rank and attention_mass on constructed matrices with known answers (paper, section 3)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from inheritune_hf import InherituneError, attention_mass, attention_rank
+
+T = 20
+
+
+def sink(t: int = T) -> torch.Tensor:
+    """Every row on the first column."""
+    a = torch.zeros(t, t)
+    a[:, 0] = 1.0
+    return a
+
+
+def uniform_causal(t: int = T) -> torch.Tensor:
+    """Row i spreads evenly over columns 0..i."""
+    return torch.tril(torch.ones(t, t)) / torch.arange(1, t + 1).unsqueeze(1)
+
+
+def rank_two(t: int = T) -> torch.Tensor:
+    """Even rows on column 0, odd rows on column 1: two equal singular values."""
+    a = torch.zeros(t, t)
+    a[0::2, 0] = 1.0
+    a[1::2, 1] = 1.0
+    return a
+
+
+def random_causal(n: int, t: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.randn(n, t, t, generator=generator) * 3
+    return torch.softmax(scores.masked_fill(~torch.ones(t, t, dtype=torch.bool).tril(), float("-inf")), dim=-1)
+
+
+def numpy_rank(a: np.ndarray, tau: float) -> int:
+    energy = np.linalg.svd(a.astype(np.float64), compute_uv=False) ** 2
+    return int(np.argmax(np.cumsum(energy) >= tau * energy.sum() * (1 - 1e-9)) + 1)
+
+
+def numpy_mass(a: np.ndarray, eta: float) -> int:
+    shares = np.sort((a.astype(np.float64) ** 2).sum(axis=0))[::-1]
+    return int(np.argmax(np.cumsum(shares) >= eta * shares.sum() * (1 - 1e-9)) + 1)
+
+
+def test_sink_has_rank_one_and_mass_one():
+    assert attention_rank(sink()).item() == 1
+    assert attention_mass(sink()).item() == 1
+
+
+@pytest.mark.parametrize("t", [10, 20, 37, 100])
+def test_identity_needs_ceil_of_tau_times_T(t):
+    eye = torch.eye(t)
+    assert attention_rank(eye).item() == math.ceil(0.9 * t)
+    assert attention_mass(eye).item() == math.ceil(0.9 * t)
+
+
+def test_uniform_causal_matches_its_spectrum():
+    a = uniform_causal()
+    assert attention_rank(a).item() == numpy_rank(a.numpy(), 0.9)
+    assert attention_mass(a).item() == numpy_mass(a.numpy(), 0.9)
+    # column j holds sum_{i>=j} 1/(i+1)^2: the first column dominates but not up to 90 %
+    assert 1 < attention_mass(a).item() < T
+
+
+def test_rank_two_mixture():
+    assert attention_rank(rank_two()).item() == 2
+    assert attention_mass(rank_two()).item() == 2
+    # 90 % of the energy is in one column when that column holds 9 of every 10 rows
+    lopsided = sink()
+    lopsided[1, 0], lopsided[1, 1] = 0.0, 1.0
+    assert attention_rank(lopsided, tau=0.9).item() == 1
+    assert attention_rank(lopsided, tau=0.99).item() == 2
+
+
+def test_batch_of_mixed_patterns_keeps_shape_and_answers():
+    batch = torch.stack([sink(), torch.eye(T), uniform_causal(), rank_two()]).reshape(2, 2, T, T)
+    expected_rank = torch.tensor([[1, 18], [attention_rank(uniform_causal()).item(), 2]])
+    expected_mass = torch.tensor([[1, 18], [attention_mass(uniform_causal()).item(), 2]])
+    assert torch.equal(attention_rank(batch), expected_rank)
+    assert torch.equal(attention_mass(batch), expected_mass)
+
+
+def test_random_row_stochastic_matrices_agree_with_numpy_svd():
+    a = random_causal(64, 24)
+    ranks, masses = attention_rank(a), attention_mass(a)
+    for i in range(a.shape[0]):
+        assert ranks[i].item() == numpy_rank(a[i].numpy(), 0.9)
+        assert masses[i].item() == numpy_mass(a[i].numpy(), 0.9)
+    for tau in (0.5, 0.75, 0.99):
+        assert [numpy_rank(m.numpy(), tau) for m in a[:16]] == attention_rank(a[:16], tau).tolist()
+
+
+def test_large_batches_split_across_threads_give_the_same_answer():
+    a = random_causal(40, 16, seed=1)
+    one_by_one = torch.stack([attention_rank(m) for m in a])
+    assert torch.equal(attention_rank(a), one_by_one)
+
+
+def test_bf16_and_fp64_inputs_are_computed_in_fp32():
+    a = random_causal(8, 16, seed=2)
+    for dtype in (torch.bfloat16, torch.float64):
+        converted = a.to(dtype)
+        reference = converted.float()
+        assert torch.equal(attention_rank(converted), attention_rank(reference))
+        assert torch.equal(attention_mass(converted), attention_mass(reference))
+    assert attention_rank(sink().bfloat16()).item() == 1
+
+
+def test_tau_one_counts_every_nonzero_singular_value():
+    assert attention_rank(rank_two(), tau=1.0).item() == 2
+    assert attention_rank(torch.eye(8), tau=1.0).item() == 8
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5, float("nan")])
+def test_fraction_outside_zero_one_is_refused(bad):
+    with pytest.raises(InherituneError, match="tau"):
+        attention_rank(sink(), tau=bad)
+    with pytest.raises(InherituneError, match="eta"):
+        attention_mass(sink(), eta=bad)
