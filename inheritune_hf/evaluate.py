@@ -1,0 +1,414 @@
+"""Step 4 of the method: downstream scores with lm-evaluation-harness, on the model in memory.
+
+The paper (arXiv 2404.08634, Table 2) compares Inheritune models with their references zero-shot on
+ARC-Easy, PIQA, SciQ, HellaSwag, LAMBADA, WinoGrande and BoolQ (accuracy; normalised accuracy for
+HellaSwag), plus Wikitext word perplexity and LAMBADA perplexity, and reports the mean accuracy as
+"Avg". `evaluate_downstream` runs exactly that suite through `lm_eval.simple_evaluate` with an `HFLM`
+wrapping the `PreTrainedModel` you already hold, so nothing is saved and reloaded, and
+`DownstreamResults` turns lm-eval's nested JSON into rows a model card (`model-index`) can carry.
+
+lm-eval is the optional extra `inheritune-hf[eval]`; it is imported only when evaluation is asked for.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from .errors import EvaluationError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from huggingface_hub import EvalResult
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = ["PAPER_TASKS", "DownstreamResult", "DownstreamResults", "evaluate_downstream"]
+
+#: The paper's downstream suite: lm-eval task name -> the metrics the paper reports for it.
+#: Accuracy-type metrics (higher is better) make up the paper's "Avg" column; perplexities are reported beside it.
+PAPER_TASKS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "arc_easy": ("acc",),
+        "piqa": ("acc",),
+        "sciq": ("acc",),
+        "hellaswag": ("acc_norm",),
+        "lambada_openai": ("acc", "perplexity"),
+        "winogrande": ("acc",),
+        "boolq": ("acc",),
+        "wikitext": ("word_perplexity",),
+    }
+)
+
+#: File names written by `DownstreamResults.save`, and uploaded beside the weights by `push_to_hub`.
+RESULTS_FILENAME = "downstream_results.json"
+RAW_RESULTS_FILENAME = "lm_eval_results.json"
+
+# Builders of the `datasets` library that read local files: a task built on one of them has no Hub dataset id.
+_LOCAL_BUILDERS = frozenset({"json", "csv", "text", "parquet", "arrow", "pandas", "imagefolder", "audiofolder"})
+_PRETTY_METRICS = {
+    "acc": "accuracy",
+    "acc_norm": "normalized accuracy",
+    "perplexity": "perplexity",
+    "word_perplexity": "word perplexity",
+    "byte_perplexity": "byte perplexity",
+    "bits_per_byte": "bits per byte",
+}
+_PIP_HINT = "pip install 'inheritune-hf[eval]'"
+
+TaskSpec = str | Mapping[str, Any]
+Tasks = Mapping[str, Sequence[str] | None] | Sequence[TaskSpec] | str
+
+
+@dataclass(frozen=True)
+class DownstreamResult:
+    """One number of a downstream evaluation: `metric` of `task`, with its standard error when lm-eval has one."""
+
+    task: str
+    metric: str
+    value: float
+    stderr: float | None = None
+    higher_is_better: bool | None = None
+    num_fewshot: int | None = None
+    num_samples: int | None = None
+    dataset: str | None = None
+    dataset_config: str | None = None
+    dataset_split: str | None = None
+
+
+@dataclass
+class DownstreamResults:
+    """The rows of a downstream evaluation plus lm-eval's raw results JSON, kept beside them unchanged.
+
+    Rows are in the order tasks were asked for. `average` is the paper's "Avg": the mean of the accuracy-type
+    rows (those where higher is better), as a fraction in [0, 1]; the paper prints it times 100.
+    """
+
+    rows: list[DownstreamResult]
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def average(self) -> float | None:
+        """Mean of the accuracy-type rows (higher is better), or None when there are none."""
+        values = [row.value for row in self.rows if row.higher_is_better]
+        return sum(values) / len(values) if values else None
+
+    def get(self, task: str, metric: str) -> DownstreamResult:
+        """The row for `metric` of `task`; a KeyError names what is available otherwise."""
+        for row in self.rows:
+            if row.task == task and row.metric == metric:
+                return row
+        raise KeyError(f"No result for {task}/{metric}; have {[(r.task, r.metric) for r in self.rows]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The rows and the average as plain JSON types (the raw lm-eval JSON is saved separately)."""
+        return {"rows": [asdict(row) for row in self.rows], "average": self.average}
+
+    def to_markdown(self) -> str:
+        """A Markdown table for a model card: accuracies in percent as the paper prints them, perplexities as is."""
+        lines = ["| Task | Metric | Value | Stderr |", "|---|---|---:|---:|"]
+        for row in self.rows:
+            shots = f" ({row.num_fewshot}-shot)" if row.num_fewshot is not None else ""
+            lines.append(
+                f"| {row.task}{shots} | {row.metric} | {_format_value(row, row.value)} | "
+                f"{_format_value(row, row.stderr) if row.stderr is not None else '-'} |"
+            )
+        if self.average is not None:
+            lines.append(f"| **Average** | accuracy | **{100 * self.average:.2f}** | |")
+        return "\n".join(lines)
+
+    def to_eval_results(self, model_name: str | None = None) -> list[EvalResult]:
+        """`huggingface_hub.EvalResult`s for `ModelCardData(eval_results=...)`, i.e. the card's `model-index`.
+
+        `model_name` is accepted for symmetry with `ModelCardData` but not needed: the card data carries it.
+        """
+        from huggingface_hub import EvalResult
+
+        del model_name
+        results = []
+        for row in self.rows:
+            shots = row.num_fewshot if row.num_fewshot is not None else 0
+            results.append(
+                EvalResult(
+                    task_type="text-generation",
+                    task_name="Text Generation",
+                    dataset_type=row.dataset or row.task,
+                    dataset_name=row.task,
+                    dataset_config=row.dataset_config,
+                    dataset_split=row.dataset_split,
+                    dataset_args={"num_few_shot": shots},
+                    metric_type=row.metric,
+                    metric_value=row.value,
+                    metric_name=f"{_PRETTY_METRICS.get(row.metric, row.metric)} ({shots}-shot)",
+                    source_name="lm-evaluation-harness",
+                    source_url="https://github.com/EleutherAI/lm-evaluation-harness",
+                )
+            )
+        return results
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the rows (`downstream_results.json`) and lm-eval's raw JSON (`lm_eval_results.json`) into `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / RESULTS_FILENAME).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        (directory / RAW_RESULTS_FILENAME).write_text(json.dumps(self.raw, indent=2, default=str) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> DownstreamResults:
+        """Read what `save` wrote (the raw JSON is optional)."""
+        directory = Path(directory)
+        path = directory / RESULTS_FILENAME
+        if not path.is_file():
+            raise EvaluationError(f"No {RESULTS_FILENAME} in {directory}: run `inheritune evaluate` first.")
+        data = json.loads(path.read_text())
+        raw_path = directory / RAW_RESULTS_FILENAME
+        raw = json.loads(raw_path.read_text()) if raw_path.is_file() else {}
+        return cls(rows=[DownstreamResult(**row) for row in data["rows"]], raw=raw)
+
+    @classmethod
+    def from_lm_eval(cls, raw: Mapping[str, Any], metrics: Mapping[str, Sequence[str] | None]) -> DownstreamResults:
+        """Flatten `simple_evaluate`'s output into rows; `metrics` maps each task to the metrics to keep (None: all)."""
+        results = raw.get("results", {})
+        configs = raw.get("configs", {})
+        higher = raw.get("higher_is_better", {})
+        n_shot = raw.get("n-shot", {})
+        n_samples = raw.get("n-samples", {})
+        rows = []
+        for task, wanted in metrics.items():
+            if task not in results:
+                raise EvaluationError(f"lm-eval returned no results for task {task!r}; got {sorted(results)}.")
+            scores = results[task]
+            available = _metrics_in(scores)
+            if wanted is None:
+                chosen = list(available)
+            else:
+                missing = [m for m in wanted if m not in available]
+                if missing:
+                    raise EvaluationError(f"Task {task!r} reported no {missing}; it reports {list(available)}.")
+                chosen = list(wanted)
+            config = configs.get(task, {})
+            dataset = config.get("dataset_path")
+            for metric in chosen:
+                key = available[metric]
+                stderr = scores.get(key.replace(",", "_stderr,", 1))
+                rows.append(
+                    DownstreamResult(
+                        task=task,
+                        metric=metric,
+                        value=float(scores[key]),
+                        stderr=float(stderr) if isinstance(stderr, int | float) else None,
+                        higher_is_better=higher.get(task, {}).get(metric),
+                        num_fewshot=n_shot.get(task),
+                        num_samples=(n_samples.get(task) or {}).get("effective"),
+                        dataset=None if dataset in _LOCAL_BUILDERS else dataset,
+                        dataset_config=config.get("dataset_name"),
+                        dataset_split=config.get("test_split") or config.get("validation_split"),
+                    )
+                )
+        return cls(rows=rows, raw=_jsonable(dict(raw)))
+
+
+def evaluate_downstream(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    tasks: Tasks = PAPER_TASKS,
+    *,
+    num_fewshot: int = 0,
+    batch_size: int | str = 16,
+    limit: int | float | None = None,
+    include_path: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    include_defaults: bool | None = None,
+    **simple_evaluate_kwargs: Any,
+) -> DownstreamResults:
+    """Score `model` on lm-eval tasks zero-shot (by default) without saving it, as the paper's Table 2 does.
+
+    Args:
+        model: the causal LM to score, as it is in memory (any device; it is put in eval mode and restored).
+        tokenizer: its tokenizer.
+        tasks: a mapping task -> metrics to report (default `PAPER_TASKS`); or a list of task names, YAML paths or
+            task config dicts (all their metrics are reported); or one comma-separated string ("a,b,c").
+        num_fewshot: few-shot examples per prompt; the paper uses 0.
+        batch_size: lm-eval's batch size ("auto" lets lm-eval probe the largest that fits).
+        limit: evaluate only the first `limit` documents of each task (a fraction if < 1): for smoke tests.
+        include_path: folder(s) of local task YAMLs (e.g. a perplexity and a multiple-choice task on held-out text).
+        include_defaults: index lm-eval's ~15k built-in tasks too. None (default) does so only when a task name is
+            not found under `include_path`, because indexing them takes ~15 s.
+        **simple_evaluate_kwargs: passed on to `lm_eval.simple_evaluate` (e.g. `bootstrap_iters`, `log_samples`).
+
+    Every task name and metric is checked before the model runs: an unknown name raises `EvaluationError` listing
+    the closest known names.
+    """
+    lm_eval = _import_lm_eval()
+    from lm_eval.models.huggingface import HFLM
+
+    wanted = _normalize_tasks(tasks)
+    manager = _resolve_tasks(wanted, include_path, include_defaults)
+    specs = [spec for spec, _ in wanted]
+    metrics = {_task_name(spec): chosen for spec, chosen in wanted}
+
+    was_training = model.training
+    model.eval()
+    try:
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+        simple_evaluate_kwargs.setdefault("log_samples", False)
+        raw = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=specs,
+            num_fewshot=num_fewshot,
+            limit=limit,
+            task_manager=manager,
+            **simple_evaluate_kwargs,
+        )
+    finally:
+        model.train(was_training)
+    if raw is None:  # lm-eval returns None on non-zero ranks of a distributed run
+        return DownstreamResults(rows=[], raw={})
+    return DownstreamResults.from_lm_eval(raw, metrics)
+
+
+# ---------------------------------------------------------------------------------------------- task resolution
+
+
+def _import_lm_eval() -> Any:
+    try:
+        import lm_eval
+        import lm_eval.models.huggingface  # noqa: F401
+    except ImportError as err:
+        raise EvaluationError(
+            f"Downstream evaluation needs lm-evaluation-harness, which is not installed ({err}). Install it with: "
+            f"{_PIP_HINT}"
+        ) from err
+    return lm_eval
+
+
+def _normalize_tasks(tasks: Tasks) -> list[tuple[TaskSpec, tuple[str, ...] | None]]:
+    """(task spec, metrics to keep or None for all) pairs, in the order given."""
+    if isinstance(tasks, str):
+        tasks = [name.strip() for name in tasks.split(",") if name.strip()]
+    if isinstance(tasks, Mapping) and "task" not in tasks:
+        pairs = [(name, None if chosen is None else tuple(chosen)) for name, chosen in tasks.items()]
+    elif isinstance(tasks, Mapping):
+        pairs = [(tasks, None)]
+    else:
+        pairs = [(spec, None) for spec in tasks]
+    if not pairs:
+        raise EvaluationError("No tasks given: pass task names (e.g. PAPER_TASKS), YAML paths or task config dicts.")
+    for spec, _ in pairs:
+        if isinstance(spec, Mapping) and not isinstance(spec.get("task"), str):
+            raise EvaluationError(f"A task config dict needs a 'task' name; got keys {sorted(spec)}.")
+        if not isinstance(spec, str | Mapping):
+            raise EvaluationError(f"A task is a name, a YAML path or a config dict; got {type(spec).__name__}.")
+    names = [_task_name(spec) for spec, _ in pairs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise EvaluationError(f"Tasks asked for more than once: {duplicates}.")
+    return pairs
+
+
+def _task_name(spec: TaskSpec) -> str:
+    if isinstance(spec, Mapping):
+        return spec["task"]
+    if spec.endswith((".yaml", ".yml")) and Path(spec).is_file():
+        import yaml
+
+        return (yaml.safe_load(Path(spec).read_text()) or {}).get("task", Path(spec).stem)
+    return spec
+
+
+def _resolve_tasks(
+    wanted: list[tuple[TaskSpec, tuple[str, ...] | None]],
+    include_path: str | os.PathLike | Sequence[str | os.PathLike] | None,
+    include_defaults: bool | None,
+) -> Any:
+    """Check every task and metric before any work, and return the `TaskManager` that will load them."""
+    paths = _include_paths(include_path)
+    names = [spec for spec, _ in wanted if isinstance(spec, str) and not Path(spec).is_file()]
+    local = _task_manager(paths, False)
+    if include_defaults is None:
+        include_defaults = any(name not in local.task_index for name in names)
+    manager = _task_manager(paths, True) if include_defaults else local
+
+    unknown = [name for name in names if name not in manager.task_index]
+    if unknown:
+        lines = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, manager.all_tasks, n=5, cutoff=0.6)
+            lines.append(f"  {name!r}: did you mean {', '.join(close)}?" if close else f"  {name!r}: no close match")
+        where = "lm-eval's built-in tasks" if include_defaults else "the local tasks"
+        where += f" and {', '.join(map(str, paths))}" if paths and include_defaults else ""
+        raise EvaluationError(
+            "Unknown lm-eval task(s), not found in " + where + ":\n" + "\n".join(lines) + "\n"
+            "Pass a local task folder with include_path= (CLI: --include-path) or a YAML path / config dict."
+        )
+
+    for spec, chosen in wanted:
+        if chosen is None:
+            continue
+        if isinstance(spec, Mapping):
+            config: Mapping[str, Any] | None = spec
+        elif spec in manager.task_index:
+            config = manager.task_index[spec].cfg
+        else:
+            config = None
+        declared = [m["metric"] for m in (config or {}).get("metric_list", []) if isinstance(m, Mapping)]
+        missing = [metric for metric in chosen if declared and metric not in declared]
+        if missing:
+            raise EvaluationError(
+                f"Task {_task_name(spec)!r} has no metric(s) {missing}; it declares {declared}. "
+                "Pass None as its metrics to keep them all."
+            )
+    return manager
+
+
+def _include_paths(include_path: str | os.PathLike | Sequence[str | os.PathLike] | None) -> tuple[str, ...]:
+    if include_path is None:
+        return ()
+    items = [include_path] if isinstance(include_path, str | os.PathLike) else list(include_path)
+    paths = tuple(str(Path(p).absolute()) for p in items)
+    for path in paths:
+        if not Path(path).is_dir():
+            raise EvaluationError(f"include_path {path} is not a folder of lm-eval task YAML files.")
+    return paths
+
+
+@functools.lru_cache(maxsize=8)
+def _task_manager(paths: tuple[str, ...], include_defaults: bool) -> Any:
+    """One `TaskManager` per (paths, defaults): indexing lm-eval's built-in tasks costs ~15 s, so do it once."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=list(paths) or None, include_defaults=include_defaults)
+
+
+# ---------------------------------------------------------------------------------------------- formatting
+
+
+def _metrics_in(scores: Mapping[str, Any]) -> dict[str, str]:
+    """metric name -> its key in lm-eval's per-task dict ("acc,none"), skipping stderrs and bookkeeping."""
+    found: dict[str, str] = {}
+    for key, value in scores.items():
+        if "," not in key or "_stderr," in key or not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        metric, filter_name = key.split(",", 1)
+        if metric not in found or filter_name == "none":
+            found[metric] = key
+    return found
+
+
+def _format_value(row: DownstreamResult, value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if row.higher_is_better and 0.0 <= row.value <= 1.0:
+        return f"{100 * value:.2f}"
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4f}"
+
+
+def _jsonable(value: Any) -> Any:
+    """lm-eval's output made JSON-safe (it can hold numpy scalars, Paths and the model's repr)."""
+    return json.loads(json.dumps(value, default=str))
