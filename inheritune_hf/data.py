@@ -63,7 +63,7 @@ class DataArguments:
         metadata={"help": "Tokenizer name or path. Default: the reference model's own tokenizer."},
     )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
-    seed: int = field(default=0, metadata={"help": "Seed of the deterministic validation split."})
+    split_seed: int = field(default=0, metadata={"help": "Seed of the deterministic validation split."})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -354,7 +354,7 @@ def causal_lm_datasets(
         max_train_documents=data_args.max_train_documents,
         corpus_max_files=data_args.corpus_max_files,
         corpus_max_bytes=data_args.corpus_max_bytes,
-        seed=data_args.seed,
+        seed=data_args.split_seed,
     )
     name = data_args.dataset_name if source is None else type(source).__name__
     metadata: dict[str, Any] = {"source": name or EMBEDDED_CORPUS, "block_size": data_args.block_size}

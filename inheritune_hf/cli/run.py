@@ -1,0 +1,112 @@
+"""`inheritune run`: the Inheritune loop (inherit L/2 blocks, train, grow by 2 until the reference is matched).
+
+Arguments are `InherituneArguments`, `DataArguments` and `transformers.TrainingArguments`, parsed by
+`HfArgumentParser` from flags or from one YAML file, as in trl's scripts:
+
+    inheritune run --reference_model ./gpt2-medium-100k --output_dir out --max_steps 100000 ...
+    inheritune run recipe.yaml
+    accelerate launch $(which inheritune) run recipe.yaml          # DDP / FSDP / DeepSpeed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import CheckpointError, DataError, TrainingError
+from ..output import check_output_dir
+
+
+def parse(argv: list[str]):
+    """(InherituneArguments, DataArguments, TrainingArguments) from flags or a single .yaml/.yml/.json file."""
+    from transformers import HfArgumentParser, TrainingArguments
+
+    from ..data import DataArguments
+    from ..train import InherituneArguments
+
+    parser = HfArgumentParser(
+        (InherituneArguments, DataArguments, TrainingArguments),
+        prog="inheritune run",
+        description=__doc__.split("\n\n")[0],
+    )
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(argv[0])
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(argv[0])
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def run(namespace: argparse.Namespace) -> int:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..data import causal_lm_datasets
+    from ..train import run_inheritune
+
+    inheritune_args, data_args, training_args = parse(namespace.args)
+    if not inheritune_args.reference_model:
+        raise TrainingError("Name the trained reference model: --reference_model NAME_OR_PATH.")
+    if not inheritune_args.resume:
+        check_output_dir(training_args.output_dir, overwrite=inheritune_args.overwrite)  # fail before loading
+    try:
+        reference = AutoModelForCausalLM.from_pretrained(inheritune_args.reference_model)
+    except OSError as err:
+        raise CheckpointError(f"Cannot load the reference model {inheritune_args.reference_model!r}: {err}") from err
+    tokenizer_name = data_args.tokenizer_name or inheritune_args.reference_model
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
+    except (OSError, ValueError) as err:
+        raise DataError(
+            f"Cannot load a tokenizer from {tokenizer_name!r} ({err}). The reference must be trained with the "
+            "tokenizer used here: pass --tokenizer_name, or save it beside the reference (save_pretrained)."
+        ) from err
+    with training_args.main_process_first(desc="tokenizing and packing"):
+        train_dataset, eval_dataset, data_metadata = causal_lm_datasets(data_args, tokenizer)
+    result = run_inheritune(
+        reference,
+        train_dataset,
+        eval_dataset,
+        inheritune_args,
+        training_args,
+        tokenizer=tokenizer,
+        metadata={"data": data_metadata, "reference_model": inheritune_args.reference_model},
+    )
+    if training_args.process_index == 0:
+        for row in result.rounds:
+            print(
+                f"round {row['round']}: {row['layers']} layers, {row['steps']} steps, val loss {row['val_loss']:.4f} "
+                f"(target {row['target_loss']:.4f}) {'matched' if row['matched'] else 'not matched'}"
+            )
+        if result.baseline:
+            print(
+                f"random-init baseline: {result.baseline['layers']} layers, val loss {result.baseline['val_loss']:.4f}"
+            )
+        print(json.dumps({"output_dir": str(result.output_dir), "matched": result.matched}))
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="train and grow: the Inheritune loop (flags or a YAML recipe; see inheritune run --help)",
+        add_help=False,
+        description=__doc__,
+    )
+    parser.set_defaults(func=run)
+
+    # Everything after `run` belongs to HfArgumentParser, which knows the dataclass fields and prints their help.
+    # argparse's REMAINDER does not capture leading --flags in a subcommand, so this parser hands over its
+    # arguments untouched.
+    def pass_through(arg_strings=None, namespace=None):
+        namespace = namespace if namespace is not None else argparse.Namespace()
+        namespace.args = list(arg_strings or [])
+        namespace.func = run
+        return namespace, []
+
+    parser.parse_known_args = pass_through
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from . import main
+
+    sys.exit(main(["run", *sys.argv[1:]]))
