@@ -1,0 +1,234 @@
+"""analyze_attention on tiny random models: it agrees with the naive output_attentions path, finds forced lazy
+layers, is the same under eager and sdpa, and refuses bad input with clear errors."""
+
+import datasets
+import pytest
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPTJConfig,
+    GPTJForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MambaConfig,
+    MambaForCausalLM,
+)
+
+from inheritune_hf import (
+    AttentionReport,
+    DataError,
+    InherituneError,
+    UnsupportedModelError,
+    analyze_attention,
+    attention_mass,
+    attention_rank,
+)
+from inheritune_hf.data import train_tokenizer
+
+VOCAB = 300
+TEXT = " ".join(
+    f"The {w} of layer {i % 13} attends to token {i * 7 % 31} while head {i % 4} looks back."
+    for i, w in enumerate(["rank", "mass", "sink", "head", "block", "query", "key", "value"] * 40)
+)
+
+
+def gpt2(n_layer: int = 4, attn: str = "sdpa", init: float = 0.02) -> GPT2LMHeadModel:
+    """A tiny GPT-2; a large `init` makes attention peaky so that ranks differ between heads and layers."""
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=n_layer, n_embd=64, n_head=4, vocab_size=VOCAB, n_positions=64, initializer_range=init)
+    config._attn_implementation = attn
+    return GPT2LMHeadModel(config).eval()
+
+
+def llama(kv_heads: int) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        num_hidden_layers=3,
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_key_value_heads=kv_heads,
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def stream(n: int = 3000, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, VOCAB, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+def naive_report(model, samples: torch.Tensor, tau: float = 0.9, eta: float = 0.9):
+    """The paper notebook's way: all attentions at once from an eager forward, then per-sample statistics."""
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        attentions = model(samples, output_attentions=True).attentions
+    ranks = [attention_rank(a, tau).double().mean(0).tolist() for a in attentions]
+    masses = [attention_mass(a, eta).double().mean(0).tolist() for a in attentions]
+    return ranks, masses
+
+
+def force_sink(model: GPT2LMHeadModel, layers: list[int]) -> None:
+    """Make every query of `layers` attend only to position 0: position 0 carries a large marker in the last
+    residual dimension, queries are constant, and keys read that marker, so score(i, 0) dwarfs the rest."""
+    d = model.config.n_embd
+    with torch.no_grad():
+        model.transformer.wte.weight[:, -1] = 0.0
+        model.transformer.wpe.weight[:, -1] = 0.0
+        model.transformer.wpe.weight[0, -1] = 20.0
+        for layer in layers:
+            c_attn = model.transformer.h[layer].attn.c_attn  # Conv1D: x @ W + b, W is [d, 3d] = [q | k | v]
+            c_attn.weight[:, :d] = 0.0
+            c_attn.bias[:d] = 1.0
+            c_attn.weight[:, d : 2 * d] = 0.0
+            c_attn.weight[-1, d : 2 * d] = 10.0
+            c_attn.bias[d : 2 * d] = 0.0
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer([TEXT], vocab_size=VOCAB)
+
+
+def test_matches_the_naive_output_attentions_path():
+    model = gpt2(init=0.3)
+    samples = stream().unfold(0, 32, 97)[:10]  # 10 rows of 32 tokens, used as given
+    report = analyze_attention(model, input_ids=samples, num_samples=10, seq_len=32, batch_size=4, progress=False)
+    ranks, masses = naive_report(model, samples)
+    assert report.settings["capture"] == "attention_interface"
+    assert len(report.rank) == 4
+    for i in range(4):
+        assert report.rank[i] == pytest.approx(ranks[i], abs=1e-9)
+        assert report.mass[i] == pytest.approx(masses[i], abs=1e-9)
+
+
+def test_flags_exactly_the_layers_forced_into_a_sink():
+    model = gpt2(n_layer=6)
+    force_sink(model, [2, 4, 5])
+    report = analyze_attention(model, input_ids=stream(), num_samples=12, seq_len=32, progress=False)
+    assert report.lazy_layers == [2, 4, 5]
+    for layer in (2, 4, 5):
+        assert report.max_rank[layer] == 1.0
+        assert report.avg_mass[layer] == 1.0
+    assert min(report.max_rank[layer] for layer in (0, 1, 3)) > 2
+
+
+def test_eager_and_sdpa_models_give_the_same_report_and_are_restored():
+    reports = {}
+    for attn in ("eager", "sdpa"):
+        model = gpt2(attn=attn, init=0.3).train()
+        reports[attn] = analyze_attention(model, input_ids=stream(), num_samples=8, seq_len=24, progress=False)
+        assert model.config._attn_implementation == attn
+        assert model.training
+    torch.testing.assert_close(torch.tensor(reports["eager"].rank), torch.tensor(reports["sdpa"].rank))
+    torch.testing.assert_close(torch.tensor(reports["eager"].mass), torch.tensor(reports["sdpa"].mass))
+
+
+def test_loaded_checkpoint_keeps_its_attention_setting(tmp_path):
+    gpt2().save_pretrained(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="sdpa")
+    analyze_attention(model, input_ids=stream(), num_samples=4, seq_len=16, progress=False)
+    assert model.config._attn_implementation == "sdpa"
+    assert not model.training
+
+
+@pytest.mark.parametrize("kv_heads", [2, 1], ids=["gqa", "mqa"])
+def test_grouped_query_attention_reports_one_row_per_query_head(kv_heads):
+    model = llama(kv_heads)
+    samples = stream().unfold(0, 20, 50)[:6]
+    report = analyze_attention(model, input_ids=samples, num_samples=6, seq_len=20, progress=False)
+    ranks, masses = naive_report(model, samples)
+    assert [len(heads) for heads in report.rank] == [4, 4, 4]
+    assert report.layer_names == [f"model.layers.{i}.self_attn" for i in range(3)]
+    for i in range(3):
+        assert report.rank[i] == pytest.approx(ranks[i], abs=1e-9)
+        assert report.mass[i] == pytest.approx(masses[i], abs=1e-9)
+
+
+def test_model_outside_the_attention_interface_falls_back_to_hooks():
+    torch.manual_seed(0)
+    model = GPTJForCausalLM(GPTJConfig(n_layer=2, n_embd=64, n_head=4, rotary_dim=8, vocab_size=VOCAB)).eval()
+    samples = stream().unfold(0, 16, 40)[:4]
+    report = analyze_attention(model, input_ids=samples, num_samples=4, seq_len=16, progress=False)
+    ranks, _ = naive_report(model, samples)
+    assert report.settings["capture"] == "forward_hooks"
+    torch.testing.assert_close(torch.tensor(report.rank), torch.tensor(ranks))
+
+
+def test_texts_and_datasets_are_sampled_the_same_seeded_way(tokenizer):
+    model = gpt2()
+    kwargs = dict(num_samples=6, seq_len=16, progress=False)
+    from_texts = analyze_attention(model, tokenizer, texts=[TEXT], seed=3, **kwargs)
+    again = analyze_attention(model, tokenizer, texts=TEXT, seed=3, **kwargs)
+    from_dataset = analyze_attention(
+        model, tokenizer, dataset=datasets.Dataset.from_dict({"text": [TEXT]}), seed=3, **kwargs
+    )
+    ids = tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+    from_ids = analyze_attention(model, input_ids=ids, seed=3, **kwargs)
+    tokenized = analyze_attention(model, dataset=datasets.Dataset.from_dict({"input_ids": [ids]}), seed=3, **kwargs)
+    for other in (again, from_dataset, from_ids, tokenized):
+        assert other.rank == from_texts.rank
+    assert from_texts.settings["source"] == "texts" and from_dataset.settings["source"] == "dataset"
+
+
+def test_report_carries_settings_and_model_name():
+    report = analyze_attention(gpt2(), input_ids=stream(), num_samples=4, seq_len=16, tau=0.8, eta=0.7, progress=False)
+    assert isinstance(report, AttentionReport)
+    assert report.num_layers == 4
+    assert report.settings["tau"] == 0.8 and report.settings["eta"] == 0.7
+    assert report.settings["num_samples"] == 4 and report.settings["seq_len"] == 16
+    assert report.model_name == "GPT2LMHeadModel"
+
+
+# -- bad input --------------------------------------------------------------------------------------------------
+
+
+def test_seq_len_longer_than_the_context_is_refused():
+    with pytest.raises(DataError, match="context of 64"):
+        analyze_attention(gpt2(), input_ids=stream(), num_samples=2, seq_len=65, progress=False)
+
+
+def test_text_shorter_than_one_sample_is_refused(tokenizer):
+    with pytest.raises(DataError, match="too short"):
+        analyze_attention(gpt2(), tokenizer, texts="rank mass", num_samples=2, seq_len=32, progress=False)
+    with pytest.raises(DataError, match="too short"):
+        analyze_attention(gpt2(), input_ids=stream(10), num_samples=2, seq_len=32, progress=False)
+
+
+def test_empty_sources_are_refused(tokenizer):
+    with pytest.raises(DataError, match="empty"):
+        analyze_attention(
+            gpt2(), tokenizer, dataset=datasets.Dataset.from_dict({"text": []}), seq_len=16, progress=False
+        )
+    with pytest.raises(DataError, match="empty"):
+        analyze_attention(gpt2(), tokenizer, texts=[], seq_len=16, progress=False)
+    with pytest.raises(DataError, match="which column"):
+        analyze_attention(gpt2(), tokenizer, dataset=datasets.Dataset.from_dict({"a": ["x"], "b": ["y"]}), seq_len=16)
+
+
+def test_source_must_be_exactly_one_and_texts_need_a_tokenizer():
+    with pytest.raises(DataError, match="exactly one"):
+        analyze_attention(gpt2(), seq_len=16, progress=False)
+    with pytest.raises(DataError, match="exactly one"):
+        analyze_attention(gpt2(), texts=TEXT, input_ids=stream(), seq_len=16, progress=False)
+    with pytest.raises(DataError, match="tokenizer"):
+        analyze_attention(gpt2(), texts=TEXT, seq_len=16, progress=False)
+
+
+def test_too_few_given_rows_are_refused():
+    with pytest.raises(DataError, match="num_samples=3"):
+        analyze_attention(gpt2(), input_ids=stream(48).reshape(3, 16), num_samples=5, seq_len=16, progress=False)
+
+
+@pytest.mark.parametrize("setting", [{"tau": 0.0}, {"tau": 1.01}, {"eta": -0.5}, {"eta": 2.0}, {"num_samples": 0}])
+def test_settings_outside_their_range_are_refused(setting):
+    with pytest.raises(InherituneError):
+        analyze_attention(gpt2(), input_ids=stream(), seq_len=16, progress=False, **setting)
+
+
+def test_model_without_attention_is_unsupported():
+    model = MambaForCausalLM(MambaConfig(num_hidden_layers=2, hidden_size=32, state_size=4, vocab_size=VOCAB))
+    with pytest.raises(UnsupportedModelError, match="no attention"):
+        analyze_attention(model, input_ids=stream(), num_samples=2, seq_len=16, progress=False)
