@@ -74,9 +74,10 @@ def check_causal_lm(model: PreTrainedModel) -> None:
             f"{type(model).__name__} is an encoder-decoder model; Inheritune slices decoder-only causal LMs "
             "(load one with AutoModelForCausalLM)."
         )
-    # Configs of bidirectional encoders that can be switched into decoder mode carry an explicit
-    # `is_decoder` flag (the generic base config does not); with it off they attend both ways.
-    if getattr(config, "is_decoder", None) is False:
+    # BERT-family configs switch between encoder and decoder with `is_decoder` (and can add cross-attention);
+    # with it off they attend both ways. Other configs may carry a stale `is_decoder=False` (GPT-NeoX does)
+    # while being causal, so the flag alone is not trusted.
+    if getattr(config, "is_decoder", None) is False and hasattr(config, "add_cross_attention"):
         raise UnsupportedModelError(
             f"{type(model).__name__} ({config.model_type}) is configured as a bidirectional encoder "
             "(is_decoder=False); Inheritune needs a causal LM. Use a decoder-only model, or load it with "
@@ -254,7 +255,7 @@ def per_layer_fields(config: PretrainedConfig) -> dict[str, str]:
         elif isinstance(value, dict) and value and ("layer" in key or "per_layer" in key):
             if all(str(k).lstrip("-").isdigit() for k in value):
                 fields[key] = "index_map"
-        elif isinstance(value, int) and "layer" in key and not key.startswith("num_"):
+        elif isinstance(value, int) and ("layer" in key or key.startswith("first_")) and not key.startswith("num_"):
             if not any(hint in key for hint in PERIODIC_FIELD_HINTS) and value >= 0:
                 fields[key] = "threshold"
     return fields

@@ -1,0 +1,341 @@
+"""`inherit` and `inherit_config`: the slice is exact, round-trips, generates, and refuses bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    BartConfig,
+    BartForConditionalGeneration,
+    BertConfig,
+    BertForMaskedLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+
+from inheritune_hf import (
+    ConfigSliceError,
+    InvalidLayersError,
+    LayerStackNotFoundError,
+    UnsupportedModelError,
+    find_decoder_layers,
+    inherit,
+    inherit_config,
+)
+from inheritune_hf.inherit import NANOGPT_REINIT
+from inheritune_hf.sweep import check_architecture, tiny_config
+
+
+def gpt2(n_layer: int = 4) -> GPT2LMHeadModel:
+    torch.manual_seed(0)
+    config = GPT2Config(
+        n_layer=n_layer, n_embd=32, n_head=4, vocab_size=97, n_positions=64, bos_token_id=0, eos_token_id=0
+    )
+    return GPT2LMHeadModel(config).eval()
+
+
+def llama(num_layers: int = 4, tie: bool = False) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        num_hidden_layers=num_layers,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=97,
+        tie_word_embeddings=tie,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+MODELS = {"gpt2": gpt2, "llama": llama}
+IDS = torch.randint(1, 97, (2, 11), generator=torch.Generator().manual_seed(1))
+
+
+def run(model, ids=IDS):
+    with torch.no_grad():
+        return model(input_ids=ids, output_hidden_states=True, use_cache=False)
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_first_k_blocks_reproduce_hidden_states_bit_for_bit(name, k):
+    reference = MODELS[name]()
+    target = inherit(reference, k).eval()
+    ref, out = run(reference), run(target)
+    assert target.config.num_hidden_layers == k
+    for i in range(k):
+        assert torch.equal(out.hidden_states[i], ref.hidden_states[i]), f"hidden state {i}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_full_slice_reproduces_logits_bit_for_bit(name):
+    reference = MODELS[name]()
+    target = inherit(reference, 4).eval()
+    assert torch.equal(run(target).logits, run(reference).logits)
+
+
+def test_default_is_half_the_reference():
+    target = inherit(gpt2(4))
+    assert target.config.n_layer == 2
+    assert target.config.inheritune["source_layers"] == [0, 1]
+
+
+def test_reference_is_left_untouched():
+    reference = gpt2()
+    before = {k: v.clone() for k, v in reference.state_dict().items()}
+    inherit(reference, 2, reinit=["blocks", "final_norm"])
+    assert reference.config.n_layer == 4
+    assert all(torch.equal(before[k], v) for k, v in reference.state_dict().items())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_save_and_reload_gives_the_same_logits(name, tmp_path):
+    target = inherit(MODELS[name](), 2).eval()
+    target.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    assert not list(tmp_path.glob("*.bin"))
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert torch.equal(run(loaded).logits, run(target).logits)
+    assert loaded.config.inheritune == target.config.inheritune
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_cached_generation_equals_uncached_greedy_decoding(name):
+    target = inherit(MODELS[name](), 2).eval()
+    prompt = IDS[:1, :3]
+    cached = target.generate(
+        prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8, do_sample=False, pad_token_id=0
+    )
+    ids = prompt
+    for _ in range(8):
+        with torch.no_grad():
+            next_id = target(input_ids=ids, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
+        ids = torch.cat([ids, next_id], dim=-1)
+    assert torch.equal(cached, ids)
+
+
+def test_explicit_layers_allow_duplicates_and_renumber_layer_idx():
+    reference = llama(4)
+    target = inherit(reference, layers=[0, 1, 0, 1])
+    blocks = find_decoder_layers(target).layers
+    assert [block.self_attn.layer_idx for block in blocks] == [0, 1, 2, 3]
+    source = find_decoder_layers(reference).layers
+    for new, old in enumerate([0, 1, 0, 1]):
+        for (name, got), want in zip(blocks[new].state_dict().items(), source[old].state_dict().values(), strict=True):
+            assert torch.equal(got, want), name
+    # copies, not shared storage: training one duplicate must not move the other
+    assert blocks[0].mlp.up_proj.weight.data_ptr() != blocks[2].mlp.up_proj.weight.data_ptr()
+
+
+def test_tied_embeddings_stay_tied():
+    target = inherit(llama(4, tie=True), 2)
+    assert target.lm_head.weight is target.model.embed_tokens.weight
+    target = inherit(gpt2(), 2)
+    assert target.lm_head.weight is target.transformer.wte.weight
+
+
+def test_nanogpt_reinit_resets_position_embeddings_and_final_norm_only():
+    reference = gpt2()
+    with torch.no_grad():
+        reference.transformer.ln_f.weight.fill_(3.0)
+    torch.manual_seed(5)
+    target = inherit(reference, 2, reinit=NANOGPT_REINIT)
+    assert target.config.inheritune["reinitialized"] == ["transformer.wpe", "transformer.ln_f"]
+    assert torch.equal(target.transformer.ln_f.weight, torch.ones(32))  # GPT-2's own init for a LayerNorm
+    assert not torch.equal(target.transformer.wpe.weight, reference.transformer.wpe.weight)
+    assert torch.equal(target.transformer.wte.weight, reference.transformer.wte.weight)
+    assert torch.equal(target.transformer.h[1].attn.c_attn.weight, reference.transformer.h[1].attn.c_attn.weight)
+
+
+def test_reinit_of_a_part_the_model_lacks_is_skipped():
+    target = inherit(llama(), 2, reinit=["position_embeddings"])  # RoPE: nothing to reset
+    assert target.config.inheritune["reinitialized"] == []
+
+
+def test_reinit_layers_resets_only_those_blocks():
+    reference = llama()
+    target = inherit(reference, 2, reinit_layers=[1])
+    assert torch.equal(target.model.layers[0].mlp.up_proj.weight, reference.model.layers[0].mlp.up_proj.weight)
+    assert not torch.equal(target.model.layers[1].mlp.up_proj.weight, reference.model.layers[1].mlp.up_proj.weight)
+
+
+def test_random_init_baseline_copies_nothing():
+    reference = llama()
+    target = inherit(reference, 2, random_init=True)
+    assert target.config.num_hidden_layers == 2
+    assert target.config.inheritune["random_init"] is True
+    ref_state = reference.state_dict()
+    for name, tensor in target.state_dict().items():
+        if tensor.numel() > 1 and tensor.std() > 0:  # norms start at ones in both
+            assert not torch.equal(tensor, ref_state[name]), name
+
+
+def test_lineage_records_source_and_choices():
+    reference = gpt2()
+    reference.config._name_or_path = "org/reference"
+    lineage = inherit(reference, layers=[0, 2]).config.inheritune
+    assert lineage["source"] == "org/reference"
+    assert lineage["source_layers"] == [0, 2]
+    assert lineage["source_num_layers"] == 4
+    assert lineage["num_layers"] == 2
+
+
+# ---- inherit_config: rebuilt, never patched; per-layer fields found by shape -------------------------------
+
+
+def test_inherit_config_slices_layer_types_and_does_not_touch_the_original():
+    config = tiny_config("gemma3_text", num_layers=4)
+    config = type(config).from_dict({**config.to_dict(), "layer_types": ["sliding_attention", "full_attention"] * 2})
+    new = inherit_config(config, [1, 2])
+    assert new.num_hidden_layers == 2
+    assert new.layer_types == ["full_attention", "sliding_attention"]
+    assert config.num_hidden_layers == 4 and len(config.layer_types) == 4
+
+
+def test_inherit_config_slices_no_rope_layers():
+    config = tiny_config("smollm3", num_layers=4)
+    config = type(config).from_dict({**config.to_dict(), "no_rope_layers": [1, 0, 1, 1]})
+    assert inherit_config(config, [1, 3]).no_rope_layers == [0, 1]
+
+
+def test_inherit_config_clamps_leading_block_counts():
+    config = AutoConfig.for_model("qwen2", num_hidden_layers=8, max_window_layers=6)
+    assert inherit_config(config, 4).max_window_layers == 4
+    config = AutoConfig.for_model("deepseek_v3", num_hidden_layers=8, first_k_dense_replace=3)
+    assert inherit_config(config, 2).first_k_dense_replace == 2
+    assert inherit_config(config, 5).first_k_dense_replace == 3
+
+
+def test_inherit_config_remaps_lists_of_block_indices():
+    config = AutoConfig.for_model("qwen2_moe", num_hidden_layers=8, mlp_only_layers=[1, 5])
+    assert inherit_config(config, [0, 1, 5]).mlp_only_layers == [1, 2]
+
+
+def test_inherit_config_refuses_an_order_a_threshold_cannot_express():
+    config = AutoConfig.for_model("deepseek_v3", num_hidden_layers=8, first_k_dense_replace=3)
+    with pytest.raises(ConfigSliceError, match="first_k_dense_replace"):
+        inherit_config(config, [5, 0])
+
+
+def test_inherit_config_rebuilds_the_text_config_of_a_composite_config():
+    config = AutoConfig.for_model("gemma3")
+    new = inherit_config(config, 3)
+    assert new.text_config.num_hidden_layers == 3 and len(new.text_config.layer_types) == 3
+    assert new.vision_config.num_hidden_layers == config.vision_config.num_hidden_layers
+
+
+# ---- bad input: a clear error before any work -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [0, -1, 5])
+def test_layer_count_out_of_range(k):
+    with pytest.raises(InvalidLayersError, match="out of range"):
+        inherit(gpt2(4), k)
+
+
+def test_layer_count_must_be_an_integer():
+    with pytest.raises(InvalidLayersError, match="integer"):
+        inherit(gpt2(4), 2.0)
+
+
+@pytest.mark.parametrize("layers", [[0, 4], [-1], []])
+def test_layer_index_out_of_range(layers):
+    with pytest.raises(InvalidLayersError):
+        inherit(gpt2(4), layers=layers)
+
+
+def test_num_layers_and_layers_together_is_ambiguous():
+    with pytest.raises(InvalidLayersError, match="not both"):
+        inherit(gpt2(4), 2, layers=[0, 1])
+
+
+def test_unknown_reinit_part():
+    with pytest.raises(InvalidLayersError, match="Unknown reinit"):
+        inherit(gpt2(4), 2, reinit=["attention"])
+
+
+def test_reinit_of_a_tied_head_is_refused():
+    with pytest.raises(InvalidLayersError, match="tied"):
+        inherit(gpt2(4), 2, reinit=["lm_head"])
+
+
+def test_encoder_decoder_is_refused():
+    model = BartForConditionalGeneration(
+        BartConfig(
+            d_model=16, encoder_layers=2, decoder_layers=2, vocab_size=50, encoder_ffn_dim=16, decoder_ffn_dim=16
+        )
+    )
+    with pytest.raises(UnsupportedModelError, match="encoder-decoder"):
+        inherit(model, 1)
+
+
+def test_encoder_only_is_refused():
+    model = BertForMaskedLM(
+        BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16, vocab_size=50)
+    )
+    with pytest.raises(UnsupportedModelError):
+        inherit(model, 1)
+
+
+class _NoStackConfig(PretrainedConfig):
+    model_type = "no_stack_test"
+
+    def __init__(self, num_hidden_layers: int = 2, **kwargs):
+        self.num_hidden_layers = num_hidden_layers
+        super().__init__(**kwargs)
+
+
+class NoStackForCausalLM(PreTrainedModel):
+    config_class = _NoStackConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.blocks = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))  # not a ModuleList of blocks
+        self.post_init()
+
+
+def test_model_without_a_findable_block_stack():
+    with pytest.raises(LayerStackNotFoundError, match="nn.ModuleList of length 2"):
+        inherit(NoStackForCausalLM(_NoStackConfig()), 1)
+
+
+def test_not_a_transformers_model():
+    with pytest.raises(UnsupportedModelError, match="PreTrainedModel"):
+        inherit(nn.Linear(2, 2), 1)
+
+
+# ---- the registry: a representative set in CI, all of it in `make sweep` -----------------------------------
+
+CI_ARCHITECTURES = [
+    "gpt2",
+    "gpt_neox",
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen3",
+    "qwen3_moe",
+    "gemma2",
+    "gemma3_text",
+    "phi3",
+    "olmo2",
+    "smollm3",
+    "deepseek_v3",
+    "falcon",
+    "opt",
+    "bloom",
+]
+
+
+@pytest.mark.parametrize("model_type", CI_ARCHITECTURES)
+def test_architecture_slices_exactly_round_trips_and_generates(model_type):
+    result = check_architecture(model_type)
+    assert result.status == "pass", result.reason
