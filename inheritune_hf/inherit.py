@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -239,14 +240,16 @@ def _source_name(model: PreTrainedModel) -> str:
 
 
 def inherit(
-    model: PreTrainedModel,
+    model: PreTrainedModel | str | os.PathLike,
     num_layers: int | None = None,
     *,
     layers: Sequence[int] | None = None,
     reinit: Iterable[str] = (),
     reinit_layers: Iterable[int] = (),
     random_init: bool = False,
-) -> PreTrainedModel:
+    out: str | os.PathLike | None = None,
+    **checkpoint_options,
+) -> PreTrainedModel | os.PathLike:
     """Build the Inheritune target model from a reference causal LM held in memory.
 
     By default (the paper's Algorithm 1) the target gets the reference's first `num_layers` blocks
@@ -264,12 +267,31 @@ def inherit(
             (e.g. position embeddings with RoPE) is skipped and not recorded.
         reinit_layers: target block positions to re-initialise (an ablation: inherit some blocks only).
         random_init: the same-size random-init baseline: the target's config, nothing copied.
+        out, checkpoint_options: only when `model` is a checkpoint folder or Hub id instead of a model. The
+            target is then sliced from the files without loading the reference (see
+            `inheritune_hf.checkpoint.inherit_checkpoint` for the options: dtype, max_shard_size, overwrite,
+            revision, ...): written to `out` and its `Path` returned, or returned loaded when `out` is None.
 
     Returns:
         A new model of the same class, with a rebuilt config whose `inheritune` attribute records the
         lineage (source, source layers, what was re-initialised). Each block's `layer_idx` is its new
         position, so the KV cache is right; tied embeddings stay tied.
     """
+    if isinstance(model, (str, os.PathLike)):  # a checkpoint on disk or the Hub: sliced lazily, never loaded
+        from .checkpoint import inherit_checkpoint
+
+        return inherit_checkpoint(
+            model,
+            out,
+            num_layers,
+            layers=layers,
+            reinit=reinit,
+            reinit_layers=reinit_layers,
+            random_init=random_init,
+            **checkpoint_options,
+        )
+    if out is not None or checkpoint_options:
+        raise TypeError("out= and checkpoint options apply only when `model` is a checkpoint path or Hub id.")
     check_causal_lm(model)
     stack = find_decoder_layers(model)
     source_layers = resolve_layers(len(stack), num_layers, layers)
