@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from huggingface_hub import EvalResult
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["PAPER_TASKS", "DownstreamResult", "DownstreamResults", "evaluate_downstream"]
+__all__ = ["PAPER_TASKS", "DownstreamResult", "DownstreamResults", "check_tasks", "evaluate_downstream"]
 
 #: The paper's downstream suite: lm-eval task name -> the metrics the paper reports for it.
 #: Accuracy-type metrics (higher is better) make up the paper's "Avg" column; perplexities are reported beside it.
@@ -271,6 +271,23 @@ def evaluate_downstream(
     if raw is None:  # lm-eval returns None on non-zero ranks of a distributed run
         return DownstreamResults(rows=[], raw={})
     return DownstreamResults.from_lm_eval(raw, metrics)
+
+
+def check_tasks(
+    tasks: Tasks = PAPER_TASKS,
+    *,
+    include_path: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    include_defaults: bool | None = None,
+) -> list[str]:
+    """Check task names and metrics without a model, so a script fails before loading or training anything.
+
+    Returns the task names in order. Raises `EvaluationError` for a missing lm-eval, an unknown task (listing the
+    closest names) or a metric the task does not declare.
+    """
+    _import_lm_eval()
+    wanted = _normalize_tasks(tasks)
+    _resolve_tasks(wanted, include_path, include_defaults)
+    return [_task_name(spec) for spec, _ in wanted]
 
 
 # ---------------------------------------------------------------------------------------------- task resolution
