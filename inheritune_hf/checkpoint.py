@@ -719,12 +719,9 @@ def inherit_checkpoint(
         trust_remote_code=trust_remote_code,
     )
     if out is None:
-        with tempfile.TemporaryDirectory(prefix="inheritune-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="inheritune-", ignore_cleanup_errors=True) as tmp:
             _write_target(plan, Path(tmp), shard_bytes)
             model = AutoModelForCausalLM.from_pretrained(tmp, trust_remote_code=trust_remote_code)
-            # Own the tensors before the files go away (safetensors may map them).
-            for tensor in model.state_dict().values():
-                tensor.data = tensor.data.clone()
         model.config._name_or_path = str(source)
         return _apply_reinit(model, plan)
 

@@ -1,22 +1,30 @@
-"""`inheritune inherit SRC OUT --num-layers K`: write a `save_pretrained` folder of the inherited model."""
+"""`inheritune inherit SRC OUT --num-layers K`: slice a checkpoint folder or Hub repo into a new folder.
+
+The reference is never loaded: tensors are streamed from SRC's safetensors files (see
+`inheritune_hf.checkpoint`), so a model larger than memory can be sliced.
+"""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import json
 
 from ..errors import CheckpointError
-from ..inherit import REINIT_PARTS, resolve_layers
-from ..output import atomic_output_dir, check_output_dir
+from ..inherit import REINIT_PARTS
+
+DTYPES = ("float32", "float16", "bfloat16")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..checkpoint import DEFAULT_MAX_SHARD_SIZE
+
     parser = subparsers.add_parser(
         "inherit",
         help="Slice the first K blocks (or chosen blocks) of a causal LM into a new checkpoint folder.",
-        description="Build the Inheritune target: embeddings, the first K blocks, final norm and LM head of SRC.",
+        description="Build the Inheritune target: embeddings, the first K blocks, final norm and LM head of SRC. "
+        "Only the needed tensors are read, so SRC may be larger than memory.",
     )
-    parser.add_argument("src", help="Reference checkpoint folder (save_pretrained layout).")
+    parser.add_argument("src", help="Reference: a save_pretrained folder with safetensors weights, or a Hub repo id.")
     parser.add_argument("out", help="Output folder; must be empty or absent unless --overwrite.")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--num-layers", type=int, help="Keep the first K blocks (default: half of the reference).")
@@ -28,6 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'position_embeddings,final_norm' matches the authors' nanoGPT code.",
     )
     parser.add_argument("--random-init", action="store_true", help="Same-size random-init baseline.")
+    parser.add_argument("--dtype", choices=DTYPES, help="Cast floating weights (default: keep the checkpoint's).")
+    parser.add_argument(
+        "--max-shard-size",
+        default=DEFAULT_MAX_SHARD_SIZE,
+        help=f"Cap per output safetensors shard, e.g. 2GB (default {DEFAULT_MAX_SHARD_SIZE}).",
+    )
+    parser.add_argument("--revision", help="Branch, tag or commit when SRC is a Hub repo id.")
     parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty output folder.")
     parser.add_argument("--trust-remote-code", action="store_true", help="Allow custom model code from SRC.")
     parser.set_defaults(func=run)
@@ -43,32 +58,25 @@ def _parse_layers(text: str | None) -> list[int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from ..checkpoint import inherit_checkpoint
 
-    from ..architecture import num_layers_of
-    from ..inherit import inherit
-
-    src = Path(args.src)
-    if not (src / "config.json").is_file():
-        raise CheckpointError(f"{src} is not a checkpoint folder (no config.json). Pass a save_pretrained folder.")
-    check_output_dir(args.out, args.overwrite)
-    layers = _parse_layers(args.layers)
-    reinit = [part.strip() for part in args.reinit.split(",") if part.strip()]
-    # Validate the layer choice from the config alone, before any weights are read.
-    config = AutoConfig.from_pretrained(src, trust_remote_code=args.trust_remote_code)
-    resolve_layers(num_layers_of(config), args.num_layers, layers)
-
-    model = AutoModelForCausalLM.from_pretrained(src, trust_remote_code=args.trust_remote_code)
-    target = inherit(model, args.num_layers, layers=layers, reinit=reinit, random_init=args.random_init)
-    target.config.inheritune["source"] = str(src)
-    has_tokenizer = any((src / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
-    with atomic_output_dir(args.out, args.overwrite) as tmp:
-        target.save_pretrained(tmp)  # safetensors
-        if has_tokenizer:
-            AutoTokenizer.from_pretrained(src, trust_remote_code=args.trust_remote_code).save_pretrained(tmp)
-    lineage = target.config.inheritune
+    out = inherit_checkpoint(
+        args.src,
+        args.out,
+        args.num_layers,
+        layers=_parse_layers(args.layers),
+        reinit=[part.strip() for part in args.reinit.split(",") if part.strip()],
+        random_init=args.random_init,
+        dtype=args.dtype,
+        max_shard_size=args.max_shard_size,
+        overwrite=args.overwrite,
+        revision=args.revision,
+        trust_remote_code=args.trust_remote_code,
+    )
+    lineage = json.loads((out / "config.json").read_text())["inheritune"]
+    size = sum(path.stat().st_size for path in out.glob("*.safetensors"))
     print(
         f"inherited {lineage['num_layers']} of {lineage['source_num_layers']} blocks "
-        f"(source layers {lineage['source_layers']}) from {src} -> {args.out}"
+        f"(source layers {lineage['source_layers']}) from {args.src} -> {out} ({size / 1e9:.2f} GB)"
     )
     return 0
