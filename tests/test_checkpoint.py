@@ -14,10 +14,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, T5Config
 
-from inheritune_hf import CheckpointError, InvalidLayersError, OutputExistsError, UnsupportedModelError, inherit
+from inheritune_hf import CheckpointError, InvalidLayersError, OutputExistsError, UnsupportedModelError
 from inheritune_hf import checkpoint as checkpoint_module
 from inheritune_hf.checkpoint import inherit_checkpoint, plan_inherit, read_safetensors_header
-from inheritune_hf.inherit import NANOGPT_REINIT
+from inheritune_hf.inherit import NANOGPT_REINIT, inherit
 from inheritune_hf.sweep import tiny_config
 
 
