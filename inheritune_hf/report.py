@@ -237,14 +237,13 @@ class AttentionReport:
             fig.colorbar(image, ax=ax_map, label=f"mean rank k* (tau={self.settings.get('tau', 0.9)})")
             ones = [(i, h) for i, row in enumerate(self.rank) for h, value in enumerate(row) if _lazy(value)]
             if ones:
-                ax_map.scatter(
-                    [h for _, h in ones], [i for i, _ in ones], marker="x", color="red", s=20, label="rank 1"
-                )
-                ax_map.legend(loc="upper right", fontsize="small")
+                ax_map.scatter([h for _, h in ones], [i for i, _ in ones], marker="x", color="red", s=20)
+            if heads <= 32:
+                ax_map.set_xticks(range(heads))
             ax_map.set_xlabel("head")
             ax_map.set_ylabel("layer")
             ax_map.set_yticks(range(len(self.layers)), [str(layer) for layer in self.layers], fontsize="x-small")
-            ax_map.set_title("attention rank per head")
+            ax_map.set_title("attention rank per head (x: rank-1 head)")
 
             ax_curve.plot(self.layers, self.max_rank, marker="o", label="MaxRank")
             ax_curve.set_xlabel("layer")

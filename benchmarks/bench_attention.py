@@ -1,0 +1,215 @@
+"""Benchmark: `analyze_attention` against the naive way of the paper's notebook, on CPU.
+
+Both run on the same random-init GPT-2-medium-shaped model (24 layers, 16 heads, d=1024) and the same 32
+windows of T=256 tokens, batch 8, fp32:
+
+- **naive**: an eager forward with `output_attentions=True` (every layer's probabilities at once), then
+  `numpy.linalg.svd` and a column sort per (sample, head), in Python loops;
+- **inheritune**: `analyze_attention`, which reduces each layer's probabilities inside the forward pass.
+
+Each measurement runs in its own child process, so peak memory is that process's resident high-water mark
+during the analysis (VmHWM, reset after the model is built) minus the resident size before it: the memory
+the analysis itself needs beyond the weights. Repeating at 12 layers shows how memory grows with depth.
+Both methods' mean ranks are compared, so the speed-up is for the same numbers.
+
+    .venv/bin/python benchmarks/bench_attention.py            # 24 and 12 layers, ~15 min on 2 cores
+    .venv/bin/python benchmarks/bench_attention.py --layers 24 --samples 8   # quicker look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+TAU = ETA = 0.9
+
+
+def _status_kb(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+class PeakMemory:
+    """Resident-set high-water mark of this process over a region, in MiB above the level at its start."""
+
+    def __enter__(self) -> PeakMemory:
+        import gc
+
+        gc.collect()
+        self.start = _status_kb("VmRSS")
+        try:  # writing 5 resets VmHWM to the current RSS (Linux >= 4.0)
+            Path("/proc/self/clear_refs").write_text("5")
+            self.polled = None
+        except OSError:  # fall back to polling
+            self.polled, self._stop = self.start, threading.Event()
+            threading.Thread(target=self._poll, daemon=True).start()
+        return self
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.005):
+            self.polled = max(self.polled, _status_kb("VmRSS"))
+
+    def __exit__(self, *exc) -> None:
+        if self.polled is None:
+            peak = _status_kb("VmHWM")
+        else:
+            self._stop.set()
+            peak = self.polled
+        self.peak_mib = (peak - self.start) / 1024
+        self.base_mib = self.start / 1024
+
+
+def build(layers: int, samples: int, seq_len: int):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=layers, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257)
+    model = GPT2LMHeadModel(config).eval()
+    ids = torch.randint(0, config.vocab_size, (samples, seq_len), generator=torch.Generator().manual_seed(1))
+    return model, ids
+
+
+def naive(model, ids, batch_size: int) -> tuple[list[list[float]], float]:
+    """The paper notebook's way: all attentions of a batch at once, then per-head full numpy SVDs."""
+    import numpy as np
+    import torch
+
+    model.set_attn_implementation("eager")
+    layers, heads = model.config.n_layer, model.config.n_head
+    rank_sums, mass_sums = np.zeros((layers, heads)), np.zeros((layers, heads))
+    stats_seconds = 0.0
+    for batch in ids.split(batch_size):
+        with torch.no_grad():
+            attentions = model(batch, output_attentions=True).attentions
+        start = time.perf_counter()
+        for layer, attention in enumerate(attentions):
+            a = attention.numpy()
+            for n in range(a.shape[0]):
+                for h in range(heads):
+                    _, s, _ = np.linalg.svd(a[n, h])
+                    energy = s**2
+                    rank_sums[layer, h] += np.argmax(np.cumsum(energy) >= TAU * energy.sum() * (1 - 1e-5)) + 1
+                    shares = np.sort((a[n, h] ** 2).sum(axis=0))[::-1]
+                    mass_sums[layer, h] += np.argmax(np.cumsum(shares) >= ETA * shares.sum() * (1 - 1e-5)) + 1
+        stats_seconds += time.perf_counter() - start
+        del attentions, a
+    return (rank_sums / ids.shape[0]).tolist(), stats_seconds
+
+
+def inheritune(model, ids, batch_size: int) -> tuple[list[list[float]], float]:
+    import inheritune_hf.analyze as analyze
+
+    stats_seconds = 0.0
+    original = analyze.attention_rank, analyze.attention_mass
+
+    def timed(function):
+        def wrapper(*args, **kwargs):
+            nonlocal stats_seconds
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                stats_seconds += time.perf_counter() - start
+
+        return wrapper
+
+    analyze.attention_rank, analyze.attention_mass = timed(original[0]), timed(original[1])
+    try:
+        report = analyze.analyze_attention(
+            model, input_ids=ids, num_samples=ids.shape[0], seq_len=ids.shape[1], batch_size=batch_size, progress=False
+        )
+    finally:
+        analyze.attention_rank, analyze.attention_mass = original
+    return report.rank, stats_seconds
+
+
+def child(args: argparse.Namespace) -> None:
+    model, ids = build(args.layers, args.samples, args.seq_len)
+    method = {"naive": naive, "inheritune": inheritune}[args.child]
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        ranks, stats_seconds = method(model, ids, args.batch_size)
+        seconds = time.perf_counter() - start
+    print(
+        json.dumps(
+            {
+                "method": args.child,
+                "layers": args.layers,
+                "seconds": seconds,
+                "stats_seconds": stats_seconds,
+                "peak_mib": memory.peak_mib,
+                "weights_rss_mib": memory.base_mib,
+                "ranks": ranks,
+            }
+        )
+    )
+
+
+def run_child(method: str, layers: int, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--child", method, "--layers", str(layers)]
+    command += ["--samples", str(args.samples), "--seq-len", str(args.seq_len), "--batch-size", str(args.batch_size)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        sys.exit(f"{method} at {layers} layers failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", type=int, nargs="+", default=[24, 12])
+    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--child", choices=["naive", "inheritune"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.layers = args.layers[0]
+        return child(args)
+
+    import torch
+
+    print(
+        f"GPT-2-medium-shaped random model (d=1024, 16 heads), {args.samples} samples x T={args.seq_len}, "
+        f"batch {args.batch_size}, fp32, CPU: {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
+    header = f"{'layers':>6}  {'method':<10}  {'total s':>8}  {'stats s':>8}  {'fwd s':>7}  {'peak MiB':>9}  {'weights MiB':>11}"
+    print(header)
+    results = {}
+    for layers in args.layers:
+        for method in ("naive", "inheritune"):
+            r = results[layers, method] = run_child(method, layers, args)
+            print(
+                f"{layers:>6}  {method:<10}  {r['seconds']:>8.1f}  {r['stats_seconds']:>8.1f}  "
+                f"{r['seconds'] - r['stats_seconds']:>7.1f}  {r['peak_mib']:>9.0f}  {r['weights_rss_mib']:>11.0f}",
+                flush=True,
+            )
+    print()
+    for layers in args.layers:
+        slow, fast = results[layers, "naive"], results[layers, "inheritune"]
+        diff = max(abs(a - b) for x, y in zip(slow["ranks"], fast["ranks"]) for a, b in zip(x, y))
+        print(
+            f"{layers} layers: speed-up {slow['seconds'] / fast['seconds']:.1f}x end to end, "
+            f"{slow['stats_seconds'] / fast['stats_seconds']:.1f}x on the statistics; "
+            f"peak memory {slow['peak_mib'] / max(fast['peak_mib'], 1):.1f}x lower; "
+            f"max |mean-rank difference| {diff:.2g}"
+        )
+    if len(args.layers) > 1:
+        deep, shallow = max(args.layers), min(args.layers)
+        for method in ("naive", "inheritune"):
+            growth = results[deep, method]["peak_mib"] / max(results[shallow, method]["peak_mib"], 1)
+            print(f"{method}: peak memory at {deep} layers / at {shallow} layers = {growth:.2f}")
+
+
+if __name__ == "__main__":
+    main()
