@@ -76,27 +76,29 @@ def _stable_unit(key: str) -> float:
     return int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") / 2**64
 
 
-def _stdlib_files(max_files: int | None, max_bytes: int | None) -> list[tuple[str, Path]]:
+def _stdlib_files(max_files: int | None, max_bytes: int | None) -> Iterator[tuple[str, str]]:
+    """(relative path, text) of the standard library's .py files, in a stable order, within the caps."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    files = []
-    for path in root.rglob("*.py"):
-        rel = path.relative_to(root).as_posix()
-        if "site-packages" in path.parts or "dist-packages" in path.parts or not path.is_file():
-            continue
-        files.append((rel, path))
+    paths = [
+        (path.relative_to(root).as_posix(), path)
+        for path in root.rglob("*.py")
+        if "site-packages" not in path.parts and "dist-packages" not in path.parts and path.is_file()
+    ]
     # A stable shuffle (by hash of the relative path), so that a size cap picks a spread of modules, not
     # the alphabetically first package.
-    files.sort(key=lambda item: (_stable_unit("order:" + item[0]), item[0]))
-    chosen, total = [], 0
-    for rel, path in files:
-        if max_files is not None and len(chosen) >= max_files:
-            break
-        size = path.stat().st_size
-        if max_bytes is not None and chosen and total + size > max_bytes:
+    paths.sort(key=lambda item: (_stable_unit("order:" + item[0]), item[0]))
+    count, total = 0, 0
+    for rel, path in paths:
+        if max_files is not None and count >= max_files:
+            return
+        if max_bytes is not None and total + path.stat().st_size > max_bytes + 1024:
+            continue  # cheap pre-filter on the size on disk; the exact cap is on the decoded text below
+        text = path.read_text(encoding="utf-8", errors="replace")
+        size = len(text.encode("utf-8"))
+        if not text.strip() or (max_bytes is not None and total + size > max_bytes):
             continue
-        chosen.append((rel, path))
-        total += size
-    return chosen
+        count, total = count + 1, total + size
+        yield rel, text
 
 
 def embedded_corpus(
@@ -112,10 +114,7 @@ def embedded_corpus(
     if not 0.0 < validation_fraction < 1.0:
         raise DataError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
     rows: dict[str, dict[str, list[str]]] = {"train": {"path": [], "text": []}, "validation": {"path": [], "text": []}}
-    for rel, path in _stdlib_files(max_files, max_bytes):
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if not text.strip():
-            continue
+    for rel, text in _stdlib_files(max_files, max_bytes):
         split = "validation" if _stable_unit("split:" + rel) < validation_fraction else "train"
         rows[split]["path"].append(rel)
         rows[split]["text"].append(text)
@@ -360,18 +359,17 @@ def causal_lm_datasets(
     metadata: dict[str, Any] = {"source": name or EMBEDDED_CORPUS, "block_size": data_args.block_size}
     if isinstance(raw, datasets.DatasetDict):
         metadata["fingerprint"] = corpus_fingerprint(raw, data_args.text_column)
-    train = pack_dataset(
-        raw["train"],
-        tokenizer,
-        data_args.block_size,
-        text_column=data_args.text_column,
-        num_proc=data_args.preprocessing_num_workers,
-    )
-    validation = pack_dataset(
-        raw["validation"],
-        tokenizer,
-        data_args.block_size,
-        text_column=data_args.text_column,
-        num_proc=data_args.preprocessing_num_workers,
-    )
+    packed = {}
+    for split in ("train", "validation"):
+        try:
+            packed[split] = pack_dataset(
+                raw[split],
+                tokenizer,
+                data_args.block_size,
+                text_column=data_args.text_column,
+                num_proc=data_args.preprocessing_num_workers,
+            )
+        except DataError as err:
+            raise DataError(f"The {split} split: {err}") from err
+    train, validation = packed["train"], packed["validation"]
     return train, validation, metadata

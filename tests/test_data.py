@@ -1,0 +1,121 @@
+"""inheritune_hf.data: the embedded corpus, the tokenizer, loading text from any source, packing into blocks."""
+
+from __future__ import annotations
+
+import json
+
+import datasets
+import pytest
+from _train_setup import BLOCK, CORPUS_BYTES, VOCAB, blocks, corpus, tokenizer
+from transformers import HfArgumentParser, TrainingArguments
+
+from inheritune_hf.data import (
+    DataArguments,
+    causal_lm_datasets,
+    corpus_fingerprint,
+    embedded_corpus,
+    load_text_dataset,
+    pack_dataset,
+)
+from inheritune_hf.errors import DataError
+
+
+def test_embedded_corpus_is_standard_library_source_split_by_path():
+    raw = corpus()
+    assert set(raw) == {"train", "validation"}
+    assert raw["train"].num_rows > 0 and raw["validation"].num_rows > 0
+    assert not set(raw["train"]["path"]) & set(raw["validation"]["path"])
+    assert all(path.endswith(".py") for path in raw["train"]["path"])
+    assert sum(len(t.encode()) for split in raw.values() for t in split["text"]) <= CORPUS_BYTES
+
+
+def test_embedded_corpus_split_does_not_depend_on_which_files_are_included():
+    small = embedded_corpus(max_files=20, validation_fraction=0.3)
+    large = embedded_corpus(max_files=60, validation_fraction=0.3)
+    assert set(small["validation"]["path"]) <= set(large["validation"]["path"])
+    assert set(small["train"]["path"]) <= set(large["train"]["path"])
+
+
+def test_fingerprint_counts_files_bytes_and_hash_and_is_stable():
+    raw = corpus()
+    fingerprint = corpus_fingerprint(raw)
+    assert fingerprint == corpus_fingerprint(embedded_corpus(max_bytes=CORPUS_BYTES, validation_fraction=0.2))
+    train = fingerprint["train"]
+    assert train["documents"] == raw["train"].num_rows
+    assert train["bytes"] == sum(len(t.encode()) for t in raw["train"]["text"])
+    assert len(train["sha256"]) == 64
+    changed = raw["train"].map(lambda row: {"text": row["text"] + "#"})
+    assert corpus_fingerprint(changed)["sha256"] != train["sha256"]
+
+
+def test_trained_tokenizer_is_byte_level_bpe_with_eos():
+    tok = tokenizer()
+    assert len(tok) == VOCAB
+    assert tok.eos_token == "<|endoftext|>" and tok.eos_token_id is not None
+    text = "def f(x):\n    return x ** 2  # é ✓\n"
+    assert tok.decode(tok(text)["input_ids"]) == text  # byte level: any text round-trips
+
+
+def test_packed_blocks_are_full_and_separate_documents_with_eos():
+    train, validation = blocks()
+    assert len(train) > 0 and len(validation) > 0
+    assert {len(ids) for ids in train["input_ids"][:50]} == {BLOCK}
+    assert train[0]["labels"].tolist() == train[0]["input_ids"].tolist()
+    docs = datasets.Dataset.from_dict({"text": ["a b c " * 20, "x y z " * 20]})
+    packed = pack_dataset(docs, tokenizer(), 8)
+    stream = [t for ids in packed["input_ids"] for t in ids.tolist()]
+    assert tokenizer().eos_token_id in stream
+
+
+def test_too_short_text_is_rejected_before_training():
+    short = datasets.Dataset.from_dict({"text": ["tiny"]})
+    with pytest.raises(DataError, match="fewer tokens than one block"):
+        pack_dataset(short, tokenizer(), 1024)
+
+
+def test_empty_dataset_is_rejected():
+    with pytest.raises(DataError, match="empty"):
+        pack_dataset(datasets.Dataset.from_dict({"text": []}), tokenizer(), 16)
+
+
+def test_tokenizer_without_eos_is_rejected():
+    tok = tokenizer()
+    bare = type(tok)(tokenizer_object=tok.backend_tokenizer)
+    with pytest.raises(DataError, match="EOS"):
+        pack_dataset(datasets.Dataset.from_dict({"text": ["a b c"]}), bare, 4)
+
+
+def test_local_text_and_json_files_load_with_a_deterministic_validation_split(tmp_path):
+    lines = [f"document number {i} " * 5 for i in range(40)]
+    (tmp_path / "a.txt").write_text("\n".join(lines))
+    (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"content": line}) for line in lines))
+    text = load_text_dataset(str(tmp_path / "a.txt"), validation_fraction=0.25)
+    again = load_text_dataset(str(tmp_path / "a.txt"), validation_fraction=0.25)
+    assert text["validation"]["text"] == again["validation"]["text"]
+    assert text["validation"].num_rows == 10 and text["train"].num_rows == 30
+    as_json = load_text_dataset(str(tmp_path / "b.jsonl"), text_column="content", validation_fraction=0.25)
+    assert as_json["validation"].num_rows == 10
+    with pytest.raises(DataError, match="no column 'text'"):
+        load_text_dataset(str(tmp_path / "b.jsonl"))
+
+
+def test_an_in_memory_dataset_keeps_its_own_validation_split():
+    given = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"text": ["one", "two", "three"]}),
+            "validation": datasets.Dataset.from_dict({"text": ["held out"]}),
+        }
+    )
+    assert load_text_dataset(given)["validation"]["text"] == ["held out"]
+
+
+def test_data_arguments_parse_beside_training_arguments(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"output_dir: {tmp_path / 'out'}\nblock_size: {BLOCK}\ncorpus_max_bytes: 50000\nvalidation_fraction: 0.3\n"
+    )
+    data_args, training_args = HfArgumentParser((DataArguments, TrainingArguments)).parse_yaml_file(str(recipe))
+    assert data_args.block_size == BLOCK and data_args.dataset_name is None
+    train, validation, metadata = causal_lm_datasets(data_args, tokenizer())
+    assert len(train) > 0 and len(validation) > 0
+    assert metadata["source"] == "stdlib" and metadata["fingerprint"]["train"]["bytes"] > 0
