@@ -64,7 +64,7 @@ def naive_report(model, samples: torch.Tensor, tau: float = 0.9, eta: float = 0.
     """The paper notebook's way: all attentions at once from an eager forward, then per-sample statistics."""
     model.set_attn_implementation("eager")
     with torch.no_grad():
-        attentions = model(samples, output_attentions=True).attentions
+        attentions = [a for a in model(samples, output_attentions=True).attentions if a is not None]
     ranks = [attention_rank(a, tau).double().mean(0).tolist() for a in attentions]
     masses = [attention_mass(a, eta).double().mean(0).tolist() for a in attentions]
     return ranks, masses
@@ -145,6 +145,110 @@ def test_grouped_query_attention_reports_one_row_per_query_head(kv_heads):
     for i in range(3):
         assert report.rank[i] == pytest.approx(ranks[i], abs=1e-9)
         assert report.mass[i] == pytest.approx(masses[i], abs=1e-9)
+
+
+ARCHITECTURES = {
+    # sliding window + GQA
+    "mistral": (
+        "MistralConfig",
+        "MistralForCausalLM",
+        dict(
+            num_hidden_layers=2,
+            hidden_size=64,
+            intermediate_size=128,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            sliding_window=8,
+        ),
+    ),
+    # logit softcapping, alternating sliding / global layers
+    "gemma2": (
+        "Gemma2Config",
+        "Gemma2ForCausalLM",
+        dict(
+            num_hidden_layers=2,
+            hidden_size=64,
+            intermediate_size=128,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            sliding_window=8,
+        ),
+    ),
+    # attention sinks (learned per-head logits that take probability mass but no column)
+    "gpt_oss": (
+        "GptOssConfig",
+        "GptOssForCausalLM",
+        dict(
+            num_hidden_layers=2,
+            hidden_size=64,
+            intermediate_size=64,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            sliding_window=8,
+        ),
+    ),
+    "gpt_neox": (
+        "GPTNeoXConfig",
+        "GPTNeoXForCausalLM",
+        dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4),
+    ),
+    "opt": (
+        "OPTConfig",
+        "OPTForCausalLM",
+        dict(num_hidden_layers=2, hidden_size=64, ffn_dim=128, num_attention_heads=4, word_embed_proj_dim=64),
+    ),
+    # legacy attention outside the interface: forward hooks
+    "falcon_alibi": (
+        "FalconConfig",
+        "FalconForCausalLM",
+        dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, alibi=True),
+    ),
+    "bloom": ("BloomConfig", "BloomForCausalLM", dict(n_layer=2, hidden_size=64, n_head=4)),
+    "gpt_neo": (
+        "GPTNeoConfig",
+        "GPTNeoForCausalLM",
+        dict(num_layers=2, hidden_size=64, num_heads=4, attention_types=[[["global", "local"], 1]], window_size=8),
+    ),
+    # hybrid: attention in blocks 1 and 3 only, Mamba elsewhere
+    "jamba": (
+        "JambaConfig",
+        "JambaForCausalLM",
+        dict(
+            num_hidden_layers=4,
+            hidden_size=64,
+            intermediate_size=128,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            attn_layer_period=2,
+            attn_layer_offset=1,
+            expert_layer_period=2,
+            expert_layer_offset=1,
+            num_experts=2,
+            mamba_d_state=4,
+            use_mamba_kernels=False,
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_matches_the_naive_path_across_architectures(arch):
+    import transformers
+
+    config_class, model_class, kwargs = ARCHITECTURES[arch]
+    torch.manual_seed(0)
+    config = getattr(transformers, config_class)(vocab_size=VOCAB, **kwargs)
+    model = getattr(transformers, model_class)(config).eval()
+    samples = stream().unfold(0, 24, 60)[:4]
+    report = analyze_attention(model, input_ids=samples, num_samples=4, seq_len=24, progress=False)
+    ranks, masses = naive_report(model, samples)
+    assert report.layers == ([1, 3] if arch == "jamba" else [0, 1])
+    torch.testing.assert_close(torch.tensor(report.rank), torch.tensor(ranks))
+    torch.testing.assert_close(torch.tensor(report.mass), torch.tensor(masses))
 
 
 def test_model_outside_the_attention_interface_falls_back_to_hooks():
