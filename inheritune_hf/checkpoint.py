@@ -156,7 +156,7 @@ def _local_source(folder: Path) -> _Source:
             )
         return path
 
-    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    files = sorted(path.name for path in folder.iterdir() if path.is_file())
     return _Source(str(folder), files, fetch)
 
 
@@ -431,6 +431,10 @@ def plan_inherit(
     if "config.json" not in checkpoint.files:
         raise CheckpointError(f"{checkpoint.name} has no config.json; pass a folder written by save_pretrained.")
     config_path = checkpoint.fetch("config.json")
+    code_files = [name for name in checkpoint.files if name.endswith(".py") and "/" not in name]
+    if trust_remote_code and code_files and "auto_map" in config_path.read_text():
+        for name in code_files:  # the config class itself may live in the checkpoint's code
+            checkpoint.fetch(name)
     try:
         config = AutoConfig.from_pretrained(config_path.parent, trust_remote_code=trust_remote_code)
     except Exception as err:  # unknown model_type, broken JSON, missing custom code
@@ -631,9 +635,11 @@ def _apply_reinit(model: PreTrainedModel, plan: InheritPlan) -> PreTrainedModel:
 
 def _write_target(plan: InheritPlan, folder: Path, max_shard_size: int) -> None:
     if plan.random_init:
-        model = AutoModelForCausalLM.from_config(
-            plan.config, dtype=plan.dtype, trust_remote_code=plan.trust_remote_code
-        )
+        try:  # like in-memory `inherit`, the baseline keeps the reference's dtype
+            dtype = plan.dtype or _parse_dtype(getattr(plan.config, "dtype", None))
+        except CheckpointError:
+            dtype = None
+        model = AutoModelForCausalLM.from_config(plan.config, dtype=dtype, trust_remote_code=plan.trust_remote_code)
         model.config.inheritune = plan.config.inheritune
         model.save_pretrained(folder, max_shard_size=max_shard_size)
     else:

@@ -269,6 +269,12 @@ def test_random_init_reads_no_weights(sharded_llama, tmp_path):
     assert model.config.num_hidden_layers == 2 and model.config.inheritune["reinitialized"] == ["all"]
 
 
+def test_random_init_keeps_the_reference_dtype(tmp_path):
+    src = save(llama(dtype=torch.bfloat16), tmp_path / "src")
+    out = inherit(src, 2, random_init=True, out=tmp_path / "out")
+    assert AutoModelForCausalLM.from_pretrained(out).dtype == torch.bfloat16
+
+
 # ---- bad input: a clear error and no partial output ------------------------------------------------------
 
 
