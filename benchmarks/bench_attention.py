@@ -10,7 +10,9 @@ windows of T=256 tokens, batch 8, fp32:
 Each measurement runs in its own child process, so peak memory is that process's resident high-water mark
 during the analysis (VmHWM, reset after the model is built) minus the resident size before it: the memory
 the analysis itself needs beyond the weights. Repeating at 12 layers shows how memory grows with depth.
-Both methods' mean ranks are compared, so the speed-up is for the same numbers.
+Both methods' mean ranks are compared, so the speed-up is for the same numbers. "stats s" is the time spent
+turning attention probabilities into ranks and masses, "fwd s" the rest (the forward passes); on a shared
+machine, CPU time is steadier than wall time.
 
     .venv/bin/python benchmarks/bench_attention.py            # 24 and 12 layers, ~15 min on 2 cores
     .venv/bin/python benchmarks/bench_attention.py --layers 24 --samples 8   # quicker look
@@ -137,15 +139,16 @@ def child(args: argparse.Namespace) -> None:
     model, ids = build(args.layers, args.samples, args.seq_len)
     method = {"naive": naive, "inheritune": inheritune}[args.child]
     with PeakMemory() as memory:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         ranks, stats_seconds = method(model, ids, args.batch_size)
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     print(
         json.dumps(
             {
                 "method": args.child,
                 "layers": args.layers,
                 "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
                 "stats_seconds": stats_seconds,
                 "peak_mib": memory.peak_mib,
                 "weights_rss_mib": memory.base_mib,
@@ -183,15 +186,20 @@ def main() -> None:
         f"batch {args.batch_size}, fp32, CPU: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
     )
-    header = f"{'layers':>6}  {'method':<10}  {'total s':>8}  {'stats s':>8}  {'fwd s':>7}  {'peak MiB':>9}  {'weights MiB':>11}"
+    header = (
+        f"{'layers':>6}  {'method':<10}  {'wall s':>7}  {'stats s':>7}  {'fwd s':>6}  {'CPU s':>6}  "
+        f"{'peak MiB':>8}  {'weights MiB':>11}"
+    )
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
     print(header)
     results = {}
     for layers in args.layers:
         for method in ("naive", "inheritune"):
             r = results[layers, method] = run_child(method, layers, args)
             print(
-                f"{layers:>6}  {method:<10}  {r['seconds']:>8.1f}  {r['stats_seconds']:>8.1f}  "
-                f"{r['seconds'] - r['stats_seconds']:>7.1f}  {r['peak_mib']:>9.0f}  {r['weights_rss_mib']:>11.0f}",
+                f"{layers:>6}  {method:<10}  {r['seconds']:>7.1f}  {r['stats_seconds']:>7.1f}  "
+                f"{r['seconds'] - r['stats_seconds']:>6.1f}  {r['cpu_seconds']:>6.1f}  {r['peak_mib']:>8.0f}  "
+                f"{r['weights_rss_mib']:>11.0f}",
                 flush=True,
             )
     print()
@@ -199,11 +207,13 @@ def main() -> None:
         slow, fast = results[layers, "naive"], results[layers, "inheritune"]
         diff = max(abs(a - b) for x, y in zip(slow["ranks"], fast["ranks"]) for a, b in zip(x, y))
         print(
-            f"{layers} layers: speed-up {slow['seconds'] / fast['seconds']:.1f}x end to end, "
+            f"{layers} layers: speed-up {slow['seconds'] / fast['seconds']:.1f}x end to end "
+            f"({slow['cpu_seconds'] / fast['cpu_seconds']:.1f}x in CPU time), "
             f"{slow['stats_seconds'] / fast['stats_seconds']:.1f}x on the statistics; "
             f"peak memory {slow['peak_mib'] / max(fast['peak_mib'], 1):.1f}x lower; "
             f"max |mean-rank difference| {diff:.2g}"
         )
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
     if len(args.layers) > 1:
         deep, shallow = max(args.layers), min(args.layers)
         for method in ("naive", "inheritune"):
