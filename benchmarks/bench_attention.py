@@ -205,7 +205,9 @@ def main() -> None:
     print()
     for layers in args.layers:
         slow, fast = results[layers, "naive"], results[layers, "inheritune"]
-        diff = max(abs(a - b) for x, y in zip(slow["ranks"], fast["ranks"]) for a, b in zip(x, y))
+        diff = max(
+            abs(a - b) for x, y in zip(slow["ranks"], fast["ranks"], strict=True) for a, b in zip(x, y, strict=True)
+        )
         print(
             f"{layers} layers: speed-up {slow['seconds'] / fast['seconds']:.1f}x end to end "
             f"({slow['cpu_seconds'] / fast['cpu_seconds']:.1f}x in CPU time), "
