@@ -1,0 +1,105 @@
+"""inheritune_hf.train: one round of training on Trainer, the target-loss callback, the method's arguments."""
+
+from __future__ import annotations
+
+import datasets
+import pytest
+from _train_setup import BLOCK, VOCAB, blocks, tiny_model, tokenizer, training_args
+from transformers import HfArgumentParser, TrainingArguments
+
+from inheritune_hf.errors import DataError, TrainingError
+from inheritune_hf.train import InherituneArguments, train
+
+
+def test_train_returns_the_eval_curve_and_final_loss(tmp_path):
+    train_blocks, val_blocks = blocks()
+    model = tiny_model(2)
+    result = train(model, train_blocks, val_blocks, training_args(tmp_path))
+    assert [point["step"] for point in result.eval_curve] == [4, 8, 12]
+    assert [point["tokens"] for point in result.eval_curve] == [s * 8 * BLOCK for s in (4, 8, 12)]
+    assert result.final_loss == result.eval_curve[-1]["eval_loss"]
+    assert result.eval_curve[-1]["eval_loss"] < result.eval_curve[0]["eval_loss"]
+    assert result.steps == 12 and result.tokens == 12 * 8 * BLOCK
+    assert not result.reached_target
+
+
+def test_final_loss_is_evaluated_when_no_evaluation_fell_on_the_last_step(tmp_path):
+    train_blocks, val_blocks = blocks()
+    result = train(tiny_model(2), train_blocks, val_blocks, training_args(tmp_path, max_steps=6, eval_strategy="no"))
+    assert [point["step"] for point in result.eval_curve] == [6]
+
+
+def test_callback_stops_training_at_the_target_loss(tmp_path):
+    train_blocks, val_blocks = blocks()
+    # an untrained model starts near ln(512) = 6.24; 6.0 is reached within the first evaluations
+    result = train(tiny_model(2), train_blocks, val_blocks, training_args(tmp_path, max_steps=40), target_loss=6.0)
+    assert result.reached_target
+    assert result.steps < 40 and result.steps % 4 == 0
+    assert result.final_loss <= 6.0
+    assert all(point["eval_loss"] > 6.0 for point in result.eval_curve[:-1])
+
+
+def test_target_needs_periodic_evaluation(tmp_path):
+    train_blocks, val_blocks = blocks()
+    with pytest.raises(TrainingError, match="eval_strategy"):
+        train(tiny_model(2), train_blocks, val_blocks, training_args(tmp_path, eval_strategy="no"), target_loss=3.0)
+
+
+@pytest.mark.parametrize("target", ["abc", "nan", float("inf"), -1.0, None])
+def test_a_target_that_is_not_a_number_is_rejected(tmp_path, target):
+    with pytest.raises(TrainingError, match="target loss"):
+        InherituneArguments(target_loss=target)
+
+
+def test_a_target_that_is_not_a_number_is_rejected_by_train_before_training(tmp_path):
+    train_blocks, val_blocks = blocks()
+    model = tiny_model(2)
+    before = model.transformer.h[0].mlp.c_fc.weight.clone()
+    with pytest.raises(TrainingError, match="target loss"):
+        train(model, train_blocks, val_blocks, training_args(tmp_path), target_loss="low")
+    assert model.transformer.h[0].mlp.c_fc.weight.equal(before)
+
+
+def test_tokenizer_larger_than_the_embeddings_is_rejected(tmp_path):
+    train_blocks, val_blocks = blocks()
+    bigger = tokenizer()  # 512 tokens
+    small_model = tiny_model(2, vocab_size=300)
+    with pytest.raises(DataError, match="embeds only 300"):
+        train(small_model, train_blocks, val_blocks, training_args(tmp_path), tokenizer=bigger)
+    # without the tokenizer, the ids in the data give it away
+    with pytest.raises(DataError, match="outside the model's 300 embeddings"):
+        train(small_model, train_blocks, val_blocks, training_args(tmp_path))
+
+
+def test_empty_dataset_is_rejected(tmp_path):
+    _, val_blocks = blocks()
+    empty = datasets.Dataset.from_dict({"input_ids": [], "labels": []})
+    with pytest.raises(DataError, match="train dataset is empty"):
+        train(tiny_model(2), empty, val_blocks, training_args(tmp_path))
+
+
+def test_inheritune_arguments_default_to_the_paper(tmp_path):
+    args = InherituneArguments()
+    assert args.start_layers is None  # L/2, resolved against the reference
+    assert args.grow_by == 2 and args.growth_strategy == "restart" and args.target_loss == "reference"
+    assert args.target(2.81) == 2.81
+    assert InherituneArguments(target_loss="3.5").target(2.81) == 3.5
+
+
+def test_inheritune_arguments_parse_beside_training_arguments_from_flags_and_yaml(tmp_path):
+    parser = HfArgumentParser((InherituneArguments, TrainingArguments))
+    flags = ["--output_dir", str(tmp_path), "--start_layers", "12", "--growth_strategy", "continue"]
+    flags += ["--target_loss", "2.9", "--reinit", "position_embeddings", "final_norm", "--learning_rate", "3e-4"]
+    args, training = parser.parse_args_into_dataclasses(args=flags)
+    assert args.start_layers == 12 and args.growth_strategy == "continue" and args.target(1.0) == 2.9
+    assert args.reinit == ["position_embeddings", "final_norm"] and training.learning_rate == 3e-4
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"output_dir: {tmp_path}\nstart_layers: 12\ngrow_by: 2\nmax_steps: 100\n")
+    args, training = parser.parse_yaml_file(str(recipe))
+    assert args.start_layers == 12 and training.max_steps == 100
+    with pytest.raises(TrainingError, match="growth_strategy"):
+        InherituneArguments(growth_strategy="stack")
+
+
+def test_vocab_fits(tmp_path):
+    assert len(tokenizer()) == VOCAB == tiny_model(2).get_input_embeddings().num_embeddings
