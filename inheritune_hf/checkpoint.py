@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from huggingface_hub import hf_hub_download, list_repo_files
+from huggingface_hub import hf_hub_download, list_repo_files, try_to_load_from_cache
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 from .architecture import check_causal_lm, decoder_config, find_decoder_layers
@@ -164,6 +164,10 @@ def _hub_source(repo_id: str, revision: str | None, token: str | bool | None) ->
     try:
         files = list_repo_files(repo_id, revision=revision, token=token)
     except Exception as err:  # network, auth, not found: all mean "cannot read this repo"
+        cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+        if isinstance(cached, str):  # offline, but downloaded before: use the cached snapshot
+            logger.warning("inherit: cannot reach the Hub (%s); using the cached snapshot of %s.", err, repo_id)
+            return _local_source(Path(cached).parent)
         raise CheckpointError(
             f"{repo_id!r} is not a local folder, and reading it as a Hub repo id failed: {err}. "
             "Check the path or the repo id, your network and your token (HF_TOKEN)."

@@ -239,6 +239,30 @@ def test_hub_id_downloads_config_index_and_only_the_needed_shards(sharded_llama,
     assert_same_weights(weights(out), in_memory(sharded_llama, 1).state_dict())
 
 
+def test_offline_hub_id_uses_the_cached_snapshot(sharded_llama, tmp_path, monkeypatch):
+    def unreachable(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(checkpoint_module, "list_repo_files", unreachable)
+    monkeypatch.setattr(checkpoint_module, "hf_hub_download", unreachable)
+    monkeypatch.setattr(
+        checkpoint_module, "try_to_load_from_cache", lambda repo_id, name, revision=None: str(sharded_llama / name)
+    )
+    out = inherit("someone/tiny-llama", 2, out=tmp_path / "out")
+    assert json.loads((out / "config.json").read_text())["inheritune"]["source"] == "someone/tiny-llama"
+
+
+def test_unreachable_hub_id_without_a_cache_is_a_clear_error(tmp_path, monkeypatch):
+    def unreachable(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(checkpoint_module, "list_repo_files", unreachable)
+    monkeypatch.setattr(checkpoint_module, "try_to_load_from_cache", lambda *args, **kwargs: None)
+    with pytest.raises(CheckpointError, match="not a local folder.*network is unreachable"):
+        inherit("someone/tiny-llama", 2, out=tmp_path / "out")
+    assert_nothing_left(tmp_path, tmp_path / "out")
+
+
 def test_plan_reports_the_output_size_before_writing(sharded_llama):
     plan = plan_inherit(sharded_llama, 2)
     expected = in_memory(sharded_llama, 2).state_dict()
