@@ -32,7 +32,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .evaluate import DownstreamResults, Tasks
 
-__all__ = ["CITATION", "base_model_license", "model_card", "publish_run", "push_to_hub", "upload_plan"]
+__all__ = [
+    "CITATION",
+    "base_model_license",
+    "check_repo_id",
+    "model_card",
+    "publish_run",
+    "push_to_hub",
+    "upload_plan",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -487,7 +495,7 @@ def push_to_hub(
     """
     from huggingface_hub import constants
 
-    _check_repo_id(repo_id)
+    check_repo_id(repo_id)
     endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
     if dry_run is None:
         token = _resolve_token(token, endpoint)
@@ -501,7 +509,8 @@ def push_to_hub(
         return _push_plan(plan, repo_id, endpoint, token, private, revision, commit_message, folder)
 
 
-def _check_repo_id(repo_id: str) -> None:
+def check_repo_id(repo_id: str) -> None:
+    """Raise `HubError` for a repo id the Hub would refuse, before anything is built or sent."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
@@ -616,7 +625,7 @@ def _push_plan(
     message = commit_message or "Upload Inheritune model (inheritune-hf)"
     with _hub_errors(endpoint, token, f"Committing to {repo_id}", folder):
         info = api.create_commit(repo_id, operations, commit_message=message, revision=revision)
-    logger.info("Pushed %d files to %s/%s (commit %s)", len(plan), endpoint, repo_id, info.oid)
+    logger.info("%s/%s is at commit %s (%d files uploaded or unchanged)", endpoint, repo_id, info.oid, len(plan))
     return info
 
 
@@ -663,7 +672,7 @@ def publish_run(
 
     from huggingface_hub import constants
 
-    _check_repo_id(repo_id)
+    check_repo_id(repo_id)
     endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
     if dry_run is None:
         token = _resolve_token(token, endpoint)

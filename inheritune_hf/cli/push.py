@@ -1,0 +1,113 @@
+"""`inheritune push MODEL_DIR REPO_ID [--private/--public] [--dry-run]`: publish a checkpoint with its card.
+
+MODEL_DIR is a `save_pretrained` folder, or a `run_inheritune` output folder (then its final round is published
+with the growth rounds, validation losses and loss figure in the card). The card also carries downstream scores
+from `--results DIR` (what `inheritune evaluate` wrote), or evaluates first with `--tasks`. `--dry-run` writes the
+exact files that would be uploaded (README.md included) into `--out` and uploads nothing.
+
+The token is read from `HF_TOKEN` or `hf auth login`, never from the command line (it would end up in the shell
+history and the process list).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import CheckpointError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "push",
+        help="Upload a checkpoint (safetensors), its model card, figures and results to the Hub in one commit.",
+        description="Publish to the Hub: create the repo if needed, then one commit with weights (safetensors), "
+        "config, tokenizer, README.md (lineage, recipe, losses, lm-eval scores as model-index), figures and "
+        "results JSON. Re-running is safe. The token comes from HF_TOKEN or `hf auth login`.",
+    )
+    parser.add_argument("model", help="A save_pretrained folder, or a run_inheritune output folder.")
+    parser.add_argument("repo_id", help="namespace/name (or name, for your own namespace).")
+    visibility = parser.add_mutually_exclusive_group()
+    visibility.add_argument(
+        "--private", dest="private", action="store_true", default=True, help="Private repo (default)."
+    )
+    visibility.add_argument("--public", dest="private", action="store_false", help="Public repo.")
+    parser.add_argument("--dry-run", action="store_true", help="Write what would be uploaded into --out; no upload.")
+    parser.add_argument("--out", default=None, help="Dry-run folder (default: ./<repo name>-dry-run).")
+    parser.add_argument("--overwrite", action="store_true", help="Let --dry-run replace a non-empty --out.")
+    parser.add_argument("--results", default=None, help="Folder with downstream_results.json (inheritune evaluate).")
+    parser.add_argument("--tasks", default=None, help="Evaluate a run's final model on these lm-eval tasks first.")
+    parser.add_argument("--include-path", action="append", default=None, help="Local lm-eval task folder(s).")
+    parser.add_argument("--figure", action="append", default=[], help="An image to upload and show in the card.")
+    parser.add_argument("--base-model", default=None, help="The reference's Hub id (default: from the lineage).")
+    parser.add_argument("--license", default=None, help="SPDX license id (default: the base model's).")
+    parser.add_argument("--dataset", action="append", default=None, help="Training dataset Hub id(s) for the card.")
+    parser.add_argument("--revision", default=None, help="Branch to commit to (default: main).")
+    parser.add_argument("--commit-message", default=None, help="Commit summary.")
+    parser.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or https://huggingface.co).")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluate import DownstreamResults
+    from ..publish import base_model_license, check_repo_id, model_card, publish_run, push_to_hub
+
+    check_repo_id(args.repo_id)
+    folder = Path(args.model)
+    out = Path(args.out) if args.out else Path.cwd() / f"{args.repo_id.split('/')[-1]}-dry-run"
+    dry_run = out if args.dry_run else None
+    if (folder / "rounds.json").is_file() and (folder / "run.json").is_file():
+        if args.results or args.figure:
+            raise CheckpointError("--results and --figure are for a checkpoint folder; a run folder has its own.")
+        result = publish_run(
+            folder,
+            args.repo_id,
+            tasks=args.tasks,
+            include_path=args.include_path,
+            base_model=args.base_model,
+            license=args.license,
+            datasets=args.dataset,
+            private=args.private,
+            revision=args.revision,
+            endpoint=args.endpoint,
+            commit_message=args.commit_message,
+            dry_run=dry_run,
+            overwrite=args.overwrite,
+        )
+    else:
+        if not (folder / "config.json").is_file():
+            raise CheckpointError(f"{folder} is not a save_pretrained folder (no config.json) nor a run folder.")
+        if args.tasks:
+            raise CheckpointError("--tasks is for a run folder; run `inheritune evaluate` and pass --results.")
+        results = DownstreamResults.load(args.results) if args.results else None
+        figures = {Path(f).stem.replace("_", " "): Path(f) for f in args.figure}
+        license = args.license
+        if license is None and args.base_model and not args.dry_run:
+            license = base_model_license(args.base_model, endpoint=args.endpoint)
+        card = model_card(
+            folder,
+            repo_id=args.repo_id if "/" in args.repo_id else None,
+            base_model=args.base_model,
+            results=results,
+            figures=figures or None,
+            license=license,
+            datasets=args.dataset,
+        )
+        result = push_to_hub(
+            folder,
+            args.repo_id,
+            card=card,
+            private=args.private,
+            revision=args.revision,
+            commit_message=args.commit_message,
+            results=results,
+            extra_files=list(figures.values()),
+            endpoint=args.endpoint,
+            dry_run=dry_run,
+            overwrite=args.overwrite,
+        )
+    if args.dry_run:
+        print(f"dry run: wrote the files that would be pushed to {args.repo_id} into {result}")
+    else:
+        print(f"pushed to {args.repo_id}: {result.commit_url}")
+    return 0
