@@ -148,7 +148,12 @@ def _context_length(model: nn.Module) -> int | None:
 
 def _texts_of_dataset(dataset: Any) -> tuple[str, Iterable[Any]]:
     """('input_ids', rows) when the dataset is already tokenized, else ('text', strings)."""
-    columns = list(getattr(dataset, "column_names", None) or [])
+    column_names = getattr(dataset, "column_names", None)
+    if isinstance(column_names, dict):  # a DatasetDict: column names per split
+        raise DataError(
+            f"Got several splits ({list(column_names)}); pass one, e.g. dataset['validation'] as in the paper."
+        )
+    columns = list(column_names or [])
     try:
         empty = len(dataset) == 0
     except TypeError:  # an IterableDataset has no length

@@ -126,6 +126,19 @@ def test_eager_and_sdpa_models_give_the_same_report_and_are_restored():
     torch.testing.assert_close(torch.tensor(reports["eager"].mass), torch.tensor(reports["sdpa"].mass))
 
 
+def test_model_is_restored_when_the_forward_fails():
+    model = gpt2().train()
+
+    def fail(*args):
+        raise RuntimeError("boom")
+
+    model.transformer.h[2].register_forward_hook(fail)
+    with pytest.raises(RuntimeError, match="boom"):
+        analyze_attention(model, input_ids=stream(), num_samples=2, seq_len=16, progress=False)
+    assert model.config._attn_implementation == "sdpa"
+    assert model.training
+
+
 def test_loaded_checkpoint_keeps_its_attention_setting(tmp_path):
     gpt2().save_pretrained(tmp_path)
     model = AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="sdpa")
@@ -308,6 +321,9 @@ def test_empty_sources_are_refused(tokenizer):
         )
     with pytest.raises(DataError, match="empty"):
         analyze_attention(gpt2(), tokenizer, texts=[], seq_len=16, progress=False)
+    with pytest.raises(DataError, match="one, e.g."):
+        splits = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": [TEXT]})})
+        analyze_attention(gpt2(), tokenizer, dataset=splits, seq_len=16, progress=False)
     with pytest.raises(DataError, match="which column"):
         analyze_attention(gpt2(), tokenizer, dataset=datasets.Dataset.from_dict({"a": ["x"], "b": ["y"]}), seq_len=16)
 
