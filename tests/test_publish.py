@@ -1,0 +1,440 @@
+"""model_card, push_to_hub, publish_run and `inheritune push`, against a Hub-protocol server on 127.0.0.1.
+
+Everything goes through the real `huggingface_hub` client with `endpoint=` (HF_ENDPOINT is read at import, so it
+cannot be pointed at the test server afterwards). Loading back uses `snapshot_download(endpoint=...)` into a
+folder, then `AutoModelForCausalLM.from_pretrained(folder)` and `ModelCard.load(folder / "README.md")`; the
+slow-marked test also loads by repo id in a subprocess started with HF_ENDPOINT set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hub_server import HubServer
+from huggingface_hub import ModelCard, snapshot_download
+from local_tasks import random_model, shared_task_dir, tokenizer
+from transformers import AutoModelForCausalLM
+
+from inheritune_hf.errors import CheckpointError, HubError
+from inheritune_hf.evaluate import DownstreamResults, evaluate_downstream
+from inheritune_hf.publish import CITATION, model_card, publish_run, push_to_hub, upload_plan
+
+TOKEN = "hf_test_secret_0123456789"
+USER = "alice"
+LINEAGE = {
+    "method": "inheritune",
+    "paper": "arXiv:2404.08634",
+    "source": "openai-community/gpt2-medium",
+    "source_model_type": "gpt2",
+    "source_num_layers": 24,
+    "source_layers": [0, 1],
+    "num_layers": 2,
+    "random_init": False,
+    "reinitialized": ["transformer.ln_f"],
+}
+ROUNDS = [
+    {"kind": "inheritune", "round": 1, "layers": 12, "strategy": "inherit", "steps": 100, "tokens": 51200,
+     "cumulative_tokens": 51200, "val_loss": 3.1, "reference_val_loss": 2.9, "matched": False},
+    {"kind": "inheritune", "round": 2, "layers": 14, "strategy": "restart", "steps": 100, "tokens": 51200,
+     "cumulative_tokens": 102400, "val_loss": 2.85, "reference_val_loss": 2.9, "matched": True},
+    {"kind": "random_baseline", "round": None, "layers": 14, "strategy": "random_init", "steps": 100,
+     "tokens": 51200, "cumulative_tokens": 51200, "val_loss": 3.4, "reference_val_loss": 2.9, "matched": False},
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_token(monkeypatch, tmp_path):
+    """No token from the environment or a login file: each test says which token it uses."""
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+
+
+@pytest.fixture(scope="module")
+def hub():
+    with HubServer(tokens={TOKEN: USER}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = random_model(seed=3)
+    m.config.inheritune = dict(LINEAGE)  # what `inherit` records, set by hand so this test needs only publish
+    return m
+
+
+@pytest.fixture(scope="module")
+def model_dir(model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-inheritune")
+    model.save_pretrained(folder)
+    tokenizer().save_pretrained(folder)
+    (folder / "attention_rank.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def results(model):
+    return evaluate_downstream(model, tokenizer(), ["toy_ppl", "toy_mc"], include_path=shared_task_dir())
+
+
+def folder_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def download(hub: HubServer, repo_id: str, dest: Path, revision: str | None = None) -> Path:
+    return Path(snapshot_download(repo_id, endpoint=hub.url, token=TOKEN, local_dir=dest, revision=revision))
+
+
+def logits(model, text: str = "the tall cat fish . the shy dog bones .") -> torch.Tensor:
+    with torch.no_grad():
+        return model(torch.tensor([tokenizer()(text).input_ids])).logits
+
+
+# ------------------------------------------------------------------------------------------- model card
+
+
+def test_card_carries_lineage_rounds_recipe_losses_scores_figures_and_citation(model, results):
+    card = model_card(
+        model,
+        repo_id="alice/tiny",
+        rounds=ROUNDS,
+        training={"dataset": "Skylion007/openwebtext", "learning_rate": 3e-4, "max_steps": 100},
+        results=results,
+        figures={"Attention rank per layer": "somewhere/attention_rank.png"},
+        license="mit",
+    )
+    data, text = card.data, card.text
+    assert data.base_model == "openai-community/gpt2-medium"
+    assert data.license == "mit" and data.datasets == ["Skylion007/openwebtext"]
+    assert {"inheritune", "arxiv:2404.08634"} <= set(data.tags) and data.library_name == "transformers"
+    assert "| Inherited reference blocks | 0-1 |" in text
+    assert "| Reference depth | 24 blocks |" in text and "| Re-initialised | transformer.ln_f |" in text
+    assert "| 2 | 14 | restart | 100 | 51,200 | 2.8500 | 2.9000 | yes |" in text
+    assert "| Inheritune (14 layers) | 2.8500 |" in text and "| reference | 2.9000 |" in text
+    assert "| random init (14 layers, same budget) | 3.4000 |" in text
+    assert "| learning_rate | 0.0003 |" in text
+    assert results.to_markdown() in text
+    assert "![Attention rank per layer](attention_rank.png)" in text
+    assert CITATION in text
+
+
+def test_card_round_trips_through_modelcard_load_with_eval_results(model, results, tmp_path):
+    card = model_card(model, repo_id="alice/tiny", results=results, license="apache-2.0")
+    card.save(tmp_path / "README.md")
+    loaded = ModelCard.load(tmp_path / "README.md")
+    assert loaded.data.model_name == "tiny" and loaded.data.license == "apache-2.0"
+    assert [(e.dataset_name, e.metric_type, e.metric_value) for e in loaded.data.eval_results] == [
+        (r.task, r.metric, r.value) for r in results.rows
+    ]
+    assert loaded.text == card.text
+
+
+def test_license_is_inherited_from_a_local_base_models_card(tmp_path):
+    base = tmp_path / "reference"
+    base.mkdir()
+    (base / "README.md").write_text("---\nlicense: bigscience-openrail-m\n---\n# ref\n")
+    config = random_model().config
+    config.inheritune = {**LINEAGE, "source": str(base)}
+    card = model_card(config)
+    assert card.data.license == "bigscience-openrail-m"
+    assert card.data.base_model is None  # a local path is not a Hub id, so it is named in the text only
+    assert f"`{base}`" in card.text
+
+
+def test_card_of_a_model_without_lineage_is_still_valid():
+    card = model_card(random_model(), license="mit")
+    assert card.data.base_model is None and "## Lineage" not in card.text
+    assert card.data.eval_results is None
+
+
+# ------------------------------------------------------------------------------------------- push and load back
+
+
+def test_push_then_load_gives_identical_logits_and_eval_results(hub, model, model_dir, results, tmp_path):
+    card = model_card(model_dir, repo_id=f"{USER}/tiny", results=results, license="mit")
+    info = push_to_hub(model_dir, f"{USER}/tiny", card=card, results=results, token=TOKEN, endpoint=hub.url)
+
+    repo = hub.repos[f"{USER}/tiny"]
+    assert repo.private  # private by default
+    assert info.oid == repo.branches["main"] and len(repo.history()) == 2  # the Hub's initial commit + ours
+    assert sorted(repo.files()) == [
+        ".gitattributes",
+        "README.md",
+        "attention_rank.png",
+        "config.json",
+        "downstream_results.json",
+        "generation_config.json",
+        "lm_eval_results.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+
+    local = download(hub, f"{USER}/tiny", tmp_path / "download")
+    loaded = AutoModelForCausalLM.from_pretrained(local)
+    assert torch.equal(logits(loaded), logits(model))  # bit for bit
+    assert loaded.config.inheritune == LINEAGE
+    loaded_card = ModelCard.load(local / "README.md")
+    assert loaded_card.data.eval_results == results.to_eval_results()
+    assert DownstreamResults.load(local).rows == results.rows
+
+
+def test_rerun_is_safe_unchanged_files_are_skipped_and_a_new_card_is_one_new_commit(hub, model_dir, tmp_path):
+    repo_id = f"{USER}/rerun"
+    first = push_to_hub(model_dir, repo_id, token=TOKEN, endpoint=hub.url)
+    again = push_to_hub(model_dir, repo_id, token=TOKEN, endpoint=hub.url)
+    repo = hub.repos[repo_id]
+    assert again.oid == first.oid and len(repo.history()) == 2  # nothing changed, nothing committed
+
+    before = repo.files()
+    third = push_to_hub(model_dir, repo_id, card="---\nlicense: mit\n---\n# v2\n", token=TOKEN, endpoint=hub.url)
+    after = repo.files()
+    assert third.oid != first.oid and len(repo.history()) == 3
+    assert {p for p in after if after[p] != before.get(p)} == {"README.md"}
+    assert after["model.safetensors"] == (model_dir / "model.safetensors").read_bytes()
+
+
+def test_failed_commit_leaves_the_repo_and_the_folder_unchanged_and_a_retry_works(hub, model_dir):
+    repo_id = f"{USER}/interrupted"
+    push_to_hub(model_dir, repo_id, card="---\nlicense: mit\n---\n# v1\n", token=TOKEN, endpoint=hub.url)
+    repo = hub.repos[repo_id]
+    head, local = repo.branches["main"], folder_digest(model_dir)
+
+    hub.fail_next("commit", 500)
+    with pytest.raises(HubError, match=r"HTTP 500.*previous commit; running the push again is safe"):
+        push_to_hub(model_dir, repo_id, card="---\nlicense: mit\n---\n# v2\n", token=TOKEN, endpoint=hub.url)
+    assert repo.branches["main"] == head and repo.files()["README.md"].endswith(b"# v1\n")
+    assert folder_digest(model_dir) == local
+
+    push_to_hub(model_dir, repo_id, card="---\nlicense: mit\n---\n# v2\n", token=TOKEN, endpoint=hub.url)
+    assert repo.files()["README.md"].endswith(b"# v2\n") and len(repo.history()) == 3
+
+
+def test_unreachable_endpoint_is_a_clear_error_and_a_retry_works(model_dir):
+    server = HubServer(tokens={TOKEN: USER}).start()
+    server.stop()  # the port is now closed: the endpoint is down
+    local = folder_digest(model_dir)
+    with pytest.raises(HubError, match=r"Could not reach the Hub at http://127\.0\.0\.1:\d+ .*run the push again"):
+        push_to_hub(model_dir, f"{USER}/later", token=TOKEN, endpoint=server.url)
+    assert folder_digest(model_dir) == local
+
+    server.start()  # same port, back up
+    try:
+        push_to_hub(model_dir, f"{USER}/later", token=TOKEN, endpoint=server.url)
+        assert "model.safetensors" in server.repos[f"{USER}/later"].files()
+    finally:
+        server.stop()
+
+
+def test_push_without_a_token_is_refused_before_any_request(hub, model_dir):
+    sent = len(hub.requests)
+    with pytest.raises(HubError, match=r"needs a write token.*HF_TOKEN.*hf auth login"):
+        push_to_hub(model_dir, f"{USER}/no-token", endpoint=hub.url)
+    assert len(hub.requests) == sent and f"{USER}/no-token" not in hub.repos
+
+
+def test_a_rejected_token_is_a_clear_error_and_creates_nothing(hub, model_dir):
+    with pytest.raises(HubError, match=r"HTTP 401.*rejected the token") as err:
+        push_to_hub(model_dir, f"{USER}/bad-token", token="hf_not_a_real_token", endpoint=hub.url)
+    assert "hf_not_a_real_token" not in str(err.value)
+    assert f"{USER}/bad-token" not in hub.repos
+
+
+def test_the_token_comes_from_hf_token_when_not_passed(hub, model_dir, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    push_to_hub(model_dir, f"{USER}/env-token", endpoint=hub.url)
+    assert f"{USER}/env-token" in hub.repos
+
+
+@pytest.mark.parametrize(
+    "repo_id", ["", "alice/", "/tiny", "a/b/c", "alice/tiny model", "-alice/tiny", "alice/ti--ny", "alice/tiny..x"]
+)
+def test_malformed_repo_ids_are_refused_before_any_request(hub, model_dir, repo_id):
+    sent = len(hub.requests)
+    with pytest.raises(HubError, match="Malformed repo id"):
+        push_to_hub(model_dir, repo_id, token=TOKEN, endpoint=hub.url)
+    assert len(hub.requests) == sent
+
+
+def test_a_name_without_namespace_goes_to_the_token_owner(hub, model_dir):
+    info = push_to_hub(model_dir, "no-namespace", token=TOKEN, endpoint=hub.url)
+    assert f"{USER}/no-namespace" in hub.repos and f"/{USER}/no-namespace/commit/" in info.commit_url
+
+
+def test_the_token_is_never_printed_logged_or_uploaded(hub, model, model_dir, results, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    card = model_card(model_dir, repo_id=f"{USER}/secret", results=results, license="mit")
+    push_to_hub(model_dir, f"{USER}/secret", card=card, results=results, token=TOKEN, endpoint=hub.url)
+    captured = capsys.readouterr()
+    assert TOKEN not in caplog.text and TOKEN not in captured.out and TOKEN not in captured.err
+    for commit in hub.repos[f"{USER}/secret"].commits.values():
+        assert all(TOKEN.encode() not in content for content in commit.files.values())
+    assert hub.seen_headers[-1]["authorization"] == f"Bearer {TOKEN}"  # it was used, only in the header
+
+
+def test_a_card_containing_the_token_is_refused(hub, model_dir):
+    with pytest.raises(HubError, match="README.md contains your Hub token"):
+        push_to_hub(model_dir, f"{USER}/leak", card=f"# oops {TOKEN}\n", token=TOKEN, endpoint=hub.url)
+    assert f"{USER}/leak" not in hub.repos
+
+
+# ------------------------------------------------------------------------------------------- what is uploaded
+
+
+def test_pickles_and_trainer_state_are_never_uploaded(model_dir, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for path in model_dir.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    for name in ("pytorch_model.bin", "optimizer.pt", "training_args.bin", "rng_state.pth", "trainer_state.json"):
+        (folder / name).write_bytes(b"pickle")
+    (folder / ".hidden").write_text("x")
+    plan = upload_plan(folder)
+    assert not [p for p in plan if p.endswith((".bin", ".pt", ".pth")) or p.startswith((".", "trainer_state"))]
+    assert "model.safetensors" in plan and "README.md" in plan
+
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"no \.safetensors weights \(only pickles: .*pytorch_model\.bin"):
+        upload_plan(folder)
+
+
+def test_weight_files_the_new_folder_no_longer_has_are_deleted_in_the_same_commit(hub, model_dir, tmp_path):
+    repo_id = f"{USER}/reshard"
+    old = tmp_path / "old.safetensors"
+    old.write_bytes((model_dir / "model.safetensors").read_bytes())
+    push_to_hub(model_dir, repo_id, extra_files=[old], token=TOKEN, endpoint=hub.url)
+    assert "old.safetensors" in hub.repos[repo_id].files()
+    push_to_hub(model_dir, repo_id, token=TOKEN, endpoint=hub.url)
+    assert "old.safetensors" not in hub.repos[repo_id].files() and len(hub.repos[repo_id].history()) == 3
+
+
+def test_a_model_in_memory_is_saved_as_safetensors_with_its_tokenizer(hub, model, tmp_path):
+    push_to_hub(model, f"{USER}/in-memory", tokenizer=tokenizer(), token=TOKEN, endpoint=hub.url)
+    files = hub.repos[f"{USER}/in-memory"].files()
+    assert {"model.safetensors", "tokenizer.json", "config.json", "README.md"} <= set(files)
+    assert not [p for p in files if p.endswith(".bin")]
+    assert b"base_model: openai-community/gpt2-medium" in files["README.md"]  # generated from config.inheritune
+    loaded = AutoModelForCausalLM.from_pretrained(download(hub, f"{USER}/in-memory", tmp_path / "dl"))
+    assert torch.equal(logits(loaded), logits(model))
+
+
+def test_revision_pushes_to_a_branch_and_leaves_main(hub, model_dir, tmp_path):
+    repo_id = f"{USER}/branched"
+    push_to_hub(model_dir, repo_id, card="---\nlicense: mit\n---\n# main\n", token=TOKEN, endpoint=hub.url)
+    push_to_hub(
+        model_dir, repo_id, card="---\nlicense: mit\n---\n# v1\n", revision="v1", token=TOKEN, endpoint=hub.url
+    )
+    repo = hub.repos[repo_id]
+    assert repo.files("main")["README.md"].endswith(b"# main\n") and repo.files("v1")["README.md"].endswith(b"# v1\n")
+    local = download(hub, repo_id, tmp_path / "v1", revision="v1")
+    assert (local / "README.md").read_text().endswith("# v1\n")
+
+
+def test_dry_run_writes_exactly_what_is_then_pushed(hub, model, model_dir, results, tmp_path):
+    card = model_card(model_dir, repo_id=f"{USER}/dry", results=results, license="mit")
+    sent = len(hub.requests)
+    out = push_to_hub(model_dir, f"{USER}/dry", card=card, results=results, endpoint=hub.url, dry_run=tmp_path / "dry")
+    assert len(hub.requests) == sent  # no token needed, nothing sent
+    push_to_hub(model_dir, f"{USER}/dry", card=card, results=results, token=TOKEN, endpoint=hub.url)
+    pushed = {p: c for p, c in hub.repos[f"{USER}/dry"].files().items() if p != ".gitattributes"}
+    assert {str(p.relative_to(out)): p.read_bytes() for p in out.iterdir()} == pushed
+
+
+# ------------------------------------------------------------------------------------------- a run, and the CLI
+
+
+@pytest.fixture
+def run_dir(model_dir, tmp_path):
+    run = tmp_path / "run"
+    final = run / "round-2-14L" / "model"
+    final.mkdir(parents=True)
+    for path in model_dir.iterdir():
+        if path.name != "attention_rank.png":
+            (final / path.name).write_bytes(path.read_bytes())
+    rows = [dict(r, checkpoint=f"round-{r['round']}-{r['layers']}L/model") for r in ROUNDS if r["round"]]
+    rows.append(dict(ROUNDS[2], checkpoint="baseline-14L/model"))
+    (run / "rounds.json").write_text(json.dumps(rows))
+    training = {"learning_rate": 3e-4, "max_steps": 100, "warmup_steps": 10, "weight_decay": 0.1, "seed": 0}
+    (run / "run.json").write_text(json.dumps({"config": {"training": training}, "reference_loss": 2.9}))
+    (run / "loss_curves.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\1" * 16)
+    return run
+
+
+def test_publish_run_evaluates_and_publishes_the_final_round(hub, run_dir, model, tmp_path):
+    out = publish_run(
+        run_dir,
+        f"{USER}/run",
+        tasks=["toy_mc"],
+        include_path=shared_task_dir(),
+        license="mit",
+        endpoint=hub.url,
+        dry_run=tmp_path / "dry",
+    )
+    names = sorted(p.name for p in out.iterdir())
+    assert {"loss_curves.png", "rounds.json", "model.safetensors", "downstream_results.json", "README.md"} <= set(
+        names
+    )
+    card = ModelCard.load(out / "README.md")
+    assert [e.metric_type for e in card.data.eval_results] == ["acc", "acc_norm"]
+    assert card.data.base_model == "openai-community/gpt2-medium"
+    assert "| random init (14 layers, same budget) | 3.4000 |" in card.text
+    assert "![Validation loss against training tokens" in card.text and "| warmup_steps | 10 |" in card.text
+
+    info = publish_run(run_dir, f"{USER}/run", license="mit", token=TOKEN, endpoint=hub.url)
+    assert "rounds.json" in hub.repos[f"{USER}/run"].files() and info.oid == hub.repos[f"{USER}/run"].branches["main"]
+
+
+def test_cli_push_dry_run_then_push(hub, model_dir, tmp_path, monkeypatch, capsys):
+    from inheritune_hf.cli import main
+
+    out = tmp_path / "cli-dry"
+    args = ["push", str(model_dir), f"{USER}/cli", "--dry-run", "--out", str(out), "--license", "mit"]
+    assert main(args + ["--endpoint", hub.url]) == 0
+    assert (out / "README.md").is_file() and (out / "model.safetensors").is_file()
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert main(["push", str(model_dir), f"{USER}/cli", "--public", "--license", "mit", "--endpoint", hub.url]) == 0
+    assert not hub.repos[f"{USER}/cli"].private
+    assert f"pushed to {USER}/cli: {hub.url}/{USER}/cli/commit/" in capsys.readouterr().out
+    assert TOKEN not in capsys.readouterr().out
+
+
+def test_cli_push_bad_input_exits_2_with_one_clear_line(hub, model_dir, tmp_path, capsys):
+    from inheritune_hf.cli import main
+
+    assert main(["push", str(model_dir), "alice/bad name", "--endpoint", hub.url]) == 2
+    assert "Malformed repo id" in capsys.readouterr().err
+    assert main(["push", str(tmp_path), f"{USER}/x", "--endpoint", hub.url]) == 2
+    assert "not a save_pretrained folder" in capsys.readouterr().err
+    assert main(["push", str(model_dir), f"{USER}/x", "--endpoint", hub.url]) == 2
+    assert "needs a write token" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_from_pretrained_by_repo_id_with_hf_endpoint_in_a_fresh_process(hub, model, model_dir, tmp_path):
+    push_to_hub(model_dir, f"{USER}/by-id", token=TOKEN, endpoint=hub.url)
+    torch.save(logits(model), tmp_path / "expected.pt")
+    code = (
+        "import sys, torch; from transformers import AutoModelForCausalLM, AutoTokenizer; "
+        "from huggingface_hub import ModelCard; "
+        f"m = AutoModelForCausalLM.from_pretrained('{USER}/by-id'); t = AutoTokenizer.from_pretrained('{USER}/by-id'); "
+        "ids = torch.tensor([t('the tall cat fish . the shy dog bones .').input_ids]); "
+        f"ok = torch.equal(m(ids).logits, torch.load(r'{tmp_path / 'expected.pt'}')); "
+        f"card = ModelCard.load('{USER}/by-id'); sys.exit(0 if ok and card.data.base_model else 1)"
+    )
+    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HOME=str(tmp_path / "hf-home"))
+    assert subprocess.run([sys.executable, "-c", code], env=env, timeout=300).returncode == 0
