@@ -9,7 +9,7 @@
 
 Each runs in a fresh child process after the source files have been read once (warm page cache for all);
 peak RSS is `resource.getrusage(RUSAGE_CHILDREN).ru_maxrss` taken in a wrapper process around it. The
-random-init reference (TinyLlama-1.1B shapes, bf16, 5 shards) is made once and cached in
+random-init reference (TinyLlama-1.1B shapes, bf16, 4 shards of ~500 MB) is made once and cached in
 benchmarks/.cache/. Goal (issue 7): lazy peak RSS <= 1.15x the target's bytes, and faster than both.
 """
 
@@ -104,6 +104,7 @@ def make_source(folder: Path, shard_bytes: int = 500 * 2**20) -> None:
         total += sum(t.numel() * 2 for t in shard.values())
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (tmp / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    config.architectures = ["LlamaForCausalLM"]  # mergekit reads the class from here
     config.save_pretrained(tmp)
     os.replace(tmp, folder)
 
