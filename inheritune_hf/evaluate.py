@@ -17,6 +17,8 @@ import functools
 import json
 import math
 import os
+import random
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -255,6 +257,7 @@ def evaluate_downstream(
 
     was_training = model.training
     model.eval()
+    rng_state = _rng_state()
     try:
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
         simple_evaluate_kwargs.setdefault("log_samples", False)
@@ -268,6 +271,7 @@ def evaluate_downstream(
         )
     finally:
         model.train(was_training)
+        _restore_rng_state(rng_state)  # simple_evaluate seeds the global RNGs; a training script should not notice
     if raw is None:  # lm-eval returns None on non-zero ranks of a distributed run
         return DownstreamResults(rows=[], raw={})
     return DownstreamResults.from_lm_eval(raw, metrics)
@@ -333,9 +337,9 @@ def _task_name(spec: TaskSpec) -> str:
     if isinstance(spec, Mapping):
         return spec["task"]
     if spec.endswith((".yaml", ".yml")) and Path(spec).is_file():
-        import yaml
-
-        return (yaml.safe_load(Path(spec).read_text()) or {}).get("task", Path(spec).stem)
+        # a regex, not yaml.safe_load: lm-eval YAMLs may hold `!function` tags that a plain loader rejects
+        found = re.search(r"^task:\s*['\"]?([^'\"\s#]+)", Path(spec).read_text(), re.MULTILINE)
+        return found.group(1) if found else Path(spec).stem
     return spec
 
 
@@ -401,6 +405,26 @@ def _task_manager(paths: tuple[str, ...], include_defaults: bool) -> Any:
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=list(paths) or None, include_defaults=include_defaults)
+
+
+def _rng_state() -> tuple[Any, Any, Any, Any]:
+    import numpy as np
+    import torch
+
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    return random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda
+
+
+def _restore_rng_state(state: tuple[Any, Any, Any, Any]) -> None:
+    import numpy as np
+    import torch
+
+    python, numpy_state, torch_state, cuda = state
+    random.setstate(python)
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(torch_state)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
 
 
 # ---------------------------------------------------------------------------------------------- formatting

@@ -694,8 +694,14 @@ def publish_run(
         )
 
     config = run.get("config", {})
-    training = dict(config.get("training", {}))
-    training = {k: v for k, v in training.items() if v is not None}
+    training = {k: v for k, v in config.get("training", {}).items() if v is not None}
+    training.update(
+        {
+            k: v
+            for k, v in config.get("inheritune", {}).items()
+            if isinstance(v, str | int | float | bool) and k not in training
+        }
+    )
     last = grown[-1]
     training.update(
         {

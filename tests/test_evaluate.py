@@ -188,12 +188,18 @@ def test_dict_config_and_yaml_path_tasks_work(task_dir, random_results):
     )
 
 
-def test_mapping_keeps_only_the_named_metrics_and_restores_training_mode(task_dir):
+def test_mapping_keeps_only_the_named_metrics_and_restores_training_mode_and_rng(task_dir):
+    import torch
+
     model = random_model()
     model.train()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
     results = evaluate_downstream(model, tokenizer(), {"toy_mc": ["acc_norm"]}, include_path=task_dir, limit=8)
     assert [(r.task, r.metric, r.num_samples) for r in results.rows] == [("toy_mc", "acc_norm", 8)]
     assert model.training
+    assert torch.equal(torch.rand(3), expected)  # lm-eval reseeds the global RNGs; the caller's stream is kept
 
 
 # ------------------------------------------------------------------------------------------- DownstreamResults
@@ -292,3 +298,11 @@ def test_cli_evaluate_checks_tasks_and_output_before_loading(model_dir, task_dir
     assert main(["evaluate", str(model_dir), "--tasks", "piqa,hellaswagg", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "'hellaswagg': did you mean hellaswag" in err and not out.exists()
+
+
+def test_a_yaml_path_is_named_by_its_task_even_with_lm_eval_function_tags(tmp_path):
+    from inheritune_hf.evaluate import _task_name
+
+    path = tmp_path / "custom.yaml"
+    path.write_text("task: my_task\nprocess_docs: !function utils.process_docs\n")
+    assert _task_name(str(path)) == "my_task"
