@@ -570,8 +570,12 @@ def _staged(folder_or_model: Any, tokenizer: Any) -> Iterator[Path]:
 @contextmanager
 def _hub_errors(endpoint: str, token: str, what: str, folder: Path) -> Iterator[None]:
     """Turn client and HTTP failures into one `HubError` that says what happened and that retrying is safe."""
-    import httpx2
     from huggingface_hub.errors import HfHubHTTPError
+
+    try:  # huggingface_hub 2 ships its own fork of httpx; 1.x uses httpx itself
+        from httpx2 import TransportError
+    except ImportError:  # pragma: no cover - depends on the huggingface_hub major version
+        from httpx import TransportError
 
     def scrub(text: str) -> str:
         return text.replace(token, "***") if token else text
@@ -588,7 +592,11 @@ def _hub_errors(endpoint: str, token: str, what: str, folder: Path) -> Iterator[
         else:
             hint = "The repo was left at its previous commit; running the push again is safe."
         raise HubError(f"{what} failed on {endpoint} (HTTP {status}): {server}. {hint}") from None
-    except (httpx2.HTTPError, OSError) as err:
+    except HubError:
+        raise
+    except ValueError as err:  # the client refuses before sending, e.g. README metadata the Hub would reject
+        raise HubError(f"{what} was refused: {scrub(str(err))}") from None
+    except (TransportError, ConnectionError) as err:
         raise HubError(
             f"Could not reach the Hub at {endpoint} while trying to {what.lower()} ({type(err).__name__}: "
             f"{scrub(str(err))}). Nothing was changed in {folder}; check the endpoint and your connection, then "

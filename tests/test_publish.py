@@ -292,6 +292,13 @@ def test_a_card_containing_the_token_is_refused(hub, model_dir):
     assert f"{USER}/leak" not in hub.repos
 
 
+def test_a_card_with_metadata_the_hub_rejects_is_a_clear_error_before_upload(hub, model_dir):
+    repo_id = f"{USER}/bad-card"
+    with pytest.raises(HubError, match=r"was refused: Invalid metadata in README.md"):
+        push_to_hub(model_dir, repo_id, card="---\nlicense: [unclosed\n---\n# x\n", token=TOKEN, endpoint=hub.url)
+    assert sorted(hub.repos[repo_id].files()) == [".gitattributes"]  # created, but nothing half-uploaded
+
+
 # ------------------------------------------------------------------------------------------- what is uploaded
 
 
