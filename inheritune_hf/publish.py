@@ -36,6 +36,7 @@ __all__ = [
     "CITATION",
     "base_model_license",
     "check_repo_id",
+    "hub_base_model",
     "model_card",
     "publish_run",
     "push_to_hub",
@@ -193,6 +194,12 @@ def base_model_license(
         return None
     card = info.card_data
     return getattr(card, "license", None) if card is not None else None
+
+
+def hub_base_model(model: PreTrainedModel | PretrainedConfig | str | os.PathLike) -> str | None:
+    """The Hub id of the reference recorded by `inherit` (`config.inheritune["source"]`), if it is one."""
+    source = (_lineage_of(_folder_and_config(model)[1]) or {}).get("source")
+    return source if isinstance(source, str) and _is_hub_id(source) else None
 
 
 def _folder_and_config(model: Any) -> tuple[Path | None, Any]:
@@ -725,8 +732,7 @@ def publish_run(
     figures.update(
         {caption: model_dir / name for name, caption in KNOWN_FIGURES.items() if (model_dir / name).is_file()}
     )
-    lineage = _lineage_of(json.loads((model_dir / "config.json").read_text())) or {}
-    base = base_model or (lineage.get("source") if _is_hub_id(str(lineage.get("source", ""))) else None)
+    base = base_model or hub_base_model(model_dir)
     if license is None and base is not None:
         license = base_model_license(base, endpoint=endpoint, token=token or None)
     card = model_card(

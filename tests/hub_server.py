@@ -332,17 +332,20 @@ class _Handler(BaseHTTPRequestHandler):
         commit = repo.resolve(revision)
         if commit is None:
             raise _HttpError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
-        self._json(
-            200,
-            {
-                "id": repo.repo_id,
-                "modelId": repo.repo_id,
-                "sha": commit.oid,
-                "private": repo.private,
-                "tags": [],
-                "siblings": [{"rfilename": p, "size": len(c)} for p, c in sorted(commit.files.items())],
-            },
-        )
+        info = {
+            "id": repo.repo_id,
+            "modelId": repo.repo_id,
+            "sha": commit.oid,
+            "private": repo.private,
+            "tags": [],
+            "siblings": [{"rfilename": p, "size": len(c)} for p, c in sorted(commit.files.items())],
+        }
+        front = re.match(rb"^---\n(.*?)\n---", commit.files.get("README.md", b""), re.DOTALL)
+        if front:
+            import yaml
+
+            info["cardData"] = yaml.safe_load(front.group(1)) or {}
+        self._json(200, info)
 
     def tree(self, method, match, query, headers, body):
         repo = self.hub._repo(match["repo"], headers)

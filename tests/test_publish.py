@@ -420,6 +420,24 @@ def test_cli_push_dry_run_then_push(hub, model_dir, tmp_path, monkeypatch, capsy
     assert TOKEN not in capsys.readouterr().out
 
 
+def test_cli_push_inherits_the_license_of_the_base_model_on_the_hub(hub, model, tmp_path, monkeypatch):
+    from inheritune_hf.cli import main
+
+    reference = tmp_path / "reference"
+    random_model().save_pretrained(reference)
+    (reference / "README.md").write_text("---\nlicense: apache-2.0\n---\n# the reference\n")
+    push_to_hub(reference, f"{USER}/reference", token=TOKEN, endpoint=hub.url)
+
+    derived = tmp_path / "derived"
+    m = random_model()
+    m.config.inheritune = {**LINEAGE, "source": f"{USER}/reference"}
+    m.save_pretrained(derived)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert main(["push", str(derived), f"{USER}/derived", "--endpoint", hub.url]) == 0
+    readme = hub.repos[f"{USER}/derived"].files()["README.md"].decode()
+    assert "license: apache-2.0" in readme and f"base_model: {USER}/reference" in readme
+
+
 def test_cli_push_bad_input_exits_2_with_one_clear_line(hub, model_dir, tmp_path, capsys):
     from inheritune_hf.cli import main
 

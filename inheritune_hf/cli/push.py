@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import DownstreamResults
-    from ..publish import base_model_license, check_repo_id, model_card, publish_run, push_to_hub
+    from ..publish import base_model_license, check_repo_id, hub_base_model, model_card, publish_run, push_to_hub
 
     check_repo_id(args.repo_id)
     folder = Path(args.model)
@@ -82,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
         results = DownstreamResults.load(args.results) if args.results else None
         figures = {Path(f).stem.replace("_", " "): Path(f) for f in args.figure}
         license = args.license
-        if license is None and args.base_model and not args.dry_run:
-            license = base_model_license(args.base_model, endpoint=args.endpoint)
+        base = args.base_model or hub_base_model(folder)
+        if license is None and base and not args.dry_run:
+            license = base_model_license(base, endpoint=args.endpoint)
         card = model_card(
             folder,
             repo_id=args.repo_id if "/" in args.repo_id else None,
