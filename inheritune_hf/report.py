@@ -94,7 +94,7 @@ class AttentionReport:
         values = [
             value
             for layer, value in zip(self.layers, self.max_rank, strict=True)
-            if start <= layer < (stop or math.inf)
+            if start <= layer < (math.inf if stop is None else stop)
         ]
         return bool(values) and math.floor(sum(values) / len(values)) <= 1
 
