@@ -286,14 +286,20 @@ def _card_body(
     layers = lineage.get("num_layers") or _config_value(config, "num_hidden_layers", "n_layer", "num_layers")
     depth = lineage.get("source_num_layers")
     out = [f"# {name}", ""]
-    if lineage:
-        of = f" of its {depth}" if depth else ""
+    paper = f"([Sanyal et al., *When Attention Collapses*]({PAPER_URL}))"
+    of = f" of the reference's {depth}" if depth else ""
+    if lineage and lineage.get("random_init"):
         out.append(
-            f"A {layers}-layer language model derived from {source_link} with **Inheritune** "
-            f"([Sanyal et al., *When Attention Collapses*]({PAPER_URL})): it inherits the token embeddings, the "
-            f"language-model head and the first {layers} transformer blocks{of}, then is trained on the same data. "
-            "The later blocks of a deep model are often *lazy* (their attention collapses to rank one), so a "
-            "shallower model that keeps the early blocks can match the deep one's validation loss."
+            f"A {layers}-layer language model with the architecture of {source_link}'s first {layers} blocks and "
+            f"**random initial weights**: the same-size baseline that Inheritune {paper} is compared with."
+        )
+    elif lineage:
+        out.append(
+            f"A {layers}-layer language model derived from {source_link} with **Inheritune** {paper}: it starts "
+            f"from the reference's token embeddings, language-model head and first {layers} transformer "
+            f"blocks{of}, and is then trained on the reference's data. The later blocks of a deep model are often "
+            "*lazy* (their attention collapses to rank one), so a shallower model that keeps the early blocks can "
+            "match the deep one's validation loss."
         )
     else:
         out.append(f"A language model published with inheritune-hf ([Inheritune]({PAPER_URL})).")
