@@ -37,56 +37,47 @@ class BlockAfterSave(TrainerCallback):
             time.sleep(600)
 
 
+def run_train(out: Path, *, resume: bool = False, block_at_step: int | None = None, batch: int = 8) -> None:
+    """Train a 2-block model for 12 steps (checkpoints every 4); write out/final and out/result.json."""
+    train_blocks, val_blocks = blocks()
+    args = training_args(out / "trainer", per_device_train_batch_size=batch, save_strategy="steps", save_steps=4)
+    callbacks = [BlockAfterSave(block_at_step)] if block_at_step else []
+    model = tiny_model(2, seed=3)
+    result = train(model, train_blocks, val_blocks, args, callbacks=callbacks, resume_from_checkpoint=resume or None)
+    if args.process_index == 0:
+        result.trainer.save_model(str(out / "final"))
+        losses = [entry["loss"] for entry in result.trainer.state.log_history if "loss" in entry]
+        summary = {
+            "eval_curve": result.eval_curve,
+            "final_loss": result.final_loss,
+            "steps": result.steps,
+            "world_size": args.world_size,
+            "train_losses": losses,
+        }
+        (out / "result.json").write_text(json.dumps(summary))
+
+
+def run_rounds(out: Path, *, resume: bool = False, block_at_step: int | None = None) -> None:
+    """Inheritune from the 4-block reference: 2 -> 4 blocks (the target 0 is never met), 12 steps a round."""
+    train_blocks, val_blocks = blocks()
+    args = training_args(out, save_strategy="steps", save_steps=4)
+    callbacks = [BlockAfterSave(block_at_step, "round-2")] if block_at_step else []
+    settings = InherituneArguments(start_layers=2, target_loss="0.0", resume=resume, plot=False)
+    run_inheritune(trained_reference(), train_blocks, val_blocks, settings, args, callbacks=callbacks)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=["train", "rounds"])
-    parser.add_argument("out")
+    parser.add_argument("out", type=Path)
     parser.add_argument("--block-at-step", type=int, default=None)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=12)
     options = parser.parse_args()
-    out = Path(options.out)
-    train_blocks, val_blocks = blocks()
-    args = training_args(
-        out / "trainer" if options.mode == "train" else out,
-        max_steps=options.steps,
-        per_device_train_batch_size=options.batch,
-        save_strategy="steps",
-        save_steps=4,
-        full_determinism=True,
-    )
-
     if options.mode == "train":
-        callbacks = [BlockAfterSave(options.block_at_step)] if options.block_at_step else []
-        model = tiny_model(2, seed=3)
-        result = train(
-            model, train_blocks, val_blocks, args, callbacks=callbacks, resume_from_checkpoint=options.resume or None
-        )
-        if args.process_index == 0:
-            result.trainer.save_model(str(out / "final"))
-            (out / "result.json").write_text(
-                json.dumps(
-                    {
-                        "eval_curve": result.eval_curve,
-                        "final_loss": result.final_loss,
-                        "steps": result.steps,
-                        "world_size": args.world_size,
-                        "train_losses": [e["loss"] for e in result.trainer.state.log_history if "loss" in e],
-                    }
-                )
-            )
-        return
-
-    callbacks = [BlockAfterSave(options.block_at_step, "round-2")] if options.block_at_step else []
-    run_inheritune(
-        trained_reference(),
-        train_blocks,
-        val_blocks,
-        InherituneArguments(start_layers=2, target_loss="0.0", resume=options.resume, plot=False),
-        args,
-        callbacks=callbacks,
-    )
+        run_train(options.out, resume=options.resume, block_at_step=options.block_at_step, batch=options.batch)
+    else:
+        run_rounds(options.out, resume=options.resume, block_at_step=options.block_at_step)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _train_script import run_rounds, run_train
 from safetensors.torch import load_file
 
 SCRIPT = Path(__file__).with_name("_train_script.py")
@@ -50,7 +51,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 
 def test_killed_training_resumes_to_identical_weights(tmp_path):
-    run_script("train", str(tmp_path / "whole"))
+    run_train(tmp_path / "whole")  # uninterrupted, in this process
     assert kill_after_checkpoint("train", str(tmp_path / "killed"), "--block-at-step", "8") == 8
     assert not (tmp_path / "killed" / "final").exists()
     assert (tmp_path / "killed" / "trainer" / "checkpoint-8").is_dir()
@@ -63,7 +64,7 @@ def test_killed_training_resumes_to_identical_weights(tmp_path):
 
 
 def test_killed_inheritune_run_resumes_at_its_round_and_step(tmp_path):
-    run_script("rounds", str(tmp_path / "whole"))
+    run_rounds(tmp_path / "whole")  # uninterrupted, in this process
     # killed in round 2 (4 blocks) right after its step-4 checkpoint: round 1 is done and recorded
     assert kill_after_checkpoint("rounds", str(tmp_path / "killed"), "--block-at-step", "4") == 4
     rounds = json.loads((tmp_path / "killed" / "rounds.json").read_text())
