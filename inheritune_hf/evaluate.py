@@ -31,7 +31,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from huggingface_hub import EvalResult
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["PAPER_TASKS", "DownstreamResult", "DownstreamResults", "check_tasks", "evaluate_downstream"]
+__all__ = [
+    "PAPER_TASKS",
+    "DownstreamResult",
+    "DownstreamResults",
+    "check_tasks",
+    "evaluate_downstream",
+    "write_heldout_tasks",
+]
 
 #: The paper's downstream suite: lm-eval task name -> the metrics the paper reports for it.
 #: Accuracy-type metrics (higher is better) make up the paper's "Avg" column; perplexities are reported beside it.
@@ -292,6 +299,96 @@ def check_tasks(
     wanted = _normalize_tasks(tasks)
     _resolve_tasks(wanted, include_path, include_defaults)
     return [_task_name(spec) for spec, _ in wanted]
+
+
+def write_heldout_tasks(
+    texts: Sequence[str],
+    directory: str | os.PathLike,
+    *,
+    name: str = "heldout",
+    num_choices: int = 4,
+    max_words: int = 32,
+    max_docs: int = 500,
+    seed: int = 0,
+) -> Path:
+    """Write two offline lm-eval tasks built from held-out text: `<name>_ppl` and `<name>_mc` (YAML + JSONL).
+
+    The paper's suite needs its datasets from the Hub; these need nothing, so a demo or a test can score a model
+    offline on text it was not trained on:
+
+    - `<name>_ppl` (`loglikelihood_rolling`): word and byte perplexity and bits per byte of each text;
+    - `<name>_mc` (`multiple_choice`, acc / acc_norm): the first 60% of a text's first `max_words` words, and
+      which of `num_choices` endings is its own; the others are endings of other texts, so chance is
+      1/num_choices, and a model that learned the language beats it.
+
+    `data_files` are absolute paths, so the folder works as `include_path` from any working directory.
+    """
+    import yaml
+
+    if num_choices < 2:
+        raise EvaluationError(f"num_choices must be at least 2, got {num_choices}.")
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        raise EvaluationError(f"Task name prefix {name!r} must be letters, digits and '_'.")
+    docs = [" ".join(text.split()) for text in texts if text and text.strip()][:max_docs]
+    rng = random.Random(seed)
+    splits = []
+    for doc in docs:
+        words = doc.split()[:max_words]
+        if len(words) >= 2:
+            cut = max(1, int(len(words) * 0.6))
+            splits.append((" ".join(words[:cut]), " ".join(words[cut:])))
+    mc_docs = []
+    for query, ending in splits:
+        others = sorted({other for _, other in splits if other != ending})
+        if len(others) < num_choices - 1:
+            continue
+        choices = rng.sample(others, num_choices - 1)
+        gold = rng.randrange(num_choices)
+        choices.insert(gold, ending)
+        mc_docs.append({"query": query, "choices": choices, "gold": gold})
+    if not docs or not mc_docs:
+        raise EvaluationError(
+            f"Need texts with at least 2 words and {num_choices} different endings to build the tasks; "
+            f"got {len(docs)} texts and {len(splits)} usable ones."
+        )
+
+    directory = Path(directory).absolute()
+    directory.mkdir(parents=True, exist_ok=True)
+    common = {"dataset_path": "json", "test_split": "test", "metadata": {"version": 1.0}}
+    tasks = {
+        f"{name}_ppl": (
+            [{"text": doc} for doc in docs],
+            {
+                "output_type": "loglikelihood_rolling",
+                "doc_to_text": "",
+                "doc_to_target": "{{text}}",
+                "metric_list": [
+                    {"metric": "word_perplexity", "aggregation": "weighted_perplexity", "higher_is_better": False},
+                    {"metric": "byte_perplexity", "aggregation": "weighted_perplexity", "higher_is_better": False},
+                    {"metric": "bits_per_byte", "aggregation": "bits_per_byte", "higher_is_better": False},
+                ],
+            },
+        ),
+        f"{name}_mc": (
+            mc_docs,
+            {
+                "output_type": "multiple_choice",
+                "doc_to_text": "{{query}}",
+                "doc_to_choice": "{{choices}}",
+                "doc_to_target": "{{gold}}",
+                "metric_list": [
+                    {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+                    {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+                ],
+            },
+        ),
+    }
+    for task, (rows, config) in tasks.items():
+        data_file = directory / f"{task}.jsonl"
+        data_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        spec = {"task": task, **common, "dataset_kwargs": {"data_files": {"test": str(data_file)}}, **config}
+        (directory / f"{task}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return directory
 
 
 # ---------------------------------------------------------------------------------------------- task resolution

@@ -11,7 +11,16 @@ import math
 import sys
 
 import pytest
-from local_tasks import MC_CHANCE, mc_docs, mc_task_config, ppl_docs, random_model, shared_task_dir, tokenizer
+from local_tasks import (
+    MC_CHANCE,
+    heldout_sentences,
+    mc_docs,
+    mc_task_config,
+    ppl_docs,
+    random_model,
+    shared_task_dir,
+    tokenizer,
+)
 from local_tasks import trained_model as trained_tiny_model
 
 from inheritune_hf.errors import EvaluationError
@@ -22,6 +31,7 @@ from inheritune_hf.evaluate import (
     _task_manager,
     check_tasks,
     evaluate_downstream,
+    write_heldout_tasks,
 )
 
 LOCAL_TASKS = ["toy_ppl", "toy_mc"]
@@ -306,3 +316,24 @@ def test_a_yaml_path_is_named_by_its_task_even_with_lm_eval_function_tags(tmp_pa
     path = tmp_path / "custom.yaml"
     path.write_text("task: my_task\nprocess_docs: !function utils.process_docs\n")
     assert _task_name(str(path)) == "my_task"
+
+
+def test_heldout_tasks_from_plain_text_separate_a_trained_model_from_chance(tmp_path):
+    folder = write_heldout_tasks(heldout_sentences(), tmp_path / "tasks", name="toytext", num_choices=4)
+    docs = [json.loads(line) for line in (folder / "toytext_mc.jsonl").read_text().splitlines()]
+    assert len(docs) == len(heldout_sentences())
+    assert all(len(set(d["choices"])) == 4 and 0 <= d["gold"] < 4 for d in docs)
+    golds = [d["gold"] for d in docs]
+    assert len(set(golds)) > 1  # the answer's position is shuffled, so position bias cannot score
+
+    tasks = ["toytext_ppl", "toytext_mc"]
+    trained = evaluate_downstream(trained_tiny_model(), tokenizer(), tasks, include_path=folder)
+    untrained = evaluate_downstream(random_model(), tokenizer(), tasks, include_path=folder)
+    assert trained.get("toytext_mc", "acc").value >= 0.9
+    assert trained.get("toytext_mc", "acc").value - untrained.get("toytext_mc", "acc").value >= 0.4
+    assert trained.get("toytext_ppl", "bits_per_byte").value < untrained.get("toytext_ppl", "bits_per_byte").value
+
+
+def test_heldout_tasks_need_enough_distinct_endings(tmp_path):
+    with pytest.raises(EvaluationError, match="different endings"):
+        write_heldout_tasks(["the cat fish .", "the cat fish ."], tmp_path)
