@@ -320,7 +320,10 @@ def pack_dataset(
 
     # Documents are packed per `datasets.map` batch (1000 documents), as run_clm.py does; only the last
     # partial block of each batch is lost.
-    map_kwargs: dict[str, Any] = {"batched": True, "remove_columns": dataset.column_names}
+    columns = dataset.column_names
+    if columns is None:  # a stream whose features are not declared: read them off the first document
+        columns = list(next(iter(dataset)).keys())
+    map_kwargs: dict[str, Any] = {"batched": True, "remove_columns": columns}
     if not streaming:
         map_kwargs.update(num_proc=num_proc, desc=f"Tokenizing and packing into blocks of {block_size}")
     packed = dataset.map(tokenize_and_pack, **map_kwargs)
@@ -372,4 +375,10 @@ def causal_lm_datasets(
         except DataError as err:
             raise DataError(f"The {split} split: {err}") from err
     train, validation = packed["train"], packed["validation"]
+    if isinstance(validation, datasets.IterableDataset):
+        # The held-out documents of a stream are few: keep them as a plain Dataset, so every evaluation sees
+        # exactly the same blocks and Trainer can shard them across processes.
+        validation = datasets.Dataset.from_list(list(validation)).with_format("torch")
+        if len(validation) == 0:
+            raise DataError("The validation split gives fewer tokens than one block; hold out more documents.")
     return train, validation, metadata

@@ -228,7 +228,9 @@ def train(
     evaluation fell there), the steps and training tokens spent, and whether the target was reached.
     """
     target = None if target_loss is None else as_target_loss(target_loss)
-    if target is not None and str(args.eval_strategy) in ("no", "IntervalStrategy.NO"):
+    if isinstance(train_dataset, datasets.IterableDataset) and args.max_steps <= 0:
+        raise TrainingError("A streamed training set has no length: set max_steps in TrainingArguments.")
+    if target is not None and args.eval_strategy == "no":
         raise TrainingError(
             "A target loss needs periodic evaluation: set eval_strategy='steps' and eval_steps in TrainingArguments."
         )

@@ -119,3 +119,19 @@ def test_data_arguments_parse_beside_training_arguments(tmp_path):
     train, validation, metadata = causal_lm_datasets(data_args, tokenizer())
     assert len(train) > 0 and len(validation) > 0
     assert metadata["source"] == "stdlib" and metadata["fingerprint"]["train"]["bytes"] > 0
+
+
+def test_a_streamed_source_holds_out_its_first_documents_and_packs_lazily(tmp_path):
+    texts = corpus()["train"]["text"][:12]
+    (tmp_path / "docs.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in texts))
+    data_args = DataArguments(
+        dataset_name=str(tmp_path / "docs.jsonl"), streaming=True, streaming_validation_documents=3, block_size=BLOCK
+    )
+    train, validation, metadata = causal_lm_datasets(data_args, tokenizer())
+    assert isinstance(train, datasets.IterableDataset)
+    assert isinstance(validation, datasets.Dataset) and len(validation) > 0  # materialized: the same every eval
+    first = next(iter(train))
+    assert len(first["input_ids"]) == BLOCK
+    held_out = pack_dataset(datasets.Dataset.from_dict({"text": texts[:3]}), tokenizer(), BLOCK)
+    assert validation[0]["input_ids"].tolist() == held_out[0]["input_ids"].tolist()
+    assert "fingerprint" not in metadata

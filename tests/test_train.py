@@ -103,3 +103,12 @@ def test_inheritune_arguments_parse_beside_training_arguments_from_flags_and_yam
 
 def test_vocab_fits(tmp_path):
     assert len(tokenizer()) == VOCAB == tiny_model(2).get_input_embeddings().num_embeddings
+
+
+def test_a_streamed_training_set_trains_for_max_steps(tmp_path):
+    train_blocks, val_blocks = blocks()
+    stream = train_blocks.to_iterable_dataset()
+    result = train(tiny_model(2), stream, val_blocks, training_args(tmp_path, max_steps=4, eval_steps=2))
+    assert result.steps == 4 and result.tokens == 4 * 8 * BLOCK
+    with pytest.raises(TrainingError, match="max_steps"):
+        train(tiny_model(2), stream, val_blocks, training_args(tmp_path, max_steps=-1, num_train_epochs=1))
