@@ -80,8 +80,12 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64, help="Tokens generated per sequence.")
     parser.add_argument("--repeats", type=int, default=3, help="Timed runs per model and batch (median kept).")
     parser.add_argument("--batches", default="1,8", help="Comma-separated batch sizes.")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 is steadier on a busy box).")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
+    transformers.utils.logging.disable_progress_bar()
     source = reference_checkpoint()
     depth = CONFIG["num_hidden_layers"]
     k = depth // 2

@@ -137,7 +137,9 @@ def target_bytes(folder: Path) -> int:
 def same_tensors(a: Path, b: Path) -> bool:
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging
 
+    logging.disable_progress_bar()
     left = AutoModelForCausalLM.from_pretrained(a).state_dict()
     right = AutoModelForCausalLM.from_pretrained(b).state_dict()
     return left.keys() == right.keys() and all(
