@@ -2,7 +2,7 @@
 
     python tests/_train_script.py train OUT [--block-at-step N] [--resume] [--batch B]
     python tests/_train_script.py rounds OUT [--block-at-step N] [--resume]
-    accelerate launch --multi_gpu --num_processes 2 ... tests/_train_script.py train OUT --batch 4
+    accelerate launch --multi_gpu --num_processes 2 ... tests/_train_script.py rounds OUT --batch 4
 
 `--block-at-step N` makes the run print "CHECKPOINT-SAVED <step>" right after Trainer saved checkpoint N (of the
 second round, in `rounds` mode) and then wait, so the test can SIGKILL it at a known point.
@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _train_setup import blocks, tiny_model, trained_reference, training_args  # noqa: E402
-from transformers import TrainerCallback  # noqa: E402
+from transformers import GPT2LMHeadModel, TrainerCallback  # noqa: E402
 
 from inheritune_hf.train import InherituneArguments, run_inheritune, train  # noqa: E402
 
@@ -57,13 +57,19 @@ def run_train(out: Path, *, resume: bool = False, block_at_step: int | None = No
         (out / "result.json").write_text(json.dumps(summary))
 
 
-def run_rounds(out: Path, *, resume: bool = False, block_at_step: int | None = None) -> None:
-    """Inheritune from the 4-block reference: 2 -> 4 blocks (the target 0 is never met), 12 steps a round."""
+def run_rounds(
+    out: Path, *, resume: bool = False, block_at_step: int | None = None, batch: int = 8, reference: Path | None = None
+) -> None:
+    """Inheritune from the 4-block reference: 2 -> 4 blocks (the target 0 is never met), 12 steps a round.
+
+    The reference is read from `reference` if given (under DDP, training it here would itself be distributed).
+    """
     train_blocks, val_blocks = blocks()
-    args = training_args(out, save_strategy="steps", save_steps=4)
+    args = training_args(out, per_device_train_batch_size=batch, save_strategy="steps", save_steps=4)
     callbacks = [BlockAfterSave(block_at_step, "round-2")] if block_at_step else []
     settings = InherituneArguments(start_layers=2, target_loss="0.0", resume=resume, plot=False)
-    run_inheritune(trained_reference(), train_blocks, val_blocks, settings, args, callbacks=callbacks)
+    model = GPT2LMHeadModel.from_pretrained(reference) if reference else trained_reference()
+    run_inheritune(model, train_blocks, val_blocks, settings, args, callbacks=callbacks)
 
 
 def main() -> None:
@@ -73,11 +79,18 @@ def main() -> None:
     parser.add_argument("--block-at-step", type=int, default=None)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--reference", type=Path, default=None)
     options = parser.parse_args()
     if options.mode == "train":
         run_train(options.out, resume=options.resume, block_at_step=options.block_at_step, batch=options.batch)
     else:
-        run_rounds(options.out, resume=options.resume, block_at_step=options.block_at_step)
+        run_rounds(
+            options.out,
+            resume=options.resume,
+            block_at_step=options.block_at_step,
+            batch=options.batch,
+            reference=options.reference,
+        )
 
 
 if __name__ == "__main__":
