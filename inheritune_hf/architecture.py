@@ -119,11 +119,13 @@ def find_decoder_layers(model: nn.Module) -> LayerStack:
                     scope_prefix, scope = name, decoder
                     break
 
-    candidates = [
-        (name, module)
-        for name, module in scope.named_modules()
-        if isinstance(module, nn.ModuleList) and len(module) == n and n > 0
-    ]
+    def lists_in(root: nn.Module) -> list[tuple[str, nn.Module]]:
+        return [(name, m) for name, m in root.named_modules() if isinstance(m, nn.ModuleList) and len(m) == n > 0]
+
+    candidates = lists_in(scope)
+    if not candidates and scope is not model:  # `get_decoder()` can name an LM head called "decoder"
+        scope_prefix, scope = "", model
+        candidates = lists_in(model)
     blocks = [(name, m) for name, m in candidates if type(m[0]).__name__ in no_split]
     chosen = blocks or candidates
     if not chosen:
@@ -218,6 +220,8 @@ def _probe_config(config: PretrainedConfig, n: int) -> dict:
         probe = type(config)(**{key: n + PROBE_EXTRA})
     except Exception:  # a config class that cannot build from defaults: trust lengths alone
         return {}
+    if getattr(probe, "num_hidden_layers", None) != n + PROBE_EXTRA:
+        return {}  # the depth is derived from a per-layer list, so the probe tells nothing
     return probe.to_dict()
 
 
@@ -236,7 +240,17 @@ def per_layer_fields(config: PretrainedConfig) -> dict[str, str]:
     probe = None
     fields: dict[str, str] = {}
     for key, value in values.items():
-        if key in base or key == count_key or isinstance(value, (str, float, bool)) or value is None:
+        if key in base or key == count_key or isinstance(value, (float, bool)) or value is None:
+            continue
+        if isinstance(value, str):
+            # A string with one character per block (a hybrid pattern such as "M-M*") is per-layer when the
+            # config class builds it at another depth with that depth's length.
+            if len(value) == n and n > 1:
+                if probe is None:
+                    probe = _probe_config(config, n)
+                probed = probe.get(key)
+                if isinstance(probed, str) and len(probed) == n + PROBE_EXTRA:
+                    fields[key] = "per_layer"
             continue
         if isinstance(value, (list, tuple)):
             ints = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
@@ -255,7 +269,11 @@ def per_layer_fields(config: PretrainedConfig) -> dict[str, str]:
         elif isinstance(value, dict) and value and ("layer" in key or "per_layer" in key):
             if all(str(k).lstrip("-").isdigit() for k in value):
                 fields[key] = "index_map"
-        elif isinstance(value, int) and ("layer" in key or key.startswith("first_")) and not key.startswith("num_"):
+        elif (
+            isinstance(value, int)
+            and (key.endswith("_layers") or key.startswith("first_"))
+            and not key.startswith("num_")
+        ):
             if not any(hint in key for hint in PERIODIC_FIELD_HINTS) and value >= 0:
                 fields[key] = "threshold"
     return fields

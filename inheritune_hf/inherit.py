@@ -76,7 +76,9 @@ def _slice_decoder_dict(config: PretrainedConfig, layers: list[int]) -> dict:
     values[layer_count_key(config)] = len(layers)
     for key, kind in per_layer_fields(config).items():
         value = values[key]
-        if kind == "per_layer":
+        if kind == "per_layer" and isinstance(value, str):
+            values[key] = "".join(value[source] for source in layers)
+        elif kind == "per_layer":
             values[key] = [value[source] for source in layers]
         elif kind == "index_list":
             chosen = set(value)
@@ -138,22 +140,32 @@ def inherit_config(
         values[holder] = sliced
         build = type(config)
     try:
-        new_config = build.from_dict(values)
+        new_config = build.from_dict(copy.deepcopy(values))  # some config classes edit their lists in place
     except Exception as err:  # transformers' own validation: report which fields it rejected
         raise ConfigSliceError(
             f"Rebuilding {build.__name__} for layers {layers} failed: {err}. "
             "A layer-dependent config field could not be sliced; please report the model type."
         ) from err
 
-    new_decoder = decoder_config(new_config)
+    rebuilt = decoder_config(new_config).to_dict()
     for key, kind in per_layer_fields(decoder).items():
-        value = getattr(new_decoder, key, None)
-        if kind == "per_layer" and isinstance(value, (list, tuple)) and len(value) != len(layers):
+        want, got = sliced.get(key), rebuilt.get(key)
+        if kind == "per_layer" and isinstance(want, (list, tuple, str)) and list(got or []) != list(want):
+            # The config class enforces a layer pattern of its own (e.g. "the last layer attends fully").
             raise ConfigSliceError(
-                f"Config field `{key}` has {len(value)} entries after rebuilding, expected {len(layers)}."
+                f"{type(decoder).__name__} rewrote `{key}` for layers {layers}: sliced {list(want)}, but the config "
+                f"class made it {got}. The architecture constrains which layer patterns a model may have; choose "
+                "a number of layers (or a list) whose pattern it accepts, for example one ending where the "
+                "reference's pattern repeats."
             )
-    if getattr(config, "_attn_implementation_internal", None) is not None:
-        new_config._attn_implementation_internal = config._attn_implementation_internal
+    # Keep the attention kernels the reference runs with, per sub-config (a composite model may run its text
+    # decoder with sdpa and its vision tower eagerly); the kernels differ in float round-off.
+    for name in ["", *(getattr(config, "sub_configs", None) or {})]:
+        source = getattr(config, name, None) if name else config
+        target = getattr(new_config, name, None) if name else new_config
+        implementation = getattr(source, "_attn_implementation_internal", None)
+        if implementation is not None and target is not None:
+            target._attn_implementation_internal = implementation
     if lineage is not None:
         new_config.inheritune = lineage
     return new_config
@@ -176,6 +188,29 @@ def _remap_state_dict(state: dict[str, torch.Tensor], prefix: str, layers: list[
     return remapped
 
 
+def slice_packed_tensor(tensor: torch.Tensor, target_shape: torch.Size, layers: list[int], num_source_layers: int):
+    """Slice a tensor that packs one chunk per block along one dimension, or return None if it does not.
+
+    Some architectures keep per-layer weights outside the block stack, concatenated along one dimension
+    (Gemma 3n's per-layer token embeddings are [vocab, L * d]). When the target's shape differs from the
+    source's in exactly one dimension as L * c versus k * c, that dimension is cut into L chunks of c and the
+    chunks of the chosen blocks are kept, in target order.
+    """
+    if tensor.dim() != len(target_shape):
+        return None
+    differing = [d for d, (a, b) in enumerate(zip(tensor.shape, target_shape, strict=True)) if a != b]
+    if len(differing) != 1:
+        return None
+    dim = differing[0]
+    chunk, remainder = divmod(tensor.shape[dim], num_source_layers)
+    if remainder or chunk * len(layers) != target_shape[dim]:
+        return None
+    shape = tensor.shape
+    chunks = tensor.reshape(*shape[:dim], num_source_layers, chunk, *shape[dim + 1 :])
+    picked = chunks.index_select(dim, torch.tensor(layers, device=tensor.device))
+    return picked.reshape(target_shape)
+
+
 def _block_signature(block: torch.nn.Module) -> list[tuple]:
     """What a block computes: submodule classes, parameter shapes and scalar settings (sliding window, ...)."""
     signature = []
@@ -190,25 +225,42 @@ def _block_signature(block: torch.nn.Module) -> list[tuple]:
     return signature
 
 
-def _same_block(want: tuple, got: tuple, source: int, new: int) -> bool:
-    """Equal signatures, except scalars that hold the block's own position (`layer_idx`, `layer_id`, ...)."""
+def _same_block(want: tuple, got: tuple, position: tuple[int, int], depth: tuple[int, int]) -> bool:
+    """Equal signatures, except scalars that hold the block's own position (`layer_idx`, `layer_id`, ...).
+
+    Settings derived from the depth (the model's layer count, or a float scale such as 1/sqrt(depth)) are
+    reported separately by `_depth_dependent`: they change by construction when the depth changes.
+    """
     if want[:3] != got[:3] or want[3].keys() != got[3].keys():
         return False
     return all(
-        value == got[3][key] or (value == source and got[3][key] == new and not isinstance(value, bool))
+        value == got[3][key]
+        or isinstance(value, float)
+        or (not isinstance(value, bool) and (value, got[3][key]) in (position, depth))
         for key, value in want[3].items()
     )
+
+
+def _depth_dependent(want: list[tuple], got: list[tuple], depth: tuple[int, int]) -> list[str]:
+    """Settings that differ only because the depth changed, e.g. a residual scale of 1/sqrt(depth)."""
+    return [
+        f"{w[0] or 'block'}.{key}: {value} -> {g[3][key]}"
+        for w, g in zip(want, got, strict=True)
+        for key, value in w[3].items()
+        if value != g[3][key] and (isinstance(value, float) or (value, g[3][key]) == depth)
+    ]
 
 
 def _check_blocks_match(
     reference: PreTrainedModel, stack: LayerStack, target_stack: LayerStack, layers: list[int]
 ) -> None:
     """Each target block must be built exactly like the source block it copies (sliding window, MoE, ...)."""
+    depth = (len(stack), len(layers))
     for new, source in enumerate(layers):
         want = _block_signature(stack.layers[source])
         got = _block_signature(target_stack.layers[new])
         mismatch = next(
-            ((w, g) for w, g in zip(want, got, strict=False) if not _same_block(w, g, source, new)),
+            ((w, g) for w, g in zip(want, got, strict=False) if not _same_block(w, g, (source, new), depth)),
             None if len(want) == len(got) else (want[-1], got[-1]),
         )
         if mismatch is not None:
@@ -218,6 +270,14 @@ def _check_blocks_match(
                 f"{mismatch[1]}. The config describes the layer pattern in a way this selection of layers breaks"
                 + (f" (fields: {', '.join(hints)})" if hints else "")
                 + ". Choose a prefix of the stack or layers that keep the pattern."
+            )
+        scaled = _depth_dependent(want, got, depth)
+        if scaled:
+            logger.warning(
+                "inherit: block %d computes with depth-dependent settings that change with the new depth (%s); "
+                "the inherited model is a faithful initialisation but not an exact copy of the source blocks.",
+                new,
+                "; ".join(scaled[:3]),
             )
 
 
@@ -328,9 +388,7 @@ def inherit(
     }
     config = inherit_config(model.config, source_layers, lineage=lineage)
     parameter = next(model.parameters())
-    target = type(model)._from_config(
-        config, dtype=parameter.dtype, attn_implementation=model.config._attn_implementation
-    )
+    target = type(model)._from_config(config, dtype=parameter.dtype)
     target.to(parameter.device)
     target.train(model.training)
     if getattr(model, "generation_config", None) is not None:
@@ -341,6 +399,15 @@ def inherit(
     target_stack = find_decoder_layers(target)
     _check_blocks_match(model, stack, target_stack, source_layers)
     state = _remap_state_dict(model.state_dict(), stack.path, source_layers)
+    for name, want in target.state_dict().items():
+        if name in state and state[name].shape != want.shape:
+            packed = slice_packed_tensor(state[name], want.shape, source_layers, len(stack))
+            if packed is None:
+                raise ConfigSliceError(
+                    f"Weight `{name}` has shape {tuple(state[name].shape)} in the reference but "
+                    f"{tuple(want.shape)} in the rebuilt model, and is not a per-layer packing that can be sliced."
+                )
+            state[name] = packed
     missing, unexpected = target.load_state_dict(state, strict=False)
     # Non-persistent buffers are rebuilt from the config; anything else missing means the slice is wrong.
     if missing or unexpected:
