@@ -672,12 +672,14 @@ def publish_run(
     commit_message: str | None = None,
     dry_run: str | os.PathLike | None = None,
     overwrite: bool = False,
+    results: DownstreamResults | None = None,
 ) -> CommitInfo | Path:
     """Evaluate and publish the final round of a `run_inheritune` output folder (`--push-to-hub REPO_ID`).
 
     Reads run.json and rounds.json, takes the last round's model, scores it on `tasks` when given (e.g.
     `PAPER_TASKS`), builds the card (lineage, growth rounds, recipe, validation loss against the reference and the
-    random-init baseline, downstream scores, loss figure) and pushes it with `push_to_hub`. Every input (repo id,
+    random-init baseline, downstream scores, loss figure) and pushes it with `push_to_hub`. Scores already computed
+    can be passed as `results` instead of `tasks`. Every input (repo id,
     token, tasks) is checked before the evaluation starts.
     """
     run_dir = Path(run_dir)
@@ -702,8 +704,7 @@ def publish_run(
 
         check_tasks(tasks, include_path=include_path)
 
-    results = None
-    if tasks is not None:
+    if tasks is not None and results is None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from .evaluate import evaluate_downstream

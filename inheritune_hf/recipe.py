@@ -1,0 +1,490 @@
+"""Recipes: the paper's whole pipeline as one library call, configured by a YAML file and flags.
+
+A recipe script (`recipes/gpt2_medium.py`, `recipes/tiny.py`, ...) is a YAML file of settings and a call to
+`main`; all the logic lives here. Stages, each writing under `TrainingArguments.output_dir`:
+
+1. `reference/`: train the reference from scratch, as the paper did, or load `--reference PATH_OR_HUB_ID`.
+2. `analysis/`: attention rank and single-column mass of the reference (`analyze_attention`).
+3. `inheritune/`: `run_inheritune`: inherit L/2 blocks, train, grow by 2 until the reference's validation loss
+   is matched; plus the same-size random-init baseline on the same budget (`random_baseline`).
+4. `evaluation/`: lm-eval downstream scores of the reference, the Inheritune model and the baseline.
+5. `model/`: the Hub-ready folder of the final model with its model card; pushed with `--push-to-hub REPO_ID`.
+
+`report.md` in the output folder holds the comparison table, which is also printed.
+
+Settings come from four dataclasses parsed together by `HfArgumentParser`: `RecipeArguments` (below),
+`InherituneArguments`, `DataArguments` and `transformers.TrainingArguments`. A YAML file gives defaults,
+named budgets inside it (`budgets: {small: {...}}`, chosen with `--budget`) override them, `--smoke` swaps in
+tiny shapes and the embedded corpus (the same code path, a few steps), and any flag overrides all of these.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, HfArgumentParser, TrainingArguments
+
+from .data import DataArguments, causal_lm_datasets, load_text_dataset, train_tokenizer
+from .errors import InherituneError
+from .train import InherituneArguments
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RecipeArguments:
+    """What a recipe runs around Inheritune: the reference (trained or given), the diagnosis, the evaluation."""
+
+    name: str = field(default="recipe", metadata={"help": "Name used in the report and the model card."})
+    reference: str | None = field(
+        default=None,
+        metadata={"help": "A trained reference (folder or Hub id). Default: stage 1 trains one from scratch."},
+    )
+    model_type: str = field(default="gpt2", metadata={"help": "Architecture of a reference trained from scratch."})
+    num_layers: int = field(default=24, metadata={"help": "Reference depth L when trained from scratch."})
+    hidden_size: int = field(default=1024, metadata={"help": "Reference width when trained from scratch."})
+    num_attention_heads: int = field(default=16, metadata={"help": "Reference heads when trained from scratch."})
+    num_key_value_heads: int | None = field(default=None, metadata={"help": "KV heads (GQA) for llama-style types."})
+    intermediate_size: int | None = field(default=None, metadata={"help": "MLP width; default: the type's rule."})
+    vocab_size: int | None = field(
+        default=None,
+        metadata={"help": "Embedding rows; default: the tokenizer's size rounded up to a multiple of 64 (50304)."},
+    )
+    tokenizer_vocab_size: int = field(
+        default=4096, metadata={"help": "Vocabulary of the BPE trained on the corpus when no tokenizer is given."}
+    )
+    reference_max_steps: int | None = field(
+        default=None, metadata={"help": "Steps for the reference; default max_steps (the paper: 100K for all)."}
+    )
+    analyze: bool = field(default=True, metadata={"help": "Run the attention diagnosis of the reference."})
+    analyze_samples: int = field(default=100, metadata={"help": "Attention samples (the paper: 100)."})
+    analyze_seq_len: int = field(default=100, metadata={"help": "Tokens per attention sample (the paper: 100)."})
+    eval_tasks: str = field(
+        default="heldout",
+        metadata={
+            "help": "'paper' (the paper's lm-eval suite, needs its datasets), 'heldout' (offline tasks built from "
+            "the validation text), 'none', or comma-separated lm-eval task names."
+        },
+    )
+    eval_limit: float | None = field(default=None, metadata={"help": "lm-eval `limit` per task."})
+    eval_batch_size: int = field(default=16, metadata={"help": "lm-eval batch size."})
+    hub_repo_id: str | None = field(
+        default=None, metadata={"help": "Publish the final model (card, scores) to this repo (--push-to-hub REPO_ID)."}
+    )
+    private: bool = field(default=True, metadata={"help": "Create the Hub repo private."})
+    budget: str | None = field(default=None, metadata={"help": "A named budget from the YAML's `budgets`."})
+    smoke: bool = field(default=False, metadata={"help": "Tiny shapes, embedded corpus, a few steps (CPU)."})
+
+
+#: `--smoke`: the same code path on tiny shapes, the embedded corpus and a few steps, on CPU.
+SMOKE_SETTINGS: dict[str, Any] = {
+    "reference": None,
+    "num_layers": 4,
+    "hidden_size": 64,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 128,
+    "vocab_size": None,
+    "tokenizer_vocab_size": 512,
+    "reference_max_steps": None,
+    "analyze_samples": 4,
+    "analyze_seq_len": 32,
+    "eval_tasks": "heldout",
+    "eval_limit": 8,
+    "dataset_name": None,
+    "dataset_config_name": None,
+    "streaming": False,
+    "tokenizer_name": None,
+    "corpus_max_bytes": 800_000,
+    "block_size": 64,
+    "max_steps": 3,
+    "warmup_steps": 1,
+    "per_device_train_batch_size": 4,
+    "per_device_eval_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "eval_strategy": "no",
+    "save_strategy": "no",
+    "logging_steps": 1,
+    "max_eval_blocks": 8,
+    "bf16": False,
+    "tf32": None,
+    "torch_compile": False,
+    "optim": "adamw_torch",
+    "use_cpu": True,
+    "report_to": "none",
+    "dataloader_num_workers": 0,
+}
+
+PARSED_TYPES = (RecipeArguments, InherituneArguments, DataArguments, TrainingArguments)
+
+
+def _read_settings(path: str | Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise InherituneError(f"Recipe config {path} does not exist.")
+    settings = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(settings, dict):
+        raise InherituneError(f"Recipe config {path} must be a mapping of setting: value.")
+    return settings
+
+
+def parse_recipe_args(
+    argv: Sequence[str] | None = None, default_config: str | Path | None = None
+) -> tuple[RecipeArguments, InherituneArguments, DataArguments, TrainingArguments]:
+    """Parse a recipe's settings: YAML defaults, then the chosen budget, then `--smoke`, then flags."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=default_config)
+    pre.add_argument("--budget", default=None)
+    pre.add_argument("--smoke", action="store_true")
+    pre.add_argument("--push-to-hub", "--push_to_hub", dest="push_to_hub", default=None)
+    known, rest = pre.parse_known_args(argv)
+
+    settings = _read_settings(known.config)
+    budgets = settings.pop("budgets", {}) or {}
+    budget = known.budget or settings.get("budget")
+    if budget is not None:
+        if budget not in budgets:
+            raise InherituneError(f"Unknown budget {budget!r}; this recipe defines {sorted(budgets) or 'none'}.")
+        settings.update(budgets[budget])
+        settings["budget"] = budget
+    if known.smoke:
+        settings.update(SMOKE_SETTINGS)
+        settings["smoke"] = True
+        settings["output_dir"] = str(Path(settings.get("output_dir", "outputs/recipe")).with_name("smoke"))
+    # `--push-to-hub REPO_ID` names a repo; TrainingArguments' own boolean `push_to_hub` would make Trainer
+    # push every checkpoint, which a recipe never wants.
+    settings["push_to_hub"] = False
+    if known.push_to_hub:
+        settings["hub_repo_id"] = known.push_to_hub
+
+    parser = HfArgumentParser(PARSED_TYPES)
+    names = {f.name for cls in PARSED_TYPES for f in dataclasses.fields(cls)}
+    unknown = sorted(set(settings) - names)
+    if unknown:
+        raise InherituneError(f"Unknown setting(s) {unknown} in {known.config}; see `--help` for the valid ones.")
+    parser.set_defaults(**settings)
+    recipe, inheritune_args, data_args, training_args = parser.parse_args_into_dataclasses(args=rest)
+    training_args.push_to_hub = False
+    return recipe, inheritune_args, data_args, training_args
+
+
+@dataclass
+class RecipeResult:
+    """Where a recipe run left its artifacts and the comparison it measured."""
+
+    output_dir: Path
+    rows: list[dict[str, Any]]
+    matched: bool
+    report: Path
+
+
+def _tokenizer(recipe: RecipeArguments, data_args: DataArguments):
+    """The tokenizer: named, the reference's own, or a byte-level BPE trained on the corpus (seconds)."""
+    if data_args.tokenizer_name:
+        return AutoTokenizer.from_pretrained(data_args.tokenizer_name)
+    if recipe.reference:
+        return AutoTokenizer.from_pretrained(recipe.reference)
+    raw = load_text_dataset(
+        data_args.dataset_name,
+        config_name=data_args.dataset_config_name,
+        text_column=data_args.text_column,
+        validation_fraction=data_args.validation_fraction,
+        corpus_max_files=data_args.corpus_max_files,
+        corpus_max_bytes=data_args.corpus_max_bytes,
+        seed=data_args.split_seed,
+    )
+    return train_tokenizer(raw["train"], vocab_size=recipe.tokenizer_vocab_size, text_column=data_args.text_column)
+
+
+def reference_config(recipe: RecipeArguments, tokenizer, block_size: int):
+    """The config of a reference trained from scratch: the recipe's shape, any decoder-only model type."""
+    vocab = recipe.vocab_size or -(-len(tokenizer) // 64) * 64  # the paper pads GPT-2's 50257 to 50304
+    sizes = {
+        "num_hidden_layers": recipe.num_layers,
+        "hidden_size": recipe.hidden_size,
+        "num_attention_heads": recipe.num_attention_heads,
+        "vocab_size": vocab,
+        "max_position_embeddings": block_size,
+        "bos_token_id": tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if recipe.num_key_value_heads is not None:
+        sizes["num_key_value_heads"] = recipe.num_key_value_heads
+    config = AutoConfig.for_model(recipe.model_type)
+    if recipe.intermediate_size is not None:
+        key = "n_inner" if hasattr(config, "n_inner") else "intermediate_size"
+        sizes[key] = recipe.intermediate_size
+    sizes = {k: v for k, v in sizes.items() if k != "num_key_value_heads" or hasattr(config, k)}
+    return AutoConfig.for_model(recipe.model_type, **sizes)
+
+
+def _stage_reference(recipe, tokenizer, train_set, eval_set, data_args, training_args, out: Path):
+    """Stage 1: load the given reference, or train one from scratch (resumable: a finished one is reused)."""
+    from .train import train
+
+    if recipe.reference:
+        return AutoModelForCausalLM.from_pretrained(recipe.reference), {"source": recipe.reference}
+    folder = out / "reference"
+    final = folder / "model"
+    if (final / "config.json").is_file():
+        info = json.loads((folder / "reference.json").read_text())
+        return AutoModelForCausalLM.from_pretrained(final), info
+    config = reference_config(recipe, tokenizer, data_args.block_size)
+    model = AutoModelForCausalLM.from_config(config)
+    steps = recipe.reference_max_steps or training_args.max_steps
+    args = dataclasses.replace(training_args, output_dir=str(folder), max_steps=steps)
+    result = train(model, train_set, eval_set, args, tokenizer=tokenizer)
+    model.config._name_or_path = f"{recipe.name}-reference-{recipe.num_layers}L"
+    model.save_pretrained(final)
+    tokenizer.save_pretrained(final)
+    info = {
+        "source": "trained from scratch",
+        "layers": recipe.num_layers,
+        "steps": result.steps,
+        "tokens": result.tokens,
+        "final_loss": result.final_loss,
+        "eval_curve": result.eval_curve,
+    }
+    (folder / "reference.json").write_text(json.dumps(info, indent=2))
+    return model, info
+
+
+def _stage_analysis(recipe, reference, eval_set, out: Path, seed: int):
+    """Stage 2: which of the reference's layers are lazy (attention rank, single-column mass)."""
+    from .analyze import analyze_attention
+
+    folder = out / "analysis"
+    folder.mkdir(parents=True, exist_ok=True)
+    seq_len = min(recipe.analyze_seq_len, len(eval_set[0]["input_ids"]))
+    report = analyze_attention(
+        reference,
+        input_ids=eval_set[:]["input_ids"].reshape(-1),
+        num_samples=recipe.analyze_samples,
+        seq_len=seq_len,
+        seed=seed,
+    )
+    report.to_json(folder / "report.json")
+    report.to_csv(folder / "report.csv")
+    report.plot(folder / "attention_rank.png")
+    return report
+
+
+def _eval_tasks(recipe, tokenizer, eval_set, out: Path) -> tuple[Any, str | None]:
+    """The tasks to score: the paper's suite, named lm-eval tasks, or offline tasks from held-out text."""
+    from .evaluate import PAPER_TASKS, write_heldout_tasks
+
+    choice = recipe.eval_tasks.strip()
+    if choice == "none":
+        return None, None
+    if choice == "paper":
+        return PAPER_TASKS, None
+    if choice == "heldout":
+        texts = tokenizer.batch_decode(eval_set[:400]["input_ids"], skip_special_tokens=True)
+        folder = write_heldout_tasks(texts, out / "evaluation" / "tasks")
+        return ["heldout_ppl", "heldout_mc"], str(folder)
+    return [name.strip() for name in choice.split(",") if name.strip()], None
+
+
+def _parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
+    return "" if value is None else str(value)
+
+
+def _report(recipe, rows, results_by_name, matched, reference_info, analysis, out: Path) -> Path:
+    """Write report.md: the comparison table (layers, params, val loss, tokens, downstream scores)."""
+    metrics = []
+    for results in results_by_name.values():
+        for row in results.rows if results else []:
+            key = (row.task, row.metric)
+            if key not in metrics:
+                metrics.append(key)
+    header = ["model", "layers", "params", "val loss", "train tokens"] + [f"{t} {m}" for t, m in metrics]
+    lines = [f"# {recipe.name}: Inheritune vs. its reference and the random-init baseline", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        results = results_by_name.get(row["model"])
+        scores = []
+        for task, metric in metrics:
+            try:
+                scores.append(_format(results.get(task, metric).value) if results else "")
+            except (KeyError, ValueError):
+                scores.append("")
+        cells = [row["model"], row["layers"], f"{row['params'] / 1e6:.2f}M", row["val_loss"], row["tokens"]]
+        lines.append("| " + " | ".join(_format(c) for c in cells + scores) + " |")
+    verdict = "matched" if matched else "did NOT match"
+    lines += ["", f"Inheritune {verdict} the reference's validation loss."]
+    if analysis is not None:
+        lazy = analysis.lazy_layers
+        lines += [
+            "",
+            f"Attention diagnosis of the reference: lazy (rank-1) layers {lazy or 'none'} of {len(analysis.max_rank)};"
+            f" {100 * analysis.rank_one_fraction:.0f}% of heads near rank 1. See `analysis/attention_rank.png`.",
+        ]
+        for key, suggestion in analysis.suggest_num_layers().items():
+            lines.append(f"- suggested start ({key}): {suggestion.num_layers} layers: {suggestion.reason}")
+    lines += [
+        "",
+        f"Reference: {reference_info.get('source')}.",
+        "Figures: `analysis/attention_rank.png`, `inheritune/loss_curves.png`. Model folder with its card: `model/`.",
+    ]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_recipe(
+    recipe: RecipeArguments,
+    inheritune_args: InherituneArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+) -> RecipeResult:
+    """Run the recipe's stages (see the module docstring) and return where everything went."""
+    from accelerate import PartialState
+
+    from .evaluate import evaluate_downstream
+    from .publish import check_repo_id, publish_run
+    from .train import run_inheritune
+
+    if recipe.hub_repo_id:
+        check_repo_id(recipe.hub_repo_id)
+    state = PartialState()
+    out = Path(training_args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    say = print if state.is_main_process else (lambda *a, **k: None)
+
+    tokenizer = _tokenizer(recipe, data_args)
+    train_set, eval_set, data_info = causal_lm_datasets(data_args, tokenizer)
+    say(f"[data] {len(eval_set)} validation blocks of {data_args.block_size} tokens from {data_info['source']}")
+
+    reference, reference_info = _stage_reference(recipe, tokenizer, train_set, eval_set, data_args, training_args, out)
+    say(f"[1/5 reference] {reference_info['source']}: {_parameters(reference) / 1e6:.2f}M parameters")
+
+    analysis = None
+    if recipe.analyze and state.is_main_process:
+        analysis = _stage_analysis(recipe, reference, eval_set, out, training_args.seed)
+        say(f"[2/5 analysis] lazy layers {analysis.lazy_layers or 'none'} -> {out / 'analysis'}")
+
+    run_dir = out / "inheritune"
+    result = run_inheritune(
+        reference,
+        train_set,
+        eval_set,
+        inheritune_args,
+        dataclasses.replace(training_args, output_dir=str(run_dir)),
+        tokenizer=tokenizer,
+        metadata={"dataset": data_info["source"], "data": data_info, "recipe": recipe.name},
+    )
+    rounds = json.loads((run_dir / "rounds.json").read_text())
+    grown = [r for r in rounds if r.get("kind", "inheritune") == "inheritune"]
+    baseline = [r for r in rounds if r.get("kind") == "random_baseline"]
+    matched = bool(grown and grown[-1].get("matched"))
+    say(
+        f"[3/5 inheritune] {len(grown)} round(s), final {grown[-1]['layers']} layers, val loss "
+        f"{grown[-1]['val_loss']:.4f} vs reference {result.reference_loss:.4f}: {'matched' if matched else 'not matched'}"
+    )
+    if analysis is not None:
+        shutil.copy(out / "analysis" / "attention_rank.png", run_dir / "attention_rank.png")
+
+    depth = reference.config.get_text_config().num_hidden_layers
+    rows = [
+        {
+            "model": f"reference ({depth}L)",
+            "layers": depth,
+            "params": _parameters(reference),
+            "val_loss": result.reference_loss,
+            "tokens": reference_info.get("tokens"),
+            "_model": reference,
+        }
+    ]
+    for kind, row in [("inheritune", grown[-1])] + [("baseline", b) for b in baseline[-1:]]:
+        model = AutoModelForCausalLM.from_pretrained(run_dir / row["checkpoint"])
+        label = "Inheritune" if kind == "inheritune" else "random init (same size)"
+        rows.append(
+            {
+                "model": f"{label} ({row['layers']}L)",
+                "layers": row["layers"],
+                "params": _parameters(model),
+                "val_loss": row["val_loss"],
+                "tokens": row.get("cumulative_tokens", row.get("tokens")),
+                "_model": model,
+            }
+        )
+
+    results_by_name: dict[str, Any] = {}
+    tasks, include_path = _eval_tasks(recipe, tokenizer, eval_set, out)
+    if tasks is not None and state.is_main_process:
+        # lm-eval warns once per request when a context is truncated to the model's window; one summary is enough.
+        logging.getLogger("lm_eval").setLevel(logging.ERROR)
+        for row in rows:
+            results = evaluate_downstream(
+                row["_model"],
+                tokenizer,
+                tasks,
+                batch_size=recipe.eval_batch_size,
+                limit=recipe.eval_limit,
+                include_path=include_path,
+            )
+            results.save(out / "evaluation" / row["model"].split(" (")[0].replace(" ", "_").lower())
+            results_by_name[row["model"]] = results
+        say(f"[4/5 evaluation] {len(rows)} models on {', '.join(tasks) if isinstance(tasks, list) else 'paper tasks'}")
+    for row in rows:
+        row.pop("_model")
+
+    final_results = results_by_name.get(rows[1]["model"])
+    if state.is_main_process:
+        folder = publish_run(
+            run_dir,
+            recipe.hub_repo_id or f"local/{recipe.name}-inheritune",
+            tokenizer=tokenizer,
+            results=final_results,
+            dry_run=out / "model",
+            overwrite=True,
+            base_model=recipe.reference,
+            datasets=data_args.dataset_name,
+        )
+        say(f"[5/5 model] Hub-ready folder with its card -> {folder}")
+        if recipe.hub_repo_id:
+            commit = publish_run(
+                run_dir,
+                recipe.hub_repo_id,
+                tokenizer=tokenizer,
+                results=final_results,
+                private=recipe.private,
+                base_model=recipe.reference,
+                datasets=data_args.dataset_name,
+            )
+            say(f"[5/5 push] {commit}")
+
+    report = _report(recipe, rows, results_by_name, matched, reference_info, analysis, out)
+    if state.is_main_process:
+        print("\n" + report.read_text())
+    return RecipeResult(output_dir=out, rows=rows, matched=matched, report=report)
+
+
+def main(default_config: str | Path | None = None, argv: Sequence[str] | None = None) -> int:
+    """Entry point of a recipe script: parse (YAML + budget + --smoke + flags), run, report errors clearly."""
+    try:
+        run_recipe(*parse_recipe_args(argv, default_config))
+    except InherituneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
