@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from _train_script import run_rounds, run_train
+from _train_setup import trained_reference
 from safetensors.torch import load_file
 
 SCRIPT = Path(__file__).with_name("_train_script.py")
@@ -50,6 +52,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
         assert wa[name].equal(wb[name]), f"{name} differs after resume"
 
 
+@pytest.mark.slow  # Trainer's own resume; the round-level test below covers it through run_inheritune too
 def test_killed_training_resumes_to_identical_weights(tmp_path):
     run_train(tmp_path / "whole")  # uninterrupted, in this process
     assert kill_after_checkpoint("train", str(tmp_path / "killed"), "--block-at-step", "8") == 8
@@ -64,15 +67,20 @@ def test_killed_training_resumes_to_identical_weights(tmp_path):
 
 
 def test_killed_inheritune_run_resumes_at_its_round_and_step(tmp_path):
-    run_rounds(tmp_path / "whole")  # uninterrupted, in this process
+    reference = tmp_path / "reference"
+    trained_reference().save_pretrained(reference)  # read by all three runs (saves training it in each process)
+    run_rounds(tmp_path / "whole", reference=reference)  # uninterrupted, in this process
     # killed in round 2 (4 blocks) right after its step-4 checkpoint: round 1 is done and recorded
-    assert kill_after_checkpoint("rounds", str(tmp_path / "killed"), "--block-at-step", "4") == 4
+    killed = kill_after_checkpoint(
+        "rounds", str(tmp_path / "killed"), "--block-at-step", "4", "--reference", str(reference)
+    )
+    assert killed == 4
     rounds = json.loads((tmp_path / "killed" / "rounds.json").read_text())
     assert [r["layers"] for r in rounds] == [2]
     round_1 = tmp_path / "killed" / "round-1-2L" / "model" / "model.safetensors"
     written = round_1.stat().st_mtime_ns
 
-    run_script("rounds", str(tmp_path / "killed"), "--resume")
+    run_script("rounds", str(tmp_path / "killed"), "--resume", "--reference", str(reference))
 
     assert round_1.stat().st_mtime_ns == written  # round 1 was read back, not trained again
     for kind in ("round-1-2L", "round-2-4L"):
