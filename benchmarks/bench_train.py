@@ -91,7 +91,10 @@ def plain_torch_loop(model, train_blocks, eval_blocks, steps: int, batch: int, s
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=3e-3, betas=(0.9, 0.95)
+        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=3e-3,
+        betas=(0.9, 0.95),
+        fused=True,  # Trainer's default optimizer (optim="adamw_torch_fused")
     )
     scheduler = get_cosine_schedule_with_warmup(optimizer, 10, steps)
     model.train()
@@ -195,6 +198,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats (a smoke run)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: stable on shared machines)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--reference-layers", type=int, default=8)
+    parser.add_argument("--reference-steps", type=int, default=300)
+    parser.add_argument("--start-layers", type=int, default=2)
+    parser.add_argument("--round-steps", type=int, default=100)
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
     hf_logging.set_verbosity_error()
@@ -207,20 +215,23 @@ def main() -> None:
     eval_blocks = pack_dataset(corpus["validation"], tokenizer, block).select(range(128))
     print(f"data: {len(train_blocks)} train / {len(eval_blocks)} validation blocks of {block} tokens")
 
-    steps, repeats = (30, 1) if options.quick else (100, 3)
-    speed = throughput(train_blocks, eval_blocks, vocab, block, steps, repeats)
-    print("\n== throughput (tokens/s, median of alternating runs) ==")
-    print(f"{'':28s}{'steady state':>14s}{'end to end':>14s}")
-    for name, label in (("trainer", "inheritune_hf.train"), ("torch", "plain torch loop")):
-        row = speed[name]
-        print(f"{label:28s}{row['tokens_per_s_steady']:14.0f}{row['tokens_per_s_end_to_end']:14.0f}")
-    print(f"{'ratio (goal >= 0.95)':28s}{speed['ratio_steady']:14.3f}{speed['ratio_end_to_end']:14.3f}")
+    steps, repeats = (30, 1) if options.quick else (60, 3)
+    speed = None if options.skip_throughput else throughput(train_blocks, eval_blocks, vocab, block, steps, repeats)
+    if speed:
+        print("\n== throughput (tokens/s, median of alternating runs) ==")
+        print(f"{'':28s}{'steady state':>14s}{'end to end':>14s}")
+        for name, label in (("trainer", "inheritune_hf.train"), ("torch", "plain torch loop")):
+            row = speed[name]
+            print(f"{label:28s}{row['tokens_per_s_steady']:14.0f}{row['tokens_per_s_end_to_end']:14.0f}")
+        print(f"{'ratio (goal >= 0.95)':28s}{speed['ratio_steady']:14.3f}{speed['ratio_end_to_end']:14.3f}")
 
-    settings = (
-        {"reference_layers": 6, "reference_steps": 60, "start_layers": 2, "max_layers": 6, "round_steps": 40}
-        if options.quick
-        else {"reference_layers": 8, "reference_steps": 400, "start_layers": 4, "max_layers": 8, "round_steps": 200}
-    )
+    settings = {
+        "reference_layers": options.reference_layers,
+        "reference_steps": 60 if options.quick else options.reference_steps,
+        "start_layers": options.start_layers,
+        "max_layers": options.reference_layers,
+        "round_steps": 40 if options.quick else options.round_steps,
+    }
     settings.update(eval_steps=10, tolerance=0.0)
     grown = growth(train_blocks, eval_blocks, vocab, block, settings)
     print(f"\n== growth: tokens to reach the reference's loss ({grown['reference_loss']:.4f}) ==")
