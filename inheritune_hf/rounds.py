@@ -248,7 +248,7 @@ def _train_round(
         train_dataset,
         eval_dataset,
         round_args,
-        target_loss=target if args.stop_at_target else None,
+        target_loss=target + args.tolerance if args.stop_at_target else None,
         tokenizer=tokenizer,
         callbacks=callbacks,
         resume_from_checkpoint=resume,
