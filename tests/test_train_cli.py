@@ -61,6 +61,15 @@ plot: false
     assert main(["run", str(tmp_path / "recipe.yaml")]) == 0
     rounds = json.loads((out / "rounds.json").read_text())
     assert [row["layers"] for row in rounds] == [2] and rounds[0]["matched"]
+    # flags after the recipe override it: here, resume the finished run (nothing left to train)
+    assert main(["run", str(tmp_path / "recipe.yaml"), "--resume"]) == 0
+    assert json.loads((out / "rounds.json").read_text()) == rounds
+
+
+def test_unknown_recipe_settings_are_named(tmp_path, capsys):
+    (tmp_path / "recipe.yaml").write_text("output_dir: out\nstart_layer: 2\n")
+    assert main(["run", str(tmp_path / "recipe.yaml")]) == 2
+    assert "Unknown settings in" in capsys.readouterr().err
 
 
 def test_bad_input_exits_with_a_clear_error_before_training(reference_dir, tmp_path, capsys):

@@ -1,25 +1,31 @@
 """`inheritune run`: the Inheritune loop (inherit L/2 blocks, train, grow by 2 until the reference is matched).
 
 Arguments are `InherituneArguments`, `DataArguments` and `transformers.TrainingArguments`, parsed by
-`HfArgumentParser` from flags or from one YAML file, as in trl's scripts:
+`HfArgumentParser` from flags or from a YAML recipe (then flags override it), as in trl's scripts:
 
     inheritune run --reference_model ./gpt2-medium-100k --output_dir out --max_steps 100000 ...
-    inheritune run recipe.yaml
-    accelerate launch $(which inheritune) run recipe.yaml          # DDP / FSDP / DeepSpeed
+    inheritune run recipe.yaml [--resume]
+    accelerate launch -m inheritune_hf.cli.run recipe.yaml        # DDP / FSDP / DeepSpeed: the user's config
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from pathlib import Path
 
 from ..errors import CheckpointError, DataError, TrainingError
 from ..output import check_output_dir
 
 
 def parse(argv: list[str]):
-    """(InherituneArguments, DataArguments, TrainingArguments) from flags or a single .yaml/.yml/.json file."""
+    """(InherituneArguments, DataArguments, TrainingArguments) from flags, or a YAML recipe followed by overrides.
+
+    `inheritune run recipe.yaml --resume` reads the recipe, then applies the flags after it (as trl's scripts do).
+    """
+    import yaml
     from transformers import HfArgumentParser, TrainingArguments
 
     from ..data import DataArguments
@@ -30,10 +36,17 @@ def parse(argv: list[str]):
         prog="inheritune run",
         description=__doc__.split("\n\n")[0],
     )
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(argv[0])
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(argv[0])
+    if argv and argv[0].endswith((".yaml", ".yml")):
+        try:
+            recipe = yaml.safe_load(Path(argv[0]).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise TrainingError(f"Cannot read the recipe {argv[0]}: {err}") from err
+        known = {f.name for dtype in parser.dataclass_types for f in dataclasses.fields(dtype)}
+        unknown = sorted(set(recipe) - known)
+        if unknown:
+            raise TrainingError(f"Unknown settings in {argv[0]}: {', '.join(unknown)}. See inheritune run --help.")
+        parser.set_defaults(**recipe)
+        argv = argv[1:]
     return parser.parse_args_into_dataclasses(args=argv)
 
 
