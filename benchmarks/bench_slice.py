@@ -67,20 +67,14 @@ NAIVE = textwrap.dedent(
     """
 )
 
-# The CLI, timing its own imports apart from the slice into the file named last on its command line.
-LAZY = textwrap.dedent(
-    """
-    import json, sys, time
-    start = time.perf_counter()
-    from inheritune_hf.cli import main
-    imported = time.perf_counter()
-    code = main(["inherit", *sys.argv[1:-1]])
-    done = time.perf_counter()
-    with open(sys.argv[-1], "w") as f:
-        json.dump({"imports": imported - start, "slice": done - imported}, f)
-    sys.exit(code)
-    """
-)
+LAZY = "import sys; from inheritune_hf.cli import main; sys.exit(main(['inherit', *sys.argv[1:]]))"
+
+# Start-up alone (interpreter and imports, the same modules each method loads), to tell it from the work.
+STARTUP = {
+    "lazy": "from inheritune_hf.cli import build_parser; build_parser()",
+    "naive": "from transformers import AutoModelForCausalLM; from inheritune_hf.inherit import inherit",
+    "mergekit": "import mergekit.scripts.run_yaml",
+}
 
 
 def make_source(folder: Path, shard_bytes: int = 500 * 2**20) -> None:
@@ -188,17 +182,17 @@ def main() -> None:
     warm(SOURCE)
 
     outs = {name: out_root / name for name in ("lazy", "naive", "mergekit")}
-    timing = out_root / "lazy-timing.json"
-    commands = {  # name: (output folder, command)
+    commands = {  # name: (key, command)
         "lazy (inheritune inherit)": (
-            outs["lazy"],
-            [sys.executable, "-c", LAZY, str(SOURCE), str(outs["lazy"]), "--num-layers", str(k), str(timing)],
+            "lazy",
+            [sys.executable, "-c", LAZY, str(SOURCE), str(outs["lazy"]), "--num-layers", str(k)],
         ),
         "naive (from_pretrained+inherit+save)": (
-            outs["naive"],
+            "naive",
             [sys.executable, "-c", NAIVE, str(SOURCE), str(outs["naive"]), str(k)],
         ),
     }
+    pythons = {"lazy": sys.executable, "naive": sys.executable}
     mergekit = find_mergekit()
     note = ""
     if mergekit:
@@ -208,26 +202,28 @@ def main() -> None:
             "merge_method: passthrough\ndtype: bfloat16\n"
         )
         commands["mergekit-yaml passthrough"] = (
-            outs["mergekit"],
+            "mergekit",
             [mergekit, str(recipe), str(outs["mergekit"]), "--no-copy-tokenizer", "--no-write-model-card", "--quiet"],
         )
+        pythons["mergekit"] = open(mergekit).readline().removeprefix("#!").strip()  # the script's interpreter
     else:
         note = "mergekit: not installed, skipped (pip install mergekit to compare)"
     # Rounds interleave the methods so that load from other processes hits them alike; best wall time and
     # highest peak RSS over the rounds are reported.
     samples: dict[str, list[dict]] = {name: [] for name in commands}
+    startups: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.repeats):
-        for name, (out, command) in commands.items():
-            shutil.rmtree(out, ignore_errors=True)
+        for name, (key, command) in commands.items():
+            shutil.rmtree(outs[key], ignore_errors=True)
             warm(SOURCE)
             samples[name].append(measure(command))
-            if out == outs["lazy"]:
-                samples[name][-1].update(json.loads(timing.read_text()))
+            startups[name].append(measure([pythons[key], "-c", STARTUP[key]])["wall"])
     runs = {
         name: {
             "wall": min(r["wall"] for r in rs),
             "peak_rss": max(r["peak_rss"] for r in rs),
             "walls": [r["wall"] for r in rs],
+            "startup": min(startups[name]),
         }
         for name, rs in samples.items()
     }
@@ -244,21 +240,20 @@ def main() -> None:
     print(f"best wall time and highest peak RSS of {args.repeats} interleaved round(s), warm page cache")
     print(
         f"{'method':<38}{'wall s':>8}{'peak RSS GB':>13}{'RSS/target':>12}{'time vs lazy':>14}{'RSS vs lazy':>13}"
-        "  all walls s"
+        f"{'start-up s':>12}{'work s':>8}{'work vs lazy':>14}  all walls s"
     )
+    lazy_work = lazy["wall"] - lazy["startup"]
     for name, run in runs.items():
+        work = run["wall"] - run["startup"]
         print(
             f"{name:<38}{run['wall']:>8.1f}{run['peak_rss'] / 1e9:>13.2f}{run['peak_rss'] / size:>12.2f}"
-            f"{run['wall'] / lazy['wall']:>13.1f}x{run['peak_rss'] / lazy['peak_rss']:>12.1f}x  "
+            f"{run['wall'] / lazy['wall']:>13.1f}x{run['peak_rss'] / lazy['peak_rss']:>12.1f}x"
+            f"{run['startup']:>12.1f}{work:>8.1f}{work / lazy_work:>13.1f}x  "
             + ", ".join(f"{wall:.1f}" for wall in run["walls"])
         )
+    print("start-up: best time of a child that only imports what the method imports; work = wall - start-up")
     if note:
         print(note)
-    best = min(samples["lazy (inheritune inherit)"], key=lambda r: r["wall"])
-    print(
-        f"lazy, inside its best run: {best['imports']:.1f} s importing torch/transformers/inheritune_hf, "
-        f"{best['slice']:.1f} s planning and copying {size / 1e9:.2f} GB"
-    )
     rss_ok = lazy["peak_rss"] <= RSS_GOAL * size
     others = [run for name, run in runs.items() if run is not lazy]
     fastest = all(lazy["wall"] < run["wall"] for run in others)
