@@ -42,7 +42,9 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
+from .architecture import num_layers_of
 from .errors import TrainingError
+from .inherit import inherit
 from .output import check_output_dir
 from .train import InherituneArguments, check_training_inputs, evaluate_loss, grow, train
 
@@ -281,9 +283,6 @@ def run_inheritune(
     All checks (layer counts, target, data, output folder, resume settings) run before any training.
     `metadata` (e.g. the corpus fingerprint) is recorded in run.json.
     """
-    from .architecture import num_layers_of
-    from .inherit import inherit
-
     state = PartialState()
     out = Path(training_args.output_dir)
     depth = num_layers_of(reference.config)

@@ -28,7 +28,9 @@ from transformers import (
     default_data_collator,
 )
 
+from .architecture import find_decoder_layers, num_layers_of
 from .errors import DataError, TrainingError
+from .inherit import REINIT_PARTS, inherit
 
 GROWTH_STRATEGIES = ("restart", "continue")
 
@@ -103,6 +105,9 @@ class InherituneArguments:
             raise TrainingError(f"grow_by must be at least 1, got {self.grow_by}.")
         if self.start_layers is not None and self.start_layers < 1:
             raise TrainingError(f"start_layers must be at least 1, got {self.start_layers}.")
+        unknown = [part for part in self.reinit if part not in REINIT_PARTS]
+        if unknown:
+            raise TrainingError(f"Unknown reinit part(s) {unknown}; choose from {list(REINIT_PARTS)}.")
         if self.max_eval_blocks is not None and self.max_eval_blocks < 1:
             raise TrainingError(f"max_eval_blocks must be at least 1, got {self.max_eval_blocks}.")
         if self.target_loss != "reference":
@@ -295,9 +300,6 @@ def grow(
     Both are built by `inherit`, so the config is rebuilt for the new depth, each block's `layer_idx` is its
     position, and tied embeddings stay tied. `reinit` is passed to `inherit` (it matters for "restart").
     """
-    from .architecture import find_decoder_layers, num_layers_of
-    from .inherit import inherit
-
     if strategy not in GROWTH_STRATEGIES:
         raise TrainingError(f"strategy must be one of {GROWTH_STRATEGIES}, got {strategy!r}.")
     if num_new < 1:

@@ -99,6 +99,8 @@ def test_inheritune_arguments_parse_beside_training_arguments_from_flags_and_yam
     assert args.start_layers == 12 and training.max_steps == 100
     with pytest.raises(TrainingError, match="growth_strategy"):
         InherituneArguments(growth_strategy="stack")
+    with pytest.raises(TrainingError, match="reinit"):
+        InherituneArguments(reinit=["position_embedding"])
 
 
 def test_vocab_fits(tmp_path):
