@@ -161,7 +161,10 @@ def child(args: argparse.Namespace) -> None:
 def run_child(method: str, layers: int, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--child", method, "--layers", str(layers)]
     command += ["--samples", str(args.samples), "--seq-len", str(args.seq_len), "--batch-size", str(args.batch_size)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    # numpy's OpenBLAS gets one thread: on a loaded 2-core machine its spinning worker threads made every SVD
+    # ten times slower, which would flatter the comparison. torch keeps its own thread setting.
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if result.returncode != 0:
         sys.exit(f"{method} at {layers} layers failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
