@@ -20,6 +20,7 @@ import hashlib
 import os
 import sysconfig
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,21 @@ class DataArguments:
     )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
     split_seed: int = field(default=0, metadata={"help": "Seed of the deterministic validation split."})
+
+
+@contextmanager
+def no_download_counts() -> Iterator[None]:
+    """Keep loads of local files off the network.
+
+    `datasets.load_dataset("json", data_files=...)` pings an S3 download counter even for local files unless
+    told not to; lm-eval's local tasks go through the same path. Scoped, and restored afterwards.
+    """
+    previous = datasets.config.HF_UPDATE_DOWNLOAD_COUNTS
+    datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
+    try:
+        yield
+    finally:
+        datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = previous
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -246,7 +262,8 @@ def load_text_dataset(
         raw = datasets.DatasetDict({"train": source})
     elif os.path.exists(source):
         builder, files = _local_files(source)
-        raw = datasets.load_dataset(builder, data_files={"train": files}, streaming=streaming)
+        with no_download_counts():
+            raw = datasets.load_dataset(builder, data_files={"train": files}, streaming=streaming)
     else:
         try:
             raw = datasets.load_dataset(source, config_name, streaming=streaming)

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .data import no_download_counts
 from .errors import EvaluationError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -268,14 +269,15 @@ def evaluate_downstream(
     try:
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
         simple_evaluate_kwargs.setdefault("log_samples", False)
-        raw = lm_eval.simple_evaluate(
-            model=lm,
-            tasks=specs,
-            num_fewshot=num_fewshot,
-            limit=limit,
-            task_manager=manager,
-            **simple_evaluate_kwargs,
-        )
+        with no_download_counts():  # local tasks load local JSONL: no network
+            raw = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=specs,
+                num_fewshot=num_fewshot,
+                limit=limit,
+                task_manager=manager,
+                **simple_evaluate_kwargs,
+            )
     finally:
         model.train(was_training)
         _restore_rng_state(rng_state)  # simple_evaluate seeds the global RNGs; a training script should not notice

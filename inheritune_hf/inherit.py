@@ -231,13 +231,16 @@ def _same_block(want: tuple, got: tuple, position: tuple[int, int], depth: tuple
     Settings derived from the depth (the model's layer count, or a float scale such as 1/sqrt(depth)) are
     reported separately by `_depth_dependent`: they change by construction when the depth changes.
     """
-    if want[:3] != got[:3] or want[3].keys() != got[3].keys():
+    if want[:3] != got[:3]:
         return False
+    # Only settings both blocks have: runtime flags set on the reference after it was built (such as
+    # `gradient_checkpointing`) are not part of what the block computes.
     return all(
         value == got[3][key]
         or isinstance(value, float)
         or (not isinstance(value, bool) and (value, got[3][key]) in (position, depth))
         for key, value in want[3].items()
+        if key in got[3]
     )
 
 
@@ -247,7 +250,7 @@ def _depth_dependent(want: list[tuple], got: list[tuple], depth: tuple[int, int]
         f"{w[0] or 'block'}.{key}: {value} -> {g[3][key]}"
         for w, g in zip(want, got, strict=True)
         for key, value in w[3].items()
-        if value != g[3][key] and (isinstance(value, float) or (value, g[3][key]) == depth)
+        if key in g[3] and value != g[3][key] and (isinstance(value, float) or (value, g[3][key]) == depth)
     ]
 
 

@@ -116,6 +116,8 @@ SMOKE_SETTINGS: dict[str, Any] = {
     "save_strategy": "no",
     "logging_steps": 1,
     "max_eval_blocks": 8,
+    "start_layers": None,
+    "max_layers": None,
     "bf16": False,
     "tf32": None,
     "torch_compile": False,

@@ -339,3 +339,10 @@ CI_ARCHITECTURES = [
 def test_architecture_slices_exactly_round_trips_and_generates(model_type):
     result = check_architecture(model_type)
     assert result.status == "pass", result.reason
+
+
+def test_runtime_flags_on_the_reference_do_not_block_slicing():
+    reference = gpt2()
+    reference.gradient_checkpointing_enable()
+    target = inherit(reference, 2).eval()
+    assert torch.equal(run(target).hidden_states[1], run(reference.eval()).hidden_states[1])

@@ -1,0 +1,18 @@
+"""GPT-2 medium (24 layers) -> Inheritune 16 layers: the paper's Table 1, first row.
+
+    accelerate launch [--config_file recipes/accelerate_configs/multi_gpu.yaml] recipes/gpt2_medium.py \
+        [--config recipes/gpt2_medium.yaml] [--reference PATH_OR_HUB_ID] [--push-to-hub REPO_ID] [--smoke] [--flag value ...]
+
+All settings are in gpt2_medium.yaml (the paper's hyperparameters); any flag overrides them. The logic is
+`inheritune_hf.recipe`: train or load the reference, diagnose its attention, Inheritune with growth, the
+same-size random-init baseline, the paper's lm-eval suite, and a Hub-ready model folder (pushed when asked).
+`--smoke` runs the same code path on tiny shapes and the embedded corpus in a few CPU steps.
+"""
+
+import sys
+from pathlib import Path
+
+from inheritune_hf.recipe import main
+
+if __name__ == "__main__":
+    sys.exit(main(default_config=Path(__file__).with_suffix(".yaml")))

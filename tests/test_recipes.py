@@ -1,0 +1,157 @@
+"""Recipes: the demo runs end to end offline, every GPU recipe's smoke path runs, every accelerate config parses."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from inheritune_hf import InherituneError
+from inheritune_hf.recipe import main, parse_recipe_args
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+GPU_RECIPES = ["gpt2_medium", "gpt2_large", "gpt2_xl", "openllama_3b_lowdata"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_loopback(address) -> bool:
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, bytes):
+        host = host.decode()
+    if not isinstance(host, str):  # AF_UNIX paths and the like never leave the machine
+        return True
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every outgoing connection or DNS look-up that is not loopback fails the test, loudly."""
+    attempts: list[str] = []
+    real_connect, real_connect_ex, real_getaddrinfo = (
+        socket.socket.connect,
+        socket.socket.connect_ex,
+        socket.getaddrinfo,
+    )
+
+    def guard(address):
+        if not _is_loopback(address):
+            attempts.append(repr(address))
+            raise OSError(f"network access blocked by the test: {address!r}")
+
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            guard(address)
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            guard(address)
+        return real_connect_ex(self, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        guard((host,))
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield attempts
+
+
+def test_the_guard_really_blocks_the_network(no_network):
+    with pytest.raises(OSError, match="blocked"):
+        socket.create_connection(("huggingface.co", 443), timeout=1)
+    assert no_network
+
+
+def test_demo_small_budget_runs_end_to_end_offline(tmp_path, no_network):
+    out = tmp_path / "demo"
+    assert main(RECIPES / "tiny.yaml", ["--budget", "small", "--output_dir", str(out)]) == 0
+    assert no_network == []
+
+    report = (out / "report.md").read_text()
+    assert "| reference (4L)" in report and "| Inheritune (" in report and "| random init (same size)" in report
+    for figure in (out / "analysis" / "attention_rank.png", out / "inheritune" / "loss_curves.png"):
+        data = figure.read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 1000, figure
+
+    analysis = json.loads((out / "analysis" / "report.json").read_text())
+    assert analysis["settings"]["num_samples"] == 16
+
+    model_dir = out / "model"
+    card = ModelCard.load(model_dir / "README.md")
+    assert card.data.eval_results, "the card carries the downstream scores (model-index)"
+    assert {r.task_type for r in card.data.eval_results}
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    assert model.config.inheritune["source_num_layers"] == 4
+    assert AutoTokenizer.from_pretrained(model_dir)("def f(): pass")["input_ids"]
+    assert not list(model_dir.glob("*.bin"))
+
+
+@pytest.mark.parametrize("name", GPU_RECIPES)
+def test_gpu_recipe_smoke_path(name, tmp_path, no_network):
+    out = tmp_path / name
+    assert main(RECIPES / f"{name}.yaml", ["--smoke", "--output_dir", str(out)]) == 0
+    assert no_network == []
+    assert (out / "report.md").is_file()
+    assert (out / "model" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("name", GPU_RECIPES)
+def test_gpu_recipe_keeps_the_papers_settings(name):
+    recipe, inheritune_args, data_args, training_args = parse_recipe_args(
+        ["--output_dir", "unused"], RECIPES / f"{name}.yaml"
+    )
+    assert training_args.bf16 and training_args.adam_beta2 == 0.95 and training_args.weight_decay == 0.1
+    assert training_args.max_grad_norm == 1.0 and training_args.warmup_steps == 2000
+    if name.startswith("gpt2"):
+        tokens_per_step = (
+            training_args.per_device_train_batch_size
+            * training_args.gradient_accumulation_steps
+            * data_args.block_size
+        )
+        paper = {"gpt2_medium": 394_000, "gpt2_large": 128_000, "gpt2_xl": 128_000}[name]
+        assert abs(tokens_per_step - paper) / paper < 0.03
+        assert training_args.max_steps == 100_000 and recipe.eval_tasks == "paper"
+        assert {"gpt2_medium": 3e-4, "gpt2_large": 2e-4, "gpt2_xl": 1.5e-4}[name] == training_args.learning_rate
+
+
+def test_accelerate_launch_parses_every_config():
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+
+    configs = sorted((RECIPES / "accelerate_configs").glob("*.yaml"))
+    assert {c.name for c in configs} == {"multi_gpu.yaml", "fsdp.yaml", "deepspeed_zero2.yaml"}
+    kinds = {}
+    for config in configs:
+        args = launch_command_parser().parse_args(["--config_file", str(config), str(RECIPES / "gpt2_xl.py")])
+        args, _, _ = _validate_launch_command(args)
+        kinds[config.name] = (args.multi_gpu, args.use_fsdp, args.use_deepspeed, args.mixed_precision)
+    assert kinds["multi_gpu.yaml"][0] and kinds["fsdp.yaml"][1] and kinds["deepspeed_zero2.yaml"][2]
+    assert {k[3] for k in kinds.values()} == {"bf16"}
+
+
+def test_unknown_setting_is_refused_before_any_work(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("max_step: 10\n")
+    with pytest.raises(InherituneError, match="max_step"):
+        parse_recipe_args([], config)
+
+
+def test_unknown_budget_is_refused(tmp_path):
+    with pytest.raises(InherituneError, match="huge"):
+        parse_recipe_args(["--budget", "huge"], RECIPES / "tiny.yaml")
+
+
+def test_push_to_hub_names_a_repo_and_never_turns_on_trainer_pushes():
+    recipe, _, _, training_args = parse_recipe_args(["--push-to-hub", "me/tiny"], RECIPES / "tiny.yaml")
+    assert recipe.hub_repo_id == "me/tiny" and training_args.push_to_hub is False
