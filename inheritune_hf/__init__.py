@@ -13,6 +13,7 @@ step that needs them, so `import inheritune_hf` works without them.
 # they define, and a lazy package attribute would be shadowed by the submodule once it is imported.
 from .analyze import analyze_attention, attention_mass, attention_rank
 from .architecture import LayerStack, find_decoder_layers
+from .checkpoint import InheritPlan, inherit_checkpoint, plan_inherit
 from .errors import (
     CheckpointError,
     ConfigSliceError,
@@ -26,9 +27,10 @@ from .errors import (
     TrainingError,
     UnsupportedModelError,
 )
-from .evaluate import PAPER_TASKS, DownstreamResults, evaluate_downstream
+from .evaluate import PAPER_TASKS, DownstreamResults, check_tasks, evaluate_downstream, write_heldout_tasks
 from .inherit import NANOGPT_REINIT, REINIT_PARTS, inherit, inherit_config
-from .publish import model_card, push_to_hub
+from .publish import model_card, publish_run, push_to_hub
+from .recipe import RecipeArguments, run_recipe
 from .report import AttentionReport
 from .train import InherituneArguments, grow, run_inheritune, train
 
@@ -45,24 +47,32 @@ __all__ = [
     "DownstreamResults",
     "EvaluationError",
     "HubError",
+    "InheritPlan",
     "InherituneArguments",
     "InherituneError",
     "InvalidLayersError",
     "LayerStack",
     "LayerStackNotFoundError",
     "OutputExistsError",
+    "RecipeArguments",
     "TrainingError",
     "UnsupportedModelError",
     "analyze_attention",
     "attention_mass",
     "attention_rank",
+    "check_tasks",
     "evaluate_downstream",
     "find_decoder_layers",
     "grow",
     "inherit",
+    "inherit_checkpoint",
     "inherit_config",
     "model_card",
+    "plan_inherit",
+    "publish_run",
     "push_to_hub",
     "run_inheritune",
+    "run_recipe",
     "train",
+    "write_heldout_tasks",
 ]
