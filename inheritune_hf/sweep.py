@@ -120,9 +120,9 @@ def _shrink(values: dict) -> dict:
         values["head_dim"] = values["qk_rope_head_dim"]  # multi-head latent attention ropes head_dim dims
     if isinstance(values.get("sliding_window"), int):
         values["sliding_window"] = 4  # short enough that the sliding layers really slide in the checks
-    for key in ("text_config", "decoder_config"):
-        if isinstance(values.get(key), dict):
-            values[key] = _shrink(values[key])
+    for key, value in values.items():  # sub-configs (text, vision, audio towers) shrink the same way
+        if isinstance(value, dict) and "model_type" in value:
+            values[key] = _shrink(value)
     return values
 
 
