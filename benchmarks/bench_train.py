@@ -173,13 +173,16 @@ def growth(train_blocks, eval_blocks, vocab: int, block: int, settings: dict) ->
             )  # fmt: skip
             round_args = arguments(
                 Path(tmp) / "run", max_steps=settings["round_steps"], eval_strategy="steps",
-                eval_steps=settings["eval_steps"], warmup_steps=10,
+                eval_steps=settings["eval_steps"], warmup_steps=10, eval_on_start=True,
             )  # fmt: skip
             result = run_inheritune(reference, train_blocks, eval_blocks, args, round_args)
+            rounds = []
+            for row in result.rounds:
+                curve = json.loads((Path(tmp) / "run" / row["eval_curve"]).read_text())
+                rounds.append({k: row[k] for k in ("layers", "steps", "tokens", "val_loss", "matched")})
+                rounds[-1]["start_loss"] = curve[0]["eval_loss"]  # eval_on_start: the grown model, untrained
         outcome[strategy] = {
-            "rounds": [
-                {k: row[k] for k in ("layers", "steps", "tokens", "val_loss", "matched")} for row in result.rounds
-            ],
+            "rounds": rounds,
             "total_tokens": result.rounds[-1]["cumulative_tokens"],
             "final_loss": result.rounds[-1]["val_loss"],
             "matched": result.matched,
@@ -247,7 +250,9 @@ def main() -> None:
     )
     for strategy in ("restart", "continue"):
         row = grown[strategy]
-        layers = " -> ".join(f"{r['layers']}L:{r['steps']}st/{r['val_loss']:.3f}" for r in row["rounds"])
+        layers = " -> ".join(
+            f"{r['layers']}L: {r['start_loss']:.3f}->{r['val_loss']:.3f} in {r['steps']} steps" for r in row["rounds"]
+        )
         print(f"{strategy:9s} {row['total_tokens']:>9d} tokens  matched={row['matched']}  {layers}")
     print(f"continue / restart tokens (goal <= 0.6): {grown['continue_over_restart_tokens']:.3f}")
     print(f"\n(total {time.perf_counter() - started:.0f}s, torch threads {options.threads})")

@@ -336,12 +336,12 @@ def run_inheritune(
         name = f"round-{index}-{layers}L"
         row = next((r for r in rows if r["round"] == index), None)
         if row is None:
-            if index > 1 and model is None:
-                # the previous round finished in an earlier process: its trained model is on disk (loaded
-                # before the round's seed is set, so the round builds the same model as an uninterrupted run)
-                model = AutoModelForCausalLM.from_pretrained(out / rows[-1]["checkpoint"])
+            # Growth reads the previous round's model back from its saved folder, not from memory: the same
+            # path whether or not the run was resumed, and a full model even when FSDP or DeepSpeed sharded the
+            # one in memory. It is loaded before the round's seed is set, so every path builds the same model.
+            previous = AutoModelForCausalLM.from_pretrained(out / rows[-1]["checkpoint"]) if rows else None
 
-            def build(previous=model, new=layers - (rows[-1]["layers"] if rows else 0)):
+            def build(previous=previous, new=layers - (rows[-1]["layers"] if rows else 0)):
                 if previous is None:
                     return inherit(reference, start, reinit=args.reinit)
                 return grow(previous, reference, new, args.growth_strategy, reinit=args.reinit)
@@ -367,7 +367,7 @@ def run_inheritune(
             rows.append(row)
             record(row)
         else:
-            model = None  # finished in an earlier process; loaded from disk only if a later round needs it
+            model = None  # finished in an earlier process
         if row["matched"] or layers >= stop:
             break
         layers, index = min(layers + args.grow_by, stop), index + 1
