@@ -202,6 +202,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: stable on shared machines)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-growth", action="store_true")
     parser.add_argument("--reference-layers", type=int, default=8)
     parser.add_argument("--reference-steps", type=int, default=1500)
     parser.add_argument("--start-layers", type=int, default=2)
@@ -235,26 +236,29 @@ def main() -> None:
             print(f"{label:28s}{row['tokens_per_s_steady']:14.0f}{row['tokens_per_s_end_to_end']:14.0f}")
         print(f"{'ratio (goal >= 0.95)':28s}{speed['ratio_steady']:14.3f}{speed['ratio_end_to_end']:14.3f}")
 
-    settings = {
-        "reference_layers": options.reference_layers,
-        "reference_steps": 60 if options.quick else options.reference_steps,
-        "start_layers": options.start_layers,
-        "max_layers": options.reference_layers,
-        "round_steps": 40 if options.quick else options.round_steps,
-    }
-    settings.update(eval_steps=10, tolerance=options.tolerance)
-    grown = growth(train_blocks, eval_blocks, vocab, block, settings)
-    target = grown["reference_loss"] + settings["tolerance"]
-    print(
-        f"\n== growth: tokens to reach the reference's loss {grown['reference_loss']:.4f} (+ tolerance: {target:.4f}) =="
-    )
-    for strategy in ("restart", "continue"):
-        row = grown[strategy]
-        layers = " -> ".join(
-            f"{r['layers']}L: {r['start_loss']:.3f}->{r['val_loss']:.3f} in {r['steps']} steps" for r in row["rounds"]
+    grown = None
+    if not options.skip_growth:
+        settings = {
+            "reference_layers": options.reference_layers,
+            "reference_steps": 60 if options.quick else options.reference_steps,
+            "start_layers": options.start_layers,
+            "max_layers": options.reference_layers,
+            "round_steps": 40 if options.quick else options.round_steps,
+        }
+        settings.update(eval_steps=10, tolerance=options.tolerance)
+        grown = growth(train_blocks, eval_blocks, vocab, block, settings)
+        target = grown["reference_loss"] + settings["tolerance"]
+        print(
+            f"\n== growth: tokens to reach the reference's loss {grown['reference_loss']:.4f} (+ tolerance: {target:.4f}) =="
         )
-        print(f"{strategy:9s} {row['total_tokens']:>9d} tokens  matched={row['matched']}  {layers}")
-    print(f"continue / restart tokens (goal <= 0.6): {grown['continue_over_restart_tokens']:.3f}")
+        for strategy in ("restart", "continue"):
+            row = grown[strategy]
+            layers = " -> ".join(
+                f"{r['layers']}L: {r['start_loss']:.3f}->{r['val_loss']:.3f} in {r['steps']} steps"
+                for r in row["rounds"]
+            )
+            print(f"{strategy:9s} {row['total_tokens']:>9d} tokens  matched={row['matched']}  {layers}")
+        print(f"continue / restart tokens (goal <= 0.6): {grown['continue_over_restart_tokens']:.3f}")
     print(f"\n(total {time.perf_counter() - started:.0f}s, torch threads {options.threads})")
     if options.json:
         options.json.write_text(json.dumps({"throughput": speed, "growth": grown}, indent=2))
