@@ -122,3 +122,21 @@ def test_fraction_outside_zero_one_is_refused(bad):
         attention_rank(sink(), tau=bad)
     with pytest.raises(InherituneError, match="eta"):
         attention_mass(sink(), eta=bad)
+
+
+def test_rank_one_matrices_are_certified_without_the_eigensolver(monkeypatch):
+    import inheritune_hf.analyze as analyze
+
+    def fail(gram):
+        raise AssertionError("the eigensolver should not run for provably rank-1 matrices")
+
+    monkeypatch.setattr(analyze, "_eigvalsh", fail)
+    noisy_sink = 0.97 * sink() + 0.03 * uniform_causal()
+    assert attention_rank(torch.stack([sink(), noisy_sink, sink(40)[:T, :T]])).tolist() == [1, 1, 1]
+
+
+def test_mixtures_of_sink_and_uniform_agree_with_numpy_across_the_threshold():
+    for alpha in torch.linspace(0, 1, 41).tolist():
+        a = (1 - alpha) * sink() + alpha * uniform_causal()
+        for tau in (0.5, 0.9, 0.99):
+            assert attention_rank(a, tau).item() == numpy_rank(a.numpy(), tau), (alpha, tau)
