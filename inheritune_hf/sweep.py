@@ -182,6 +182,8 @@ def _build_tiny(model_type: str, seed: int, min_depth: int = TINY_LAYERS) -> Pre
             except Exception as err:
                 errors.append(err)
                 break
+    if len(errors) > 1 and _short(errors[0]) != _short(errors[-1]):
+        raise RuntimeError(f"shrunk: {_short(errors[0], 90)}; default widths: {_short(errors[-1], 90)}")
     raise errors[0]
 
 
