@@ -32,7 +32,7 @@ bench: install
 	$(PY) benchmarks/bench_attention.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_slice.py
-	$(PY) benchmarks/bench_inference.py
+	$(PY) benchmarks/bench_inference.py --threads 1
 
 quality: install
 	$(VENV)/bin/ruff check .
