@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, HfArgumentParser, TrainingArguments
 
-from .data import DataArguments, causal_lm_datasets, load_text_dataset, train_tokenizer
+from .data import EMBEDDED_CORPUS, DataArguments, causal_lm_datasets, load_text_dataset, train_tokenizer
 from .errors import InherituneError
 from .train import InherituneArguments
 
@@ -194,11 +194,15 @@ class RecipeResult:
 
 
 def _tokenizer(recipe: RecipeArguments, data_args: DataArguments):
-    """The tokenizer: named, the reference's own, or a byte-level BPE trained on the corpus (seconds)."""
+    """The tokenizer: named, the reference's own, or a byte-level BPE trained on the corpus (seconds).
+
+    Returns the tokenizer and, when it had to read the corpus to train one, the loaded text, so the blocks are
+    cut from that same text instead of reading and splitting the corpus a second time.
+    """
     if data_args.tokenizer_name:
-        return AutoTokenizer.from_pretrained(data_args.tokenizer_name)
+        return AutoTokenizer.from_pretrained(data_args.tokenizer_name), None
     if recipe.reference:
-        return AutoTokenizer.from_pretrained(recipe.reference)
+        return AutoTokenizer.from_pretrained(recipe.reference), None
     raw = load_text_dataset(
         data_args.dataset_name,
         config_name=data_args.dataset_config_name,
@@ -208,7 +212,10 @@ def _tokenizer(recipe: RecipeArguments, data_args: DataArguments):
         corpus_max_bytes=data_args.corpus_max_bytes,
         seed=data_args.split_seed,
     )
-    return train_tokenizer(raw["train"], vocab_size=recipe.tokenizer_vocab_size, text_column=data_args.text_column)
+    tokenizer = train_tokenizer(
+        raw["train"], vocab_size=recipe.tokenizer_vocab_size, text_column=data_args.text_column
+    )
+    return tokenizer, raw
 
 
 def reference_config(recipe: RecipeArguments, tokenizer, block_size: int):
@@ -373,8 +380,10 @@ def run_recipe(
     out.mkdir(parents=True, exist_ok=True)
     say = print if state.is_main_process else (lambda *a, **k: None)
 
-    tokenizer = _tokenizer(recipe, data_args)
-    train_set, eval_set, data_info = causal_lm_datasets(data_args, tokenizer)
+    tokenizer, text = _tokenizer(recipe, data_args)
+    train_set, eval_set, data_info = causal_lm_datasets(data_args, tokenizer, source=text)
+    if text is not None:
+        data_info["source"] = data_args.dataset_name or EMBEDDED_CORPUS
     say(f"[data] {len(eval_set)} validation blocks of {data_args.block_size} tokens from {data_info['source']}")
 
     reference, reference_info = _stage_reference(recipe, tokenizer, train_set, eval_set, data_args, training_args, out)
