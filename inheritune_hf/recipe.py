@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, HfArgumentParser, TrainingArguments
 
+from .architecture import num_layers_of
 from .data import EMBEDDED_CORPUS, DataArguments, causal_lm_datasets, load_text_dataset, train_tokenizer
 from .errors import InherituneError
 from .train import InherituneArguments
@@ -56,6 +57,13 @@ class RecipeArguments:
     num_attention_heads: int = field(default=16, metadata={"help": "Reference heads when trained from scratch."})
     num_key_value_heads: int | None = field(default=None, metadata={"help": "KV heads (GQA) for llama-style types."})
     intermediate_size: int | None = field(default=None, metadata={"help": "MLP width; default: the type's rule."})
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "Config settings of a reference trained from scratch, as in transformers' run_clm.py: "
+            "'resid_pdrop=0.0,scale_attn_by_inverse_layer_idx=true'. Ignored with --reference."
+        },
+    )
     vocab_size: int | None = field(
         default=None,
         metadata={"help": "Embedding rows; default: the tokenizer's size rounded up to a multiple of 64 (50304)."},
@@ -84,6 +92,10 @@ class RecipeArguments:
     private: bool = field(default=True, metadata={"help": "Create the Hub repo private."})
     budget: str | None = field(default=None, metadata={"help": "A named budget from the YAML's `budgets`."})
     smoke: bool = field(default=False, metadata={"help": "Tiny shapes, embedded corpus, a few steps (CPU)."})
+    plan: bool = field(
+        default=False,
+        metadata={"help": "Print the run's shapes, tokens and compute (no data, no training), then exit."},
+    )
 
 
 #: `--smoke`: the same code path on tiny shapes, the embedded corpus and a few steps, on CPU.
@@ -151,6 +163,7 @@ def parse_recipe_args(
     pre.add_argument("--config", default=default_config)
     pre.add_argument("--budget", default=None)
     pre.add_argument("--smoke", action="store_true")
+    pre.add_argument("--plan", action="store_true")
     pre.add_argument("--push-to-hub", "--push_to_hub", dest="push_to_hub", default=None)
     known, rest = pre.parse_known_args(argv)
 
@@ -166,6 +179,9 @@ def parse_recipe_args(
         settings.update(SMOKE_SETTINGS)
         settings["smoke"] = True
         settings["output_dir"] = str(Path(settings.get("output_dir", "outputs/recipe")).with_name("smoke"))
+    if known.plan:
+        # Planning trains nothing, so the GPU-only precision settings must not stop it on a laptop.
+        settings.update({"plan": True, "bf16": False, "tf32": None, "use_cpu": True})
     # `--push-to-hub REPO_ID` names a repo; TrainingArguments' own boolean `push_to_hub` would make Trainer
     # push every checkpoint, which a recipe never wants.
     settings["push_to_hub"] = False
@@ -219,17 +235,27 @@ def _tokenizer(recipe: RecipeArguments, data_args: DataArguments):
 
 
 def reference_config(recipe: RecipeArguments, tokenizer, block_size: int):
-    """The config of a reference trained from scratch: the recipe's shape, any decoder-only model type."""
-    vocab = recipe.vocab_size or -(-len(tokenizer) // 64) * 64  # the paper pads GPT-2's 50257 to 50304
+    """The config of a reference trained from scratch: the recipe's shape, any decoder-only model type.
+
+    Without a tokenizer (`plan_recipe`), the vocabulary is `vocab_size` or the size of the BPE the recipe
+    would train, and the special-token ids are left unset.
+    """
+    if tokenizer is None:
+        vocab = recipe.vocab_size or -(-recipe.tokenizer_vocab_size // 64) * 64
+        bos = eos = pad = None
+    else:
+        vocab = recipe.vocab_size or -(-len(tokenizer) // 64) * 64  # the paper pads GPT-2's 50257 to 50304
+        bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     sizes = {
         "num_hidden_layers": recipe.num_layers,
         "hidden_size": recipe.hidden_size,
         "num_attention_heads": recipe.num_attention_heads,
         "vocab_size": vocab,
         "max_position_embeddings": block_size,
-        "bos_token_id": tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+        "pad_token_id": pad,
     }
     if recipe.num_key_value_heads is not None:
         sizes["num_key_value_heads"] = recipe.num_key_value_heads
@@ -238,24 +264,207 @@ def reference_config(recipe: RecipeArguments, tokenizer, block_size: int):
         key = "n_inner" if hasattr(config, "n_inner") else "intermediate_size"
         sizes[key] = recipe.intermediate_size
     sizes = {k: v for k, v in sizes.items() if k != "num_key_value_heads" or hasattr(config, k)}
-    return AutoConfig.for_model(recipe.model_type, **sizes)
+    config = AutoConfig.for_model(recipe.model_type, **sizes)
+    if recipe.config_overrides:
+        _apply_overrides(config, recipe.config_overrides)
+    return config
 
 
-def _stage_reference(recipe, tokenizer, train_set, eval_set, data_args, training_args, out: Path):
-    """Stage 1: load the given reference, or train one from scratch (resumable: a finished one is reused)."""
+def _apply_overrides(config, overrides: str) -> None:
+    """`config.update_from_string`, with an error that names the setting and what to do about it."""
+    try:
+        config.update_from_string(overrides)
+    except (ValueError, TypeError) as err:
+        raise InherituneError(
+            f"config_overrides {overrides!r} does not fit a {config.model_type} config: {err}. Use "
+            "'key=value,key=value' with keys the config already has (see its to_dict())."
+        ) from err
+
+
+def check_recipe(recipe: RecipeArguments) -> None:
+    """Refuse settings that would fail later, before any data is read or any step is trained."""
+    if recipe.reference:
+        if recipe.config_overrides:
+            logger.info("config_overrides apply to a reference trained from scratch; ignored with --reference.")
+        return
+    try:
+        config = AutoConfig.for_model(recipe.model_type)
+    except ValueError as err:
+        raise InherituneError(f"model_type {recipe.model_type!r} is not a transformers model type: {err}") from err
+    if recipe.config_overrides:
+        _apply_overrides(config, recipe.config_overrides)
+
+
+def _meta_parameters(config) -> int:
+    """Parameter count of the model a config builds, on the meta device: no memory, no weights."""
+    import torch
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return _parameters(model)
+
+
+def plan_recipe(
+    recipe: RecipeArguments,
+    inheritune_args: InherituneArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+) -> dict[str, Any]:
+    """What a run will cost, before it starts: shapes, tokens per step and per run, and compute.
+
+    Models are built on the meta device, so the full-size recipes plan in seconds on a laptop. Compute is the
+    usual 6 x parameters x tokens estimate (the attention T^2 term left out). Tokens per step count
+    `WORLD_SIZE` processes (1 unless launched). Returns the plan; `main` prints it for `--plan`.
+    """
+    import os
+
+    from .inherit import inherit_config, resolve_layers
+
+    check_recipe(recipe)
+    if recipe.reference:
+        try:
+            config = AutoConfig.from_pretrained(recipe.reference)
+        except OSError as err:
+            logger.info("Reference config %s not readable here (%s); its size is left out.", recipe.reference, err)
+            config = None
+    else:
+        config = reference_config(recipe, None, data_args.block_size)
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    per_step = (
+        training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
+        * processes
+        * data_args.block_size
+    )
+    steps = training_args.max_steps if training_args.max_steps > 0 else None
+
+    def row(name: str, model_config, layers: int | None, run_steps: int | None) -> dict[str, Any]:
+        params = _meta_parameters(model_config) if model_config is not None else None
+        tokens = per_step * run_steps if run_steps else None
+        flops = 6 * params * tokens if params and tokens else None
+        return {
+            "model": name,
+            "layers": layers,
+            "params": params,
+            "steps": run_steps,
+            "tokens": tokens,
+            "flops": flops,
+        }
+
+    rows, notes = [], []
+    if config is None:
+        notes.append(f"The reference {recipe.reference} is not readable here (offline?), so its sizes are unknown.")
+    else:
+        depth = num_layers_of(config)
+        if recipe.reference:
+            rows.append(row(f"reference ({recipe.reference}, given)", config, depth, None))
+        else:
+            rows.append(row("reference (trained from scratch)", config, depth, recipe.reference_max_steps or steps))
+        start = len(resolve_layers(depth, inheritune_args.start_layers))
+        largest = min(inheritune_args.max_layers or depth, depth)
+        growth = list(range(start + inheritune_args.grow_by, largest + 1, inheritune_args.grow_by))
+        rounds = [(1, start)] + [(i + 2, k) for i, k in enumerate(growth)]
+        shown = rounds if len(rounds) <= 3 else [rounds[0], rounds[1], rounds[-1]]
+        for number, k in shown:
+            label = "Inheritune round 1" if number == 1 else f"growth round {number}, if not matched yet"
+            rows.append(row(label, inherit_config(config, resolve_layers(depth, k)), k, steps))
+        if len(rounds) > 1:
+            notes.append(
+                f"Growth adds {inheritune_args.grow_by} layers per round, {len(rounds)} rounds at most, and stops "
+                "as soon as the reference's validation loss is matched; each round trains the full schedule."
+            )
+        if inheritune_args.random_baseline:
+            rows.append(
+                row("random-init baseline", inherit_config(config, resolve_layers(depth, start)), start, steps)
+            )
+    return {
+        "name": recipe.name,
+        "processes": processes,
+        "tokens_per_step": per_step,
+        "batch": (
+            training_args.per_device_train_batch_size,
+            training_args.gradient_accumulation_steps,
+            processes,
+            data_args.block_size,
+        ),
+        "epochs": None if steps else training_args.num_train_epochs,
+        "rows": rows,
+        "notes": notes,
+    }
+
+
+def format_plan(plan: dict[str, Any]) -> str:
+    """The plan as a Markdown table, as `--plan` prints it."""
+    batch = " x ".join(str(x) for x in plan["batch"])
+    lines = [
+        f"# {plan['name']}: plan",
+        "",
+        f"Tokens per step: {batch} (per device x accumulation x processes x block) = {plan['tokens_per_step']:,}.",
+    ]
+    if plan["epochs"]:
+        lines.append(f"Steps: {plan['epochs']:g} epochs of the training data (the count depends on the data).")
+    lines += ["", "| run | layers | params | steps | tokens | ~FLOPs (6ND) |", "|---|---|---|---|---|---|"]
+
+    def num(x, fmt):
+        return "?" if x is None else fmt(x)
+
+    for r in plan["rows"]:
+        cells = [
+            r["model"],
+            num(r["layers"], str),
+            num(r["params"], lambda p: f"{p / 1e6:,.1f}M"),
+            num(r["steps"], lambda s: f"{s:,}"),
+            num(r["tokens"], _si),
+            num(r["flops"], lambda f: f"{f:.2e}"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [""] + plan["notes"] if plan["notes"] else []
+    return "\n".join(lines) + "\n"
+
+
+def _si(x: float) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.2f}{unit}"
+    return f"{x:g}"
+
+
+def _stage_reference(recipe, tokenizer, train_set, eval_set, data_args, training_args, out: Path, overwrite: bool):
+    """Stage 1: load the given reference, or train one from scratch.
+
+    A reference this folder already holds is reused only when it was trained with the same config, training
+    settings and data (a resumed or repeated run); otherwise it is retrained with `overwrite`, or refused.
+    """
+    from .rounds import _TRAINING_KEYS, _differences, _jsonable, config_fingerprint, dataset_fingerprint
     from .train import train
 
     if recipe.reference:
         return AutoModelForCausalLM.from_pretrained(recipe.reference), {"source": recipe.reference}
     folder = out / "reference"
     final = folder / "model"
-    if (final / "config.json").is_file():
-        info = json.loads((folder / "reference.json").read_text())
-        return AutoModelForCausalLM.from_pretrained(final), info
     config = reference_config(recipe, tokenizer, data_args.block_size)
-    model = AutoModelForCausalLM.from_config(config)
     steps = recipe.reference_max_steps or training_args.max_steps
     args = dataclasses.replace(training_args, output_dir=str(folder), max_steps=steps)
+    settings = _jsonable(
+        {
+            "config": config_fingerprint(config),
+            "training": {k: getattr(args, k) for k in _TRAINING_KEYS},
+            "train_data": dataset_fingerprint(train_set),
+            "eval_data": dataset_fingerprint(eval_set),
+        }
+    )
+    if (final / "config.json").is_file():
+        info = json.loads((folder / "reference.json").read_text())
+        changed = _differences(info.get("settings", {}), settings)
+        if not changed:
+            return AutoModelForCausalLM.from_pretrained(final), info
+        if not overwrite:
+            raise InherituneError(
+                f"{folder} holds a reference trained with other settings ({'; '.join(changed[:4])}). Pass "
+                "--overwrite true to retrain it, or choose another --output_dir."
+            )
+        shutil.rmtree(folder)
+    model = AutoModelForCausalLM.from_config(config)
     result = train(model, train_set, eval_set, args, tokenizer=tokenizer)
     model.config._name_or_path = f"{recipe.name}-reference-{recipe.num_layers}L"
     model.save_pretrained(final)
@@ -267,6 +476,7 @@ def _stage_reference(recipe, tokenizer, train_set, eval_set, data_args, training
         "tokens": result.tokens,
         "final_loss": result.final_loss,
         "eval_curve": result.eval_curve,
+        "settings": settings,
     }
     (folder / "reference.json").write_text(json.dumps(info, indent=2))
     return model, info
@@ -373,6 +583,7 @@ def run_recipe(
     from .publish import check_repo_id, publish_run
     from .train import run_inheritune
 
+    check_recipe(recipe)
     if recipe.hub_repo_id:
         check_repo_id(recipe.hub_repo_id)
     state = PartialState()
@@ -386,7 +597,9 @@ def run_recipe(
         data_info["source"] = data_args.dataset_name or EMBEDDED_CORPUS
     say(f"[data] {len(eval_set)} validation blocks of {data_args.block_size} tokens from {data_info['source']}")
 
-    reference, reference_info = _stage_reference(recipe, tokenizer, train_set, eval_set, data_args, training_args, out)
+    reference, reference_info = _stage_reference(
+        recipe, tokenizer, train_set, eval_set, data_args, training_args, out, inheritune_args.overwrite
+    )
     say(f"[1/5 reference] {reference_info['source']}: {_parameters(reference) / 1e6:.2f}M parameters")
 
     analysis = None
@@ -494,7 +707,11 @@ def run_recipe(
 def main(default_config: str | Path | None = None, argv: Sequence[str] | None = None) -> int:
     """Entry point of a recipe script: parse (YAML + budget + --smoke + flags), run, report errors clearly."""
     try:
-        run_recipe(*parse_recipe_args(argv, default_config))
+        parsed = parse_recipe_args(argv, default_config)
+        if parsed[0].plan:
+            print(format_plan(plan_recipe(*parsed)))
+        else:
+            run_recipe(*parsed)
     except InherituneError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

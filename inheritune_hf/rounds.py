@@ -84,16 +84,22 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def config_fingerprint(config) -> dict[str, Any]:
+    """A config's settings without the keys that name or date it rather than shape the model."""
+    settings = config.to_dict()
+    for key in ("_name_or_path", "transformers_version", "architectures", "dtype", "torch_dtype"):
+        settings.pop(key, None)
+    return _jsonable(settings)
+
+
 def model_fingerprint(model: PreTrainedModel) -> dict[str, Any]:
     """Class, config and a cheap weight digest (the first 1024 values of every tensor) of `model`."""
-    config = model.config.to_dict()
-    for key in ("_name_or_path", "transformers_version", "architectures", "dtype", "torch_dtype"):
-        config.pop(key, None)
+    config = config_fingerprint(model.config)
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().flatten()[:1024].float().cpu().numpy().tobytes())
-    return {"class": type(model).__name__, "config": _jsonable(config), "weights_sha256": digest.hexdigest()}
+    return {"class": type(model).__name__, "config": config, "weights_sha256": digest.hexdigest()}
 
 
 def dataset_fingerprint(dataset) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from inheritune_hf import InherituneError
-from inheritune_hf.recipe import main, parse_recipe_args
+from inheritune_hf.recipe import format_plan, main, parse_recipe_args, plan_recipe, reference_config
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 GPU_RECIPES = ["gpt2_medium", "gpt2_large", "gpt2_xl", "openllama_3b_lowdata"]
@@ -106,6 +106,10 @@ def test_gpu_recipe_smoke_path(name, tmp_path, no_network):
     assert no_network == []
     assert (out / "report.md").is_file()
     assert (out / "model" / "config.json").is_file()
+    if name.startswith("gpt2"):  # the paper's GPT-2 reaches the trained reference: no dropout, scaled logits
+        config = json.loads((out / "reference" / "model" / "config.json").read_text())
+        assert [config[k] for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop")] == [0.0, 0.0, 0.0]
+        assert config["scale_attn_by_inverse_layer_idx"] is True
 
 
 @pytest.mark.parametrize("name", GPU_RECIPES)
@@ -113,7 +117,9 @@ def test_gpu_recipe_keeps_the_papers_settings(name):
     # Read as declared: TrainingArguments itself refuses bf16/tf32 on a machine without a GPU.
     settings = yaml.safe_load((RECIPES / f"{name}.yaml").read_text())
     assert settings["bf16"] is True and settings["adam_beta1"] == 0.9 and settings["adam_beta2"] == 0.95
-    assert settings["weight_decay"] == 0.1 and settings["max_grad_norm"] == 1.0 and settings["warmup_steps"] == 2000
+    assert settings["weight_decay"] == 0.1 and settings["max_grad_norm"] == 1.0
+    # warmup: 2K steps for GPT-2 (MISSION section 4), 1K for the low-data run (the paper's appendix C.2)
+    assert settings["warmup_steps"] == (1000 if name == "openllama_3b_lowdata" else 2000)
     assert settings["lr_scheduler_type"] == "cosine_with_min_lr" and settings["eval_tasks"] == "paper"
     if name.startswith("gpt2"):
         tokens_per_step = (
@@ -126,6 +132,10 @@ def test_gpu_recipe_keeps_the_papers_settings(name):
         assert settings["num_layers"] == {"gpt2_medium": 24, "gpt2_large": 36, "gpt2_xl": 48}[name]
     else:
         assert settings["start_layers"] == 13 and settings["block_size"] == 2048 and settings["num_train_epochs"] == 8
+        tokens_per_step = (
+            settings["per_device_train_batch_size"] * settings["gradient_accumulation_steps"] * settings["block_size"]
+        )
+        assert tokens_per_step == 131_072  # the paper's "131K tokens" per step, one GPU
     # and the whole file parses into the four argument dataclasses (bf16/tf32 switched off for this CPU box)
     parse_recipe_args(["--output_dir", "unused", "--bf16", "false", "--tf32", "false"], RECIPES / f"{name}.yaml")
 
@@ -159,3 +169,75 @@ def test_unknown_budget_is_refused(tmp_path):
 def test_push_to_hub_names_a_repo_and_never_turns_on_trainer_pushes():
     recipe, _, _, training_args = parse_recipe_args(["--push-to-hub", "me/tiny"], RECIPES / "tiny.yaml")
     assert recipe.hub_repo_id == "me/tiny" and training_args.push_to_hub is False
+
+
+# (reference layers, the paper's parameter count, tokens per step on one process)
+PAPER_SHAPES = {
+    "gpt2_medium": (24, 355e6, 393_216),
+    "gpt2_large": (36, 774e6, 131_072),
+    "gpt2_xl": (48, 1558e6, 131_072),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_SHAPES))
+def test_plan_builds_the_full_size_recipe_offline(name, tmp_path, no_network, capsys, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    layers, params, per_step = PAPER_SHAPES[name]
+    assert main(RECIPES / f"{name}.yaml", ["--plan", "--output_dir", str(tmp_path / "plan")]) == 0
+    printed = capsys.readouterr().out
+    assert f"= {per_step:,}." in printed and not (tmp_path / "plan").exists()  # planning writes nothing
+    plan = plan_recipe(*parse_recipe_args(["--plan"], RECIPES / f"{name}.yaml"))
+    assert printed.strip() == format_plan(plan).strip()
+    reference, start = plan["rows"][0], plan["rows"][1]
+    assert reference["layers"] == layers and abs(reference["params"] - params) / params < 0.01
+    assert start["layers"] == layers // 2 and start["params"] < 0.6 * reference["params"]
+    assert plan["tokens_per_step"] == per_step and reference["tokens"] == per_step * 100_000
+    assert reference["flops"] == 6 * reference["params"] * reference["tokens"]
+    assert plan["rows"][-1]["model"] == "random-init baseline" and plan["rows"][-1]["params"] == start["params"]
+    assert no_network == []
+
+
+def test_plan_counts_every_process(monkeypatch):
+    parsed = parse_recipe_args(["--plan"], RECIPES / "gpt2_xl.yaml")
+    monkeypatch.setenv("WORLD_SIZE", "4")  # as `accelerate launch --num_processes 4` sets it
+    plan = plan_recipe(*parsed)
+    assert plan["tokens_per_step"] == 4 * 131_072
+
+
+def test_plan_of_a_given_reference_says_when_it_cannot_read_it(no_network, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as HF_HUB_OFFLINE=1: no retries
+    plan = plan_recipe(*parse_recipe_args(["--plan"], RECIPES / "openllama_3b_lowdata.yaml"))
+    assert plan["rows"] == [] and "not readable" in plan["notes"][0]
+    assert plan["tokens_per_step"] == 131_072 and plan["epochs"] == 8
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_SHAPES) + ["tiny"])
+def test_gpt2_recipes_build_the_papers_gpt2(name):
+    recipe, _, data_args, _ = parse_recipe_args(["--plan"], RECIPES / f"{name}.yaml")
+    config = reference_config(recipe, None, data_args.block_size)
+    assert (config.resid_pdrop, config.embd_pdrop, config.attn_pdrop) == (0.0, 0.0, 0.0)
+    assert config.scale_attn_by_inverse_layer_idx is True
+
+
+def test_bad_config_override_is_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "never"
+    argv = ["--budget", "small", "--config_overrides", "resid_drop=0.0", "--output_dir", str(out)]
+    assert main(RECIPES / "tiny.yaml", argv) == 2
+    assert "resid_drop" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_reference_is_reused_only_when_its_settings_match(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["--smoke", "--output_dir", str(out), "--eval_tasks", "none", "--analyze", "false"]
+    assert main(RECIPES / "tiny.yaml", base) == 0
+    weights = out / "reference" / "model" / "model.safetensors"
+    first = weights.stat().st_mtime_ns
+    assert main(RECIPES / "tiny.yaml", base) == 0  # same settings: the trained reference is reused
+    assert weights.stat().st_mtime_ns == first
+    changed = base + ["--config_overrides", "resid_pdrop=0.1"]
+    assert main(RECIPES / "tiny.yaml", changed + ["--overwrite", "false"]) == 2
+    assert "resid_pdrop" in capsys.readouterr().err and weights.stat().st_mtime_ns == first
+    assert main(RECIPES / "tiny.yaml", changed) == 0  # tiny.yaml says overwrite: retrained with the new setting
+    assert json.loads((out / "reference" / "model" / "config.json").read_text())["resid_pdrop"] == 0.1
