@@ -47,6 +47,13 @@ class DataArguments:
         },
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    dataset_revision: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub dataset revision (branch, tag or commit). 'refs/convert/parquet' reads the Hub's parquet "
+            "conversion of a dataset that only a loading script can read, which datasets >= 4 refuses to run."
+        },
+    )
     text_column: str = field(default="text", metadata={"help": "Column holding the raw text."})
     block_size: int = field(default=1024, metadata={"help": "Tokens per training sample (the paper: 1024)."})
     validation_fraction: float = field(
@@ -237,6 +244,7 @@ def load_text_dataset(
     source: str | datasets.Dataset | datasets.DatasetDict | None = None,
     *,
     config_name: str | None = None,
+    revision: str | None = None,
     text_column: str = "text",
     validation_fraction: float = 0.05,
     streaming: bool = False,
@@ -266,9 +274,18 @@ def load_text_dataset(
             raw = datasets.load_dataset(builder, data_files={"train": files}, streaming=streaming)
     else:
         try:
-            raw = datasets.load_dataset(source, config_name, streaming=streaming)
+            raw = datasets.load_dataset(source, config_name, revision=revision, streaming=streaming)
         except Exception as err:  # the Hub raises many kinds; the user needs to know which source failed
-            raise DataError(f"Could not load dataset {source!r} (config {config_name!r}): {err}") from err
+            hint = ""
+            if "scripts are no longer supported" in str(err) and revision is None:
+                hint = (
+                    " It is read by a loading script, which this datasets version refuses to run; try its parquet "
+                    "conversion (--dataset_revision refs/convert/parquet) or another dataset."
+                )
+            reason = str(err).rstrip(".")
+            raise DataError(
+                f"Could not load dataset {source!r} (config {config_name!r}, revision {revision!r}): {reason}.{hint}"
+            ) from err
 
     if "train" not in raw:
         raise DataError(f"Dataset {source!r} has no 'train' split (splits: {list(raw)}).")
@@ -366,6 +383,7 @@ def causal_lm_datasets(
     raw = load_text_dataset(
         source if source is not None else data_args.dataset_name,
         config_name=data_args.dataset_config_name,
+        revision=data_args.dataset_revision,
         text_column=data_args.text_column,
         validation_fraction=data_args.validation_fraction,
         streaming=data_args.streaming,

@@ -115,6 +115,7 @@ SMOKE_SETTINGS: dict[str, Any] = {
     "eval_limit": 8,
     "dataset_name": None,
     "dataset_config_name": None,
+    "dataset_revision": None,
     "streaming": False,
     "tokenizer_name": None,
     "corpus_max_bytes": 800_000,
@@ -222,6 +223,7 @@ def _tokenizer(recipe: RecipeArguments, data_args: DataArguments):
     raw = load_text_dataset(
         data_args.dataset_name,
         config_name=data_args.dataset_config_name,
+        revision=data_args.dataset_revision,
         text_column=data_args.text_column,
         validation_fraction=data_args.validation_fraction,
         corpus_max_files=data_args.corpus_max_files,

@@ -135,3 +135,20 @@ def test_a_streamed_source_holds_out_its_first_documents_and_packs_lazily(tmp_pa
     held_out = pack_dataset(datasets.Dataset.from_dict({"text": texts[:3]}), tokenizer(), BLOCK)
     assert validation[0]["input_ids"].tolist() == held_out[0]["input_ids"].tolist()
     assert "fingerprint" not in metadata
+
+
+def test_a_script_dataset_error_names_the_parquet_revision(monkeypatch):
+    calls = []
+
+    def load_dataset(path, name=None, **kwargs):
+        calls.append(kwargs.get("revision"))
+        if kwargs.get("revision") is None:  # what datasets >= 4 raises for a script-only Hub dataset
+            raise RuntimeError("Dataset scripts are no longer supported, but found openwebtext.py")
+        return datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["a b c"] * 40})})
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    with pytest.raises(DataError, match="refs/convert/parquet"):
+        load_text_dataset("Skylion007/openwebtext")
+    args = DataArguments(dataset_name="Skylion007/openwebtext", dataset_revision="refs/convert/parquet")
+    raw = load_text_dataset(args.dataset_name, revision=args.dataset_revision)
+    assert calls == [None, "refs/convert/parquet"] and len(raw["train"]) + len(raw["validation"]) == 40
