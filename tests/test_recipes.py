@@ -241,3 +241,13 @@ def test_a_reference_is_reused_only_when_its_settings_match(tmp_path, capsys):
     assert "resid_pdrop" in capsys.readouterr().err and weights.stat().st_mtime_ns == first
     assert main(RECIPES / "tiny.yaml", changed) == 0  # tiny.yaml says overwrite: retrained with the new setting
     assert json.loads((out / "reference" / "model" / "config.json").read_text())["resid_pdrop"] == 0.1
+
+
+def test_smoke_path_runs_under_bf16_autocast_with_fused_adamw(tmp_path, no_network):
+    # The GPU recipes' precision settings, on CPU: Trainer autocasts to bf16 and keeps fp32 weights.
+    out = tmp_path / "bf16"
+    argv = ["--smoke", "--bf16", "true", "--optim", "adamw_torch_fused", "--output_dir", str(out)]
+    assert main(RECIPES / "gpt2_xl.yaml", argv) == 0
+    training = json.loads((out / "inheritune" / "run.json").read_text())["config"]["training"]
+    assert training["bf16"] is True and training["optim"] == "adamw_torch_fused"
+    assert json.loads((out / "model" / "config.json").read_text())["dtype"] == "float32"
