@@ -5,7 +5,8 @@
    runs to share the machine's noise. Goal: >= 0.95x.
 2. Growth: total training tokens until a round's validation loss reaches the reference's, with "continue"
    growth against "restart" growth (the paper's rule), from the same reference and first round. Goal: continue
-   costs <= 0.6x of restart at equal final loss.
+   costs <= 0.6x of restart at equal final loss. A third run, continue_low_lr, gives the growth rounds their own
+   peak learning rate and warmup (`--continue-lr-scale`, `--continue-warmup`).
 
     .venv/bin/python benchmarks/bench_train.py [--quick] [--json results.json]
 
@@ -164,12 +165,17 @@ def growth(train_blocks, eval_blocks, vocab: int, block: int, settings: dict) ->
         reference_result = train(reference, train_blocks, eval_blocks, reference_args)
     outcome = {"reference_layers": settings["reference_layers"], "reference_steps": settings["reference_steps"]}
     outcome["reference_loss"] = reference_result.final_loss
-    for strategy in ("restart", "continue"):
+    variants = {
+        "restart": ("restart", 1.0, None),
+        "continue": ("continue", 1.0, None),
+        "continue_low_lr": ("continue", settings["continue_lr_scale"], settings["continue_warmup"]),
+    }
+    for label, (strategy, lr_scale, warmup) in variants.items():
         with tempfile.TemporaryDirectory() as tmp:
             args = InherituneArguments(
                 start_layers=settings["start_layers"], max_layers=settings["max_layers"], growth_strategy=strategy,
                 stop_at_target=True, reference_loss=reference_result.final_loss, tolerance=settings["tolerance"],
-                plot=False,
+                growth_lr_scale=lr_scale, growth_warmup_steps=warmup, plot=False,
             )  # fmt: skip
             round_args = arguments(
                 Path(tmp) / "run", max_steps=settings["round_steps"], eval_strategy="steps",
@@ -181,17 +187,21 @@ def growth(train_blocks, eval_blocks, vocab: int, block: int, settings: dict) ->
                 curve = json.loads((Path(tmp) / "run" / row["eval_curve"]).read_text())
                 rounds.append({k: row[k] for k in ("layers", "steps", "tokens", "val_loss", "matched")})
                 rounds[-1]["start_loss"] = curve[0]["eval_loss"]  # eval_on_start: the grown model, untrained
-        outcome[strategy] = {
+        outcome[label] = {
+            "strategy": strategy,
+            "growth_lr_scale": lr_scale,
+            "growth_warmup_steps": warmup,
             "rounds": rounds,
             "total_tokens": result.rounds[-1]["cumulative_tokens"],
             "final_loss": result.rounds[-1]["val_loss"],
             "matched": result.matched,
         }
-    outcome["continue_over_restart_tokens"] = (
-        outcome["continue"]["total_tokens"] / outcome["restart"]["total_tokens"]
-        if outcome["restart"]["total_tokens"]
-        else math.nan
-    )
+    for label in ("continue", "continue_low_lr"):
+        outcome[f"{label}_over_restart_tokens"] = (
+            outcome[label]["total_tokens"] / outcome["restart"]["total_tokens"]
+            if outcome["restart"]["total_tokens"]
+            else math.nan
+        )
     outcome["settings"] = settings
     return outcome
 
@@ -207,6 +217,8 @@ def main() -> None:
     parser.add_argument("--reference-steps", type=int, default=1500)
     parser.add_argument("--start-layers", type=int, default=2)
     parser.add_argument("--round-steps", type=int, default=150)
+    parser.add_argument("--continue-lr-scale", type=float, default=0.3, help="growth_lr_scale of continue_low_lr")
+    parser.add_argument("--continue-warmup", type=int, default=0, help="growth_warmup_steps of continue_low_lr")
     parser.add_argument(
         "--tolerance",
         type=float,
@@ -245,20 +257,27 @@ def main() -> None:
             "max_layers": options.reference_layers,
             "round_steps": 40 if options.quick else options.round_steps,
         }
-        settings.update(eval_steps=10, tolerance=options.tolerance)
+        settings.update(
+            eval_steps=10,
+            tolerance=options.tolerance,
+            continue_lr_scale=options.continue_lr_scale,
+            continue_warmup=options.continue_warmup,
+        )
         grown = growth(train_blocks, eval_blocks, vocab, block, settings)
         target = grown["reference_loss"] + settings["tolerance"]
         print(
             f"\n== growth: tokens to reach the reference's loss {grown['reference_loss']:.4f} (+ tolerance: {target:.4f}) =="
         )
-        for strategy in ("restart", "continue"):
-            row = grown[strategy]
+        for label in ("restart", "continue", "continue_low_lr"):
+            row = grown[label]
             layers = " -> ".join(
                 f"{r['layers']}L: {r['start_loss']:.3f}->{r['val_loss']:.3f} in {r['steps']} steps"
                 for r in row["rounds"]
             )
-            print(f"{strategy:9s} {row['total_tokens']:>9d} tokens  matched={row['matched']}  {layers}")
-        print(f"continue / restart tokens (goal <= 0.6): {grown['continue_over_restart_tokens']:.3f}")
+            schedule = f"growth lr x{row['growth_lr_scale']:g}, warmup {row['growth_warmup_steps']}"
+            print(f"{label:16s} {row['total_tokens']:>9d} tokens  matched={row['matched']}  ({schedule})  {layers}")
+        for label in ("continue", "continue_low_lr"):
+            print(f"{label} / restart tokens (goal <= 0.6): {grown[f'{label}_over_restart_tokens']:.3f}")
     print(f"\n(total {time.perf_counter() - started:.0f}s, torch threads {options.threads})")
     if options.json:
         options.json.write_text(json.dumps({"throughput": speed, "growth": grown}, indent=2))

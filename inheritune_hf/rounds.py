@@ -244,13 +244,17 @@ def _train_round(
     tokenizer,
     callbacks,
     state: PartialState,
+    schedule: dict[str, Any] | None = None,
 ):
-    """Build (seeded, so a resumed run builds the same model) and train one round in `out / name`."""
+    """Build (seeded, so a resumed run builds the same model) and train one round in `out / name`.
+
+    `schedule` overrides training arguments for this round (a growth round's peak learning rate and warmup).
+    """
     directory = out / name
     set_seed(training_args.seed)
     model = build_model()
     resume = get_last_checkpoint(str(directory)) if args.resume and directory.is_dir() else None
-    round_args = dataclasses.replace(training_args, output_dir=str(directory))
+    round_args = dataclasses.replace(training_args, output_dir=str(directory), **(schedule or {}))
     result = train(
         model,
         train_dataset,
@@ -352,7 +356,12 @@ def run_inheritune(
                     return inherit(reference, start, reinit=args.reinit)
                 return grow(previous, reference, new, args.growth_strategy, reinit=args.reinit)
 
-            model, result = _train_round(name, build, *common)
+            schedule = None
+            if rows:  # a growth round: its own peak learning rate and warmup, when asked
+                schedule = {"learning_rate": training_args.learning_rate * args.growth_lr_scale}
+                if args.growth_warmup_steps is not None:
+                    schedule["warmup_steps"] = args.growth_warmup_steps
+            model, result = _train_round(name, build, *common, schedule=schedule)
             tokens_before = rows[-1]["cumulative_tokens"] if rows else 0
             row = {
                 "kind": "inheritune",

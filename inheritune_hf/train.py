@@ -71,6 +71,16 @@ class InherituneArguments:
             "choices": list(GROWTH_STRATEGIES),
         },
     )
+    growth_lr_scale: float = field(
+        default=1.0,
+        metadata={
+            "help": "Peak learning rate of the growth rounds (round 2 on), as a fraction of learning_rate. 1.0 is "
+            "the paper's full schedule every round; with 'continue', a lower peak keeps more of the trained blocks."
+        },
+    )
+    growth_warmup_steps: int | None = field(
+        default=None, metadata={"help": "Warmup steps of the growth rounds; default: warmup_steps, as in round 1."}
+    )
     stop_at_target: bool = field(
         default=False,
         metadata={
@@ -103,6 +113,12 @@ class InherituneArguments:
             raise TrainingError(f"growth_strategy must be one of {GROWTH_STRATEGIES}, got {self.growth_strategy!r}.")
         if self.grow_by < 1:
             raise TrainingError(f"grow_by must be at least 1, got {self.grow_by}.")
+        if not self.growth_lr_scale > 0:
+            raise TrainingError(
+                f"growth_lr_scale must be > 0 (a fraction of learning_rate), got {self.growth_lr_scale}."
+            )
+        if self.growth_warmup_steps is not None and self.growth_warmup_steps < 0:
+            raise TrainingError(f"growth_warmup_steps must be >= 0, got {self.growth_warmup_steps}.")
         if self.start_layers is not None and self.start_layers < 1:
             raise TrainingError(f"start_layers must be at least 1, got {self.start_layers}.")
         unknown = [part for part in self.reinit if part not in REINIT_PARTS]

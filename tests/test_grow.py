@@ -139,6 +139,34 @@ def test_continue_growth_in_the_loop(tmp_path):
     assert result.model.config.inheritune["grown_from"]["kept_layers"] == 2
 
 
+def test_growth_rounds_take_their_own_peak_learning_rate_and_warmup(tmp_path):
+    from transformers import TrainerCallback
+
+    class Rates(TrainerCallback):
+        def __init__(self):
+            self.by_round: dict[str, list[float]] = {}
+
+        def on_step_begin(self, args, state, control, lr_scheduler=None, **kwargs):
+            self.by_round.setdefault(args.output_dir, []).append(lr_scheduler.get_last_lr()[0])
+
+    rates = Rates()
+    train_blocks, val_blocks = blocks()
+    args = InherituneArguments(
+        start_layers=2, target_loss="0", growth_strategy="continue", growth_lr_scale=0.25, growth_warmup_steps=0,
+        plot=False,
+    )  # fmt: skip
+    out = tmp_path / "run"
+    run_inheritune(
+        trained_reference(), train_blocks, val_blocks, args, training_args(out, max_steps=6), callbacks=[rates]
+    )
+    first, second = rates.by_round[str(out / "round-1-2L")], rates.by_round[str(out / "round-2-4L")]
+    assert first[0] == 0.0 and max(first) == pytest.approx(3e-3)  # round 1: warmup 2, then the full peak
+    assert second[0] == pytest.approx(0.25 * 3e-3) == max(second)  # growth round: no warmup, a quarter of it
+    assert second == sorted(second, reverse=True)  # and cosine decay from there
+    with pytest.raises(TrainingError, match="growth_lr_scale"):
+        InherituneArguments(growth_lr_scale=0)
+
+
 def test_resuming_a_folder_made_with_another_config_is_rejected_before_training(tmp_path):
     train_blocks, val_blocks = blocks()
     out = tmp_path / "run"
