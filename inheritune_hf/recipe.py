@@ -437,6 +437,8 @@ def _stage_reference(recipe, tokenizer, train_set, eval_set, data_args, training
     A reference this folder already holds is reused only when it was trained with the same config, training
     settings and data (a resumed or repeated run); otherwise it is retrained with `overwrite`, or refused.
     """
+    from accelerate import PartialState
+
     from .rounds import _TRAINING_KEYS, _differences, _jsonable, config_fingerprint, dataset_fingerprint
     from .train import train
 
@@ -456,7 +458,8 @@ def _stage_reference(recipe, tokenizer, train_set, eval_set, data_args, training
         }
     )
     if (final / "config.json").is_file():
-        info = json.loads((folder / "reference.json").read_text())
+        record = folder / "reference.json"  # written last: without it the reference is unfinished
+        info = json.loads(record.read_text()) if record.is_file() else {}
         changed = _differences(info.get("settings", {}), settings)
         if not changed:
             return AutoModelForCausalLM.from_pretrained(final), info
@@ -465,7 +468,10 @@ def _stage_reference(recipe, tokenizer, train_set, eval_set, data_args, training
                 f"{folder} holds a reference trained with other settings ({'; '.join(changed[:4])}). Pass "
                 "--overwrite true to retrain it, or choose another --output_dir."
             )
-        shutil.rmtree(folder)
+        state = PartialState()
+        if state.is_main_process:
+            shutil.rmtree(folder)
+        state.wait_for_everyone()
     model = AutoModelForCausalLM.from_config(config)
     result = train(model, train_set, eval_set, args, tokenizer=tokenizer)
     model.config._name_or_path = f"{recipe.name}-reference-{recipe.num_layers}L"
