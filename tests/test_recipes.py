@@ -218,7 +218,7 @@ def test_gpt2_recipes_build_the_papers_gpt2(name):
     recipe, _, data_args, _ = parse_recipe_args(["--plan"], RECIPES / f"{name}.yaml")
     config = reference_config(recipe, None, data_args.block_size)
     assert (config.resid_pdrop, config.embd_pdrop, config.attn_pdrop) == (0.0, 0.0, 0.0)
-    assert config.scale_attn_by_inverse_layer_idx is True
+    assert config.scale_attn_by_inverse_layer_idx is True and config.activation_function == "gelu"  # exact GELU
 
 
 def test_bad_config_override_is_refused_before_any_work(tmp_path, capsys):
