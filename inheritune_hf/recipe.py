@@ -71,6 +71,13 @@ class RecipeArguments:
     tokenizer_vocab_size: int = field(
         default=4096, metadata={"help": "Vocabulary of the BPE trained on the corpus when no tokenizer is given."}
     )
+    tokens_per_step: int | None = field(
+        default=None,
+        metadata={
+            "help": "Tokens per optimizer step to keep on any number of processes: gradient_accumulation_steps "
+            "becomes tokens_per_step / (per-device batch x processes x block), rounded, within 10%."
+        },
+    )
     reference_max_steps: int | None = field(
         default=None, metadata={"help": "Steps for the reference; default max_steps (the paper: 100K for all)."}
     )
@@ -109,6 +116,7 @@ SMOKE_SETTINGS: dict[str, Any] = {
     "vocab_size": None,
     "tokenizer_vocab_size": 512,
     "reference_max_steps": None,
+    "tokens_per_step": None,
     "analyze_samples": 4,
     "analyze_seq_len": 32,
     "eval_tasks": "heldout",
@@ -197,7 +205,37 @@ def parse_recipe_args(
     parser.set_defaults(**settings)
     recipe, inheritune_args, data_args, training_args = parser.parse_args_into_dataclasses(args=rest)
     training_args.push_to_hub = False
+    if recipe.tokens_per_step:
+        training_args.gradient_accumulation_steps = accumulation_for(
+            recipe.tokens_per_step, training_args.per_device_train_batch_size, _processes(), data_args.block_size
+        )
     return recipe, inheritune_args, data_args, training_args
+
+
+def _processes() -> int:
+    """Processes of this run: `accelerate launch` (and torchrun) set WORLD_SIZE in each of them."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def accumulation_for(tokens_per_step: int, per_device_batch: int, processes: int, block_size: int) -> int:
+    """Gradient accumulation that keeps `tokens_per_step` on `processes` devices, as the paper's runs had.
+
+    The paper quotes approximate batches (~394K, ~128K tokens) and trained on 3 GPUs, so an exact split is
+    not required: the nearest accumulation is taken when it lands within 10% of the target.
+    """
+    micro = per_device_batch * processes * block_size
+    steps = max(1, round(tokens_per_step / micro))
+    if abs(steps * micro - tokens_per_step) > 0.1 * tokens_per_step:
+        raise InherituneError(
+            f"tokens_per_step {tokens_per_step:,} cannot be reached within 10% with {per_device_batch} sequences x "
+            f"{processes} process(es) x {block_size} tokens = {micro:,} per micro-step (nearest: {steps} x {micro:,}"
+            f" = {steps * micro:,}). Change per_device_train_batch_size or tokens_per_step."
+        )
+    if steps * micro != tokens_per_step:
+        logger.info("tokens_per_step %s -> %s (%s accumulation steps)", tokens_per_step, steps * micro, steps)
+    return steps
 
 
 @dataclass
@@ -318,8 +356,6 @@ def plan_recipe(
     usual 6 x parameters x tokens estimate (the attention T^2 term left out). Tokens per step count
     `WORLD_SIZE` processes (1 unless launched). Returns the plan; `main` prints it for `--plan`.
     """
-    import os
-
     from .inherit import inherit_config, resolve_layers
 
     check_recipe(recipe)
@@ -331,13 +367,13 @@ def plan_recipe(
             config = None
     else:
         config = reference_config(recipe, None, data_args.block_size)
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
-    per_step = (
-        training_args.per_device_train_batch_size
-        * training_args.gradient_accumulation_steps
-        * processes
-        * data_args.block_size
-    )
+    processes = _processes()
+    accumulation = training_args.gradient_accumulation_steps
+    if recipe.tokens_per_step:  # as parse_recipe_args sets it, for the processes this plan is for
+        accumulation = accumulation_for(
+            recipe.tokens_per_step, training_args.per_device_train_batch_size, processes, data_args.block_size
+        )
+    per_step = training_args.per_device_train_batch_size * accumulation * processes * data_args.block_size
     steps = training_args.max_steps if training_args.max_steps > 0 else None
 
     def row(name: str, model_config, layers: int | None, run_steps: int | None) -> dict[str, Any]:
@@ -385,7 +421,7 @@ def plan_recipe(
         "tokens_per_step": per_step,
         "batch": (
             training_args.per_device_train_batch_size,
-            training_args.gradient_accumulation_steps,
+            accumulation,
             processes,
             data_args.block_size,
         ),

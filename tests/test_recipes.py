@@ -13,7 +13,14 @@ from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from inheritune_hf import InherituneError
-from inheritune_hf.recipe import format_plan, main, parse_recipe_args, plan_recipe, reference_config
+from inheritune_hf.recipe import (
+    accumulation_for,
+    format_plan,
+    main,
+    parse_recipe_args,
+    plan_recipe,
+    reference_config,
+)
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 GPU_RECIPES = ["gpt2_medium", "gpt2_large", "gpt2_xl", "openllama_3b_lowdata"]
@@ -122,22 +129,23 @@ def test_gpu_recipe_keeps_the_papers_settings(name):
     assert settings["warmup_steps"] == (1000 if name == "openllama_3b_lowdata" else 2000)
     assert settings["lr_scheduler_type"] == "cosine_with_min_lr" and settings["eval_tasks"] == "paper"
     if name.startswith("gpt2"):
-        tokens_per_step = (
-            settings["per_device_train_batch_size"] * settings["gradient_accumulation_steps"] * settings["block_size"]
-        )
         paper = {"gpt2_medium": 394_000, "gpt2_large": 128_000, "gpt2_xl": 128_000}[name]
-        assert abs(tokens_per_step - paper) / paper < 0.03
+        assert abs(settings["tokens_per_step"] - paper) / paper < 0.03
         assert settings["max_steps"] == 100_000 and settings["lr_scheduler_kwargs"] == {"min_lr": 1.0e-5}
         assert settings["learning_rate"] == {"gpt2_medium": 3e-4, "gpt2_large": 2e-4, "gpt2_xl": 1.5e-4}[name]
         assert settings["num_layers"] == {"gpt2_medium": 24, "gpt2_large": 36, "gpt2_xl": 48}[name]
     else:
         assert settings["start_layers"] == 13 and settings["block_size"] == 2048 and settings["num_train_epochs"] == 8
-        tokens_per_step = (
-            settings["per_device_train_batch_size"] * settings["gradient_accumulation_steps"] * settings["block_size"]
-        )
-        assert tokens_per_step == 131_072  # the paper's "131K tokens" per step, one GPU
-    # and the whole file parses into the four argument dataclasses (bf16/tf32 switched off for this CPU box)
-    parse_recipe_args(["--output_dir", "unused", "--bf16", "false", "--tf32", "false"], RECIPES / f"{name}.yaml")
+        assert settings["tokens_per_step"] == 131_072  # the paper's "131K tokens" per step
+    # and the whole file parses into the four argument dataclasses (bf16/tf32 switched off for this CPU box), the
+    # accumulation reaching the paper's tokens per step on this one process
+    _, _, data_args, training_args = parse_recipe_args(
+        ["--output_dir", "unused", "--bf16", "false", "--tf32", "false"], RECIPES / f"{name}.yaml"
+    )
+    per_step = (
+        training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * data_args.block_size
+    )
+    assert per_step == settings["tokens_per_step"]
 
 
 def test_accelerate_launch_parses_every_config():
@@ -197,11 +205,22 @@ def test_plan_builds_the_full_size_recipe_offline(name, tmp_path, no_network, ca
     assert no_network == []
 
 
-def test_plan_counts_every_process(monkeypatch):
+def test_plan_keeps_the_papers_tokens_per_step_on_every_process_count(monkeypatch):
     parsed = parse_recipe_args(["--plan"], RECIPES / "gpt2_xl.yaml")
     monkeypatch.setenv("WORLD_SIZE", "4")  # as `accelerate launch --num_processes 4` sets it
     plan = plan_recipe(*parsed)
-    assert plan["tokens_per_step"] == 4 * 131_072
+    assert plan["batch"] == (4, 8, 4, 1024) and plan["tokens_per_step"] == 131_072
+    monkeypatch.setenv("WORLD_SIZE", "3")  # the paper's node of 3 A100s: the nearest accumulation, 3% over
+    assert plan_recipe(*parsed)["tokens_per_step"] == 4 * 11 * 3 * 1024 == 135_168
+    parsed[0].tokens_per_step = None  # without it, the YAML's accumulation stays and every process adds to it
+    assert plan_recipe(*parsed)["tokens_per_step"] == 3 * parsed[3].gradient_accumulation_steps * 4 * 1024
+
+
+def test_accumulation_for_the_papers_tokens_per_step():
+    assert accumulation_for(393_216, 12, 1, 1024) == 32 and accumulation_for(393_216, 12, 8, 1024) == 4
+    assert accumulation_for(393_216, 12, 3, 1024) == 11  # 405,504 tokens: within 10%
+    with pytest.raises(InherituneError, match="per_device_train_batch_size"):
+        accumulation_for(131_072, 64, 8, 1024)  # one micro-step alone is 4x the target
 
 
 def test_plan_of_a_given_reference_says_when_it_cannot_read_it(no_network, monkeypatch):
