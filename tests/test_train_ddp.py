@@ -55,3 +55,22 @@ def test_two_process_ddp_inheritune_run_matches_one_process(tmp_path):
         assert [p["step"] for p in curve_one] == [p["step"] for p in curve_two]
         for p, q in zip(curve_one, curve_two, strict=True):
             assert p["eval_loss"] == pytest.approx(q["eval_loss"], abs=2e-2)
+
+
+def test_a_recipe_runs_under_accelerate_launch_with_two_processes(tmp_path):
+    # The GPU recipes' multi-process path (reference stage, main-process-only diagnosis, evaluation and model
+    # folder), on CPU: the smoke shapes, 2 gloo processes.
+    out = tmp_path / "smoke"
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "gpt2_xl.py"
+    launched = subprocess.run(
+        [
+            *accelerate_command(), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", str(recipe), "--smoke", "--output_dir", str(out),
+        ],
+        env=ENV, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert launched.stdout.count("[1/5 reference]") == 1  # stage lines come from the main process only
+    reference = json.loads((out / "reference" / "reference.json").read_text())
+    assert reference["tokens"] == reference["steps"] * 2 * 4 * 64  # both processes trained: 2 x 4 blocks of 64
+    assert (out / "report.md").is_file() and (out / "model" / "model.safetensors").is_file()
