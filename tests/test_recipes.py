@@ -270,3 +270,32 @@ def test_smoke_path_runs_under_bf16_autocast_with_fused_adamw(tmp_path, no_netwo
     training = json.loads((out / "inheritune" / "run.json").read_text())["config"]["training"]
     assert training["bf16"] is True and training["optim"] == "adamw_torch_fused"
     assert json.loads((out / "model" / "config.json").read_text())["dtype"] == "float32"
+
+
+def test_push_to_hub_publishes_the_final_model_with_its_card(tmp_path):
+    # `--push-to-hub REPO_ID` end to end, against the Hub-protocol test server on 127.0.0.1: the recipe runs in a
+    # child process started with HF_ENDPOINT pointing at it (huggingface_hub reads it at import).
+    import os
+    import subprocess
+    import sys
+
+    from hub_server import HubServer
+    from huggingface_hub import snapshot_download
+
+    token, out = "hf_recipe_test_token_0123", tmp_path / "run"
+    with HubServer(tokens={token: "alice"}) as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": token, "HF_HOME": str(tmp_path / "hf-home")}
+        argv = ["--smoke", "--output_dir", str(out), "--push-to-hub", "alice/tiny-inheritune"]
+        done = subprocess.run(
+            [sys.executable, str(RECIPES / "tiny.py"), *argv], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "[5/5 push]" in done.stdout and token not in done.stdout + done.stderr
+        local = Path(
+            snapshot_download("alice/tiny-inheritune", endpoint=hub.url, token=token, local_dir=tmp_path / "dl")
+        )
+    card = ModelCard.load(local / "README.md")
+    assert card.data.eval_results and "inheritune" in (card.data.tags or [])
+    pushed = AutoModelForCausalLM.from_pretrained(local)
+    assert pushed.config.n_layer == json.loads((out / "model" / "config.json").read_text())["n_layer"]
+    assert not list(local.glob("*.bin"))
