@@ -299,3 +299,23 @@ def test_push_to_hub_publishes_the_final_model_with_its_card(tmp_path):
     pushed = AutoModelForCausalLM.from_pretrained(local)
     assert pushed.config.n_layer == json.loads((out / "model" / "config.json").read_text())["n_layer"]
     assert not list(local.glob("*.bin"))
+
+
+def test_smoke_path_streams_its_data_with_a_named_tokenizer(tmp_path, no_network):
+    # The GPU recipes' data path: a named tokenizer and a streamed dataset (here local JSON lines standing in for
+    # FineWeb-Edu), the first documents held out for validation.
+    from inheritune_hf.data import embedded_corpus, train_tokenizer
+
+    corpus = embedded_corpus(max_bytes=600_000)["train"]
+    (tmp_path / "data").mkdir()
+    with open(tmp_path / "data" / "train.jsonl", "w") as f:
+        for text in corpus["text"]:
+            f.write(json.dumps({"text": text}) + "\n")
+    train_tokenizer(corpus, vocab_size=512).save_pretrained(tmp_path / "tokenizer")
+    out = tmp_path / "run"
+    argv = ["--smoke", "--dataset_name", str(tmp_path / "data"), "--streaming", "true"]
+    argv += ["--streaming_validation_documents", "5", "--tokenizer_name", str(tmp_path / "tokenizer")]
+    assert main(RECIPES / "gpt2_medium.yaml", argv + ["--output_dir", str(out)]) == 0
+    run = json.loads((out / "inheritune" / "run.json").read_text())
+    assert run["config"]["train_data"]["streaming"] is True and no_network == []
+    assert AutoTokenizer.from_pretrained(out / "model").vocab_size == 512
