@@ -113,7 +113,8 @@ def _shrink(values: dict) -> dict:
         v for k, v in values.items() if k.endswith("token_id") and isinstance(v, int) and not isinstance(v, bool)
     ]
     token_ids += [x for k, v in values.items() if k.endswith("token_id") and isinstance(v, list) for x in v]
-    for key in ("vocab_size", "n_vocab"):
+    # per-layer input embeddings (gemma3n, gemma4) are indexed by the same token ids as the main embeddings
+    for key in ("vocab_size", "n_vocab", "vocab_size_per_layer_input"):
         if isinstance(values.get(key), int):
             values[key] = max([MIN_VOCAB] + [t + 1 for t in token_ids if isinstance(t, int)])
     if isinstance(values.get("qk_rope_head_dim"), int) and "head_dim" in values:
@@ -160,13 +161,14 @@ def _greedy_without_cache(model, input_ids: torch.Tensor, steps: int) -> torch.T
 def _build_tiny(model_type: str, seed: int, min_depth: int = TINY_LAYERS) -> PreTrainedModel:
     """Build and run a tiny reference: shrunk widths if the architecture allows it, else default widths; the
     smallest of `TINY_DEPTHS` (at least `min_depth`) whose layer pattern the config class accepts."""
-    errors: list[Exception] = []
+    errors: list[Exception] = []  # the last error of each width mode: the deepest depth it reached
     for shrink in (True, False):
         for depth in [d for d in TINY_DEPTHS if d >= min_depth]:
             try:
                 config = tiny_config(model_type, depth, shrink=shrink)
             except ConfigSliceError as err:  # the class rewrites this depth's pattern: try a deeper one
-                errors.append(err)
+                if depth == max(TINY_DEPTHS):
+                    errors.append(err)
                 continue
             try:
                 torch.manual_seed(seed)

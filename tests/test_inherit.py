@@ -325,6 +325,7 @@ CI_ARCHITECTURES = [
     "qwen3_moe",
     "gemma2",
     "gemma3_text",
+    "gemma4_text",
     "phi3",
     "olmo2",
     "smollm3",
