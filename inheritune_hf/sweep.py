@@ -52,8 +52,11 @@ TINY_SIZES: dict[str, int] = {
     "n_routed_experts": 4,
     "moe_num_experts": 4,
     "num_experts_per_tok": 2,
+    "num_experts_per_token": 2,
+    "moe_k": 2,
     "moe_topk": 2,
     "top_k": 2,
+    "num_expert_group": 1,
     "n_shared_experts": 1,
     "n_group": 1,
     "topk_group": 1,
@@ -82,7 +85,6 @@ TINY_SIZES: dict[str, int] = {
     "n_groups": 1,
     "mamba_n_groups": 1,
     "hidden_size_per_layer_input": 16,
-    "vocab_size_per_layer_input": 128,
     "laurel_rank": 8,
     "num_kv_shared_layers": 0,
 }
@@ -104,10 +106,22 @@ class ArchitectureCheck:
     model_class: str = ""
 
 
+# Sizes some default configs leave unset although their model cannot be built without them.
+REQUIRED_SIZES = (
+    "head_dim",
+    "num_key_value_heads",
+    "num_experts_per_tok",
+    "n_routed_experts",
+    "n_group",
+    "topk_group",
+)
+
+
 def _shrink(values: dict) -> dict:
     """Apply `TINY_SIZES` to a config dict and to its nested text config, where the keys exist."""
     for key, size in TINY_SIZES.items():
-        if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):
+        value = values.get(key, False)
+        if (isinstance(value, int) and not isinstance(value, bool)) or (value is None and key in REQUIRED_SIZES):
             values[key] = size
     token_ids = [
         v for k, v in values.items() if k.endswith("token_id") and isinstance(v, int) and not isinstance(v, bool)
