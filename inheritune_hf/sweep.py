@@ -112,6 +112,7 @@ REQUIRED_SIZES = (
     "num_key_value_heads",
     "num_experts_per_tok",
     "n_routed_experts",
+    "n_shared_experts",
     "n_group",
     "topk_group",
 )
