@@ -287,7 +287,8 @@ def run_inheritune(
     The reference's validation loss is measured on `eval_dataset` (or taken from `args.reference_loss`); a round
     matches when its final validation loss is <= target + `args.tolerance`. Rounds grow from `args.start_layers`
     (default L/2) by `args.grow_by` up to `args.max_layers` (default L), with `args.growth_strategy`. Every round
-    trains with `training_args` (the full schedule each round, as in the paper), in
+    trains with `training_args` (the full schedule each round, as in the paper; growth rounds take
+    `args.growth_lr_scale` and `args.growth_warmup_steps` when set), in
     `training_args.output_dir/round-<i>-<layers>L`. See the module docstring for the folder layout.
 
     All checks (layer counts, target, data, output folder, resume settings) run before any training.
