@@ -135,7 +135,8 @@ def _shrink(values: dict) -> dict:
     if isinstance(values.get("qk_rope_head_dim"), int) and "head_dim" in values:
         values["head_dim"] = values["qk_rope_head_dim"]  # multi-head latent attention ropes head_dim dims
     if isinstance(values.get("kv_lora_rank"), int) and isinstance(values.get("num_key_value_heads"), int):
-        values["num_key_value_heads"] = values["num_attention_heads"]  # latent attention: one kv head per head
+        # latent attention: one kv head per head
+        values["num_key_value_heads"] = values.get("num_attention_heads", values["num_key_value_heads"])
     if isinstance(values.get("sliding_window"), int):
         values["sliding_window"] = 4  # short enough that the sliding layers really slide in the checks
     for key, value in values.items():  # sub-configs (text, vision, audio towers) shrink the same way

@@ -75,7 +75,8 @@ class InherituneArguments:
         default=1.0,
         metadata={
             "help": "Peak learning rate of the growth rounds (round 2 on), as a fraction of learning_rate. 1.0 is "
-            "the paper's full schedule every round; with 'continue', a lower peak keeps more of the trained blocks."
+            "the paper's full schedule every round. A lower peak disturbs the kept blocks less, but on the tiny "
+            "benchmark (bench_train.py) it cost more tokens to match, not fewer."
         },
     )
     growth_warmup_steps: int | None = field(
