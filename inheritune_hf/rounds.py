@@ -33,7 +33,6 @@ import datasets
 import torch
 from accelerate import PartialState
 from transformers import (
-    AutoModelForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     TrainerCallback,
@@ -42,9 +41,10 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
-from .architecture import num_layers_of
+from .architecture import check_causal_lm, num_layers_of
 from .errors import TrainingError
 from .inherit import inherit
+from .loading import load_causal_lm
 from .output import check_output_dir
 from .train import InherituneArguments, check_training_inputs, evaluate_loss, grow, train
 
@@ -291,9 +291,11 @@ def run_inheritune(
     `args.growth_lr_scale` and `args.growth_warmup_steps` when set), in
     `training_args.output_dir/round-<i>-<layers>L`. See the module docstring for the folder layout.
 
-    All checks (layer counts, target, data, output folder, resume settings) run before any training.
-    `metadata` (e.g. the corpus fingerprint) is recorded in run.json.
+    All checks (the reference is a causal LM, layer counts, target, tokenizer, block size, data, output folder,
+    resume settings) run before anything is written or trained. `metadata` (e.g. the corpus fingerprint) is
+    recorded in run.json.
     """
+    check_causal_lm(reference)
     state = PartialState()
     out = Path(training_args.output_dir)
     depth = num_layers_of(reference.config)
@@ -350,7 +352,7 @@ def run_inheritune(
             # Growth reads the previous round's model back from its saved folder, not from memory: the same
             # path whether or not the run was resumed, and a full model even when FSDP or DeepSpeed sharded the
             # one in memory. It is loaded before the round's seed is set, so every path builds the same model.
-            previous = AutoModelForCausalLM.from_pretrained(out / rows[-1]["checkpoint"]) if rows else None
+            previous = load_causal_lm(out / rows[-1]["checkpoint"]) if rows else None
 
             def build(previous=previous, new=layers - (rows[-1]["layers"] if rows else 0)):
                 if previous is None:
@@ -389,7 +391,7 @@ def run_inheritune(
         layers, index = min(layers + args.grow_by, stop), index + 1
 
     if model is None:
-        model = AutoModelForCausalLM.from_pretrained(out / rows[-1]["checkpoint"])
+        model = load_causal_lm(out / rows[-1]["checkpoint"])
 
     if args.random_baseline and baseline is None:
         name = f"baseline-{layers}L"
