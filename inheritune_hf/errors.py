@@ -69,12 +69,13 @@ def unknown_arguments(unknown: list[str], valid: list[str], what: str = "flag") 
     return UnknownArgumentError("; ".join(parts) if parts else f"unknown {what}")
 
 
-def unknown_flags(parser, rest: list[str]) -> UnknownArgumentError:
-    """The error for the strings an `argparse` (or `HfArgumentParser`) `parser` left unparsed in `rest`.
+def unknown_flags(rest: list[str], *parsers) -> UnknownArgumentError:
+    """The error for the strings `argparse` (or `HfArgumentParser`) `parsers` left unparsed in `rest`.
 
-    Flags are matched against every option string `parser` defines; a value after an unknown flag is not named.
+    Flags are matched against every option string the parsers define (a script may parse in two passes); a value
+    after an unknown flag is not named.
     """
-    valid = sorted(parser._option_string_actions)
+    valid = sorted({option for parser in parsers for option in parser._option_string_actions})
     flags = [arg.split("=", 1)[0] for arg in rest if arg.startswith("-") and not _is_number(arg)]
     if not flags:
         return UnknownArgumentError(f"unexpected argument(s) {' '.join(rest)}; see --help")

@@ -705,12 +705,13 @@ def publish_run(
         check_tasks(tasks, include_path=include_path)
 
     if tasks is not None and results is None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         from .evaluate import evaluate_downstream
+        from .loading import load_causal_lm
 
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_dir)
-        model = AutoModelForCausalLM.from_pretrained(model_dir)
+        model = load_causal_lm(model_dir)
         results = evaluate_downstream(
             model, tokenizer, tasks, batch_size=batch_size, limit=limit, include_path=include_path
         )

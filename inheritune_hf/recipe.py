@@ -36,7 +36,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, HfArgu
 
 from .architecture import num_layers_of
 from .data import EMBEDDED_CORPUS, DataArguments, causal_lm_datasets, load_text_dataset, train_tokenizer
-from .errors import InherituneError
+from .errors import InherituneError, unknown_arguments, unknown_flags
+from .loading import check_block_size, load_causal_lm, load_causal_lm_config
 from .train import InherituneArguments
 
 logger = logging.getLogger(__name__)
@@ -198,12 +199,16 @@ def parse_recipe_args(
         settings["hub_repo_id"] = known.push_to_hub
 
     parser = HfArgumentParser(PARSED_TYPES)
-    names = {f.name for cls in PARSED_TYPES for f in dataclasses.fields(cls)}
-    unknown = sorted(set(settings) - names)
+    names = sorted({f.name for cls in PARSED_TYPES for f in dataclasses.fields(cls)})
+    unknown = sorted(set(settings) - set(names))
     if unknown:
-        raise InherituneError(f"Unknown setting(s) {unknown} in {known.config}; see `--help` for the valid ones.")
+        raise unknown_arguments(unknown, names, f"setting in {known.config}")
     parser.set_defaults(**settings)
-    recipe, inheritune_args, data_args, training_args = parser.parse_args_into_dataclasses(args=rest)
+    recipe, inheritune_args, data_args, training_args, extra = parser.parse_args_into_dataclasses(
+        args=rest, return_remaining_strings=True
+    )
+    if extra:
+        raise unknown_flags(extra, parser, pre)
     training_args.push_to_hub = False
     if recipe.tokens_per_step:
         training_args.gradient_accumulation_steps = accumulation_for(
@@ -467,8 +472,10 @@ def _si(x: float) -> str:
     return f"{x:g}"
 
 
-def _stage_reference(recipe, tokenizer, train_set, eval_set, data_args, training_args, out: Path, overwrite: bool):
-    """Stage 1: load the given reference, or train one from scratch.
+def _stage_reference(
+    recipe, tokenizer, train_set, eval_set, data_args, training_args, out: Path, overwrite: bool, given=None
+):
+    """Stage 1: the given reference (`given`, loaded and checked before the data), or train one from scratch.
 
     A reference this folder already holds is reused only when it was trained with the same config, training
     settings and data (a resumed or repeated run); otherwise it is retrained with `overwrite`, or refused.
@@ -479,7 +486,7 @@ def _stage_reference(recipe, tokenizer, train_set, eval_set, data_args, training
     from .train import train
 
     if recipe.reference:
-        return AutoModelForCausalLM.from_pretrained(recipe.reference), {"source": recipe.reference}
+        return given if given is not None else load_causal_lm(recipe.reference), {"source": recipe.reference}
     folder = out / "reference"
     final = folder / "model"
     config = reference_config(recipe, tokenizer, data_args.block_size)
@@ -498,7 +505,7 @@ def _stage_reference(recipe, tokenizer, train_set, eval_set, data_args, training
         info = json.loads(record.read_text()) if record.is_file() else {}
         changed = _differences(info.get("settings", {}), settings)
         if not changed:
-            return AutoModelForCausalLM.from_pretrained(final), info
+            return load_causal_lm(final), info
         if not overwrite:
             raise InherituneError(
                 f"{folder} holds a reference trained with other settings ({'; '.join(changed[:4])}). Pass "
@@ -632,17 +639,25 @@ def run_recipe(
         check_repo_id(recipe.hub_repo_id)
     state = PartialState()
     out = Path(training_args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     say = print if state.is_main_process else (lambda *a, **k: None)
 
+    # A given reference is checked before anything is written: its kind and context from the config, then its
+    # weights (safetensors only), then the tokenizer on a sample of the data against its embeddings.
+    given, vocab_size = None, None
+    if recipe.reference:
+        check_block_size(load_causal_lm_config(recipe.reference), data_args.block_size)
     tokenizer, text = _tokenizer(recipe, data_args)
-    train_set, eval_set, data_info = causal_lm_datasets(data_args, tokenizer, source=text)
+    if recipe.reference:
+        given = load_causal_lm(recipe.reference)
+        vocab_size = given.get_input_embeddings().num_embeddings
+    train_set, eval_set, data_info = causal_lm_datasets(data_args, tokenizer, source=text, vocab_size=vocab_size)
     if text is not None:
         data_info["source"] = data_args.dataset_name or EMBEDDED_CORPUS
     say(f"[data] {len(eval_set)} validation blocks of {data_args.block_size} tokens from {data_info['source']}")
+    out.mkdir(parents=True, exist_ok=True)
 
     reference, reference_info = _stage_reference(
-        recipe, tokenizer, train_set, eval_set, data_args, training_args, out, inheritune_args.overwrite
+        recipe, tokenizer, train_set, eval_set, data_args, training_args, out, inheritune_args.overwrite, given
     )
     say(f"[1/5 reference] {reference_info['source']}: {_parameters(reference) / 1e6:.2f}M parameters")
 
@@ -684,7 +699,7 @@ def run_recipe(
         }
     ]
     for kind, row in [("inheritune", grown[-1])] + [("baseline", b) for b in baseline[-1:]]:
-        model = AutoModelForCausalLM.from_pretrained(run_dir / row["checkpoint"])
+        model = load_causal_lm(run_dir / row["checkpoint"])
         label = "Inheritune" if kind == "inheritune" else "random init (same size)"
         rows.append(
             {

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     try:
         if rest:
-            raise unknown_flags(_subparser(parser, args.command), rest)
+            raise unknown_flags(rest, _subparser(parser, args.command))
         return int(args.func(args) or 0)
     except InherituneError as err:
         print(f"inheritune {args.command}: error: {err}", file=sys.stderr)

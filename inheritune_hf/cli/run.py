@@ -49,7 +49,7 @@ def parse(argv: list[str]):
         argv = argv[1:]
     *parsed, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if rest:
-        raise unknown_flags(parser, rest)
+        raise unknown_flags(rest, parser)
     return tuple(parsed)
 
 
