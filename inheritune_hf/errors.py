@@ -54,18 +54,22 @@ class UnknownArgumentError(InherituneError):
     """A flag or a settings key is not one the command knows (usually a typo); the message names the closest."""
 
 
-def unknown_arguments(unknown: list[str], valid: list[str], what: str = "flag") -> UnknownArgumentError:
+def unknown_arguments(
+    unknown: list[str], valid: list[str], what: str = "flag", where: str = ""
+) -> UnknownArgumentError:
     """The error for `unknown` flags or keys, each with the closest of `valid` (difflib), on one line.
 
     A mistyped setting must stop a run before it starts: a typo in `--lerning_rate` would otherwise either end in
-    a traceback or, worse, leave the default in place. `what` names the kind ("flag", "setting").
+    a traceback or, worse, leave the default in place. `what` names the kind ("flag", "setting"), `where` the file
+    it came from.
     """
     import difflib
 
     parts = []
     for name in unknown:
         close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
-        parts.append(f"unknown {what} {name}" + (f"; did you mean {close[0]}?" if close else ""))
+        located = f"unknown {what} {name}" + (f" in {where}" if where else "")
+        parts.append(located + (f"; did you mean {close[0]}?" if close else ""))
     return UnknownArgumentError("; ".join(parts) if parts else f"unknown {what}")
 
 

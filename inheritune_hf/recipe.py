@@ -202,7 +202,7 @@ def parse_recipe_args(
     names = sorted({f.name for cls in PARSED_TYPES for f in dataclasses.fields(cls)})
     unknown = sorted(set(settings) - set(names))
     if unknown:
-        raise unknown_arguments(unknown, names, f"setting in {known.config}")
+        raise unknown_arguments(unknown, names, "setting", str(known.config))
     parser.set_defaults(**settings)
     recipe, inheritune_args, data_args, training_args, extra = parser.parse_args_into_dataclasses(
         args=rest, return_remaining_strings=True

@@ -44,7 +44,7 @@ def parse(argv: list[str]):
         known = sorted({f.name for dtype in parser.dataclass_types for f in dataclasses.fields(dtype)})
         unknown = sorted(set(recipe) - set(known))
         if unknown:
-            raise unknown_arguments(unknown, known, f"setting in {argv[0]}")
+            raise unknown_arguments(unknown, known, "setting", argv[0])
         parser.set_defaults(**recipe)
         argv = argv[1:]
     *parsed, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
