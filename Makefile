@@ -3,17 +3,23 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The exact versions this project was last tested with (`make lock` refreshes them from a green run).
+CONSTRAINTS := constraints.txt
+# torch is pinned and installed first: an unpinned torch would pull GBs of CUDA packages on a CPU box.
+TORCH := torch==2.13.0
+# Drift check: a second venv with the newest versions setup.cfg's ranges allow (torch stays at $(TORCH)).
+LATEST := .venv-latest
+LATEST_PY := $(LATEST)/bin/python
 
-.PHONY: install demo test test-slow sweep quality style bench clean
+.PHONY: install demo test test-slow test-latest lock sweep quality style bench clean
 
 install: $(STAMP)
 
-# torch is pinned and installed first: an unpinned torch would pull GBs of CUDA packages on a CPU box.
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[eval,plot,dev]"
+	$(PY) -m pip install -q -c $(CONSTRAINTS) pip
+	$(PY) -m pip install -q -c $(CONSTRAINTS) $(TORCH)
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[eval,plot,dev]"
 	touch $(STAMP)
 
 demo: install
@@ -24,6 +30,27 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
+
+# Not a prerequisite of anything: it installs whatever the registries serve today, so it can go red while
+# `make test` (locked) stays green. That is its purpose: see the drift before a fresh clone does.
+test-latest:
+	test -x $(LATEST_PY) || $(PYTHON) -m venv $(LATEST)
+	$(LATEST_PY) -m pip install -q --upgrade pip
+	$(LATEST_PY) -m pip install -q $(TORCH)
+	$(LATEST_PY) -m pip install -q --upgrade --upgrade-strategy eager -e ".[eval,plot,dev]"
+	$(LATEST_PY) -c "import accelerate, datasets, huggingface_hub, lm_eval, torch, transformers as t; \
+	print('test-latest:', *(f'{m.__name__} {m.__version__}' for m in (t, torch, accelerate, datasets, huggingface_hub)), \
+	'lm_eval', __import__('importlib.metadata').metadata.version('lm_eval'))"
+	$(LATEST_PY) -m pytest -q
+
+# Pin what `make test-latest` just passed with. Local version labels (torch's +cpu) are dropped so that the
+# same file serves CPU and CUDA builds of the pinned version.
+lock: test-latest
+	{ echo "# The exact versions inheritune-hf was last tested with: \`make install\` installs them, \`make lock\`"; \
+	  echo "# refreshes them from a green \`make test-latest\` ($$(date -u +%F), Python $$($(LATEST_PY) -c 'import platform; print(platform.python_version())'))."; \
+	  $(LATEST_PY) -m pip freeze --all --exclude-editable | sed -e 's/+[^ ]*$$//'; } > $(CONSTRAINTS).tmp
+	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
+	@echo "wrote $(CONSTRAINTS): run 'make test' to install it into $(VENV)"
 
 sweep: install
 	$(PY) scripts/architecture_sweep.py --out docs/architectures.md
@@ -43,4 +70,4 @@ style: install
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) $(LATEST) outputs .pytest_cache

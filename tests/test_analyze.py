@@ -4,12 +4,11 @@ layers, is the same under eager and sdpa, and refuses bad input with clear error
 import datasets
 import pytest
 import torch
+from legacy_attention_model import LegacyConfig, LegacyForCausalLM
 from transformers import (
     AutoModelForCausalLM,
     GPT2Config,
     GPT2LMHeadModel,
-    GPTJConfig,
-    GPTJForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
     MambaConfig,
@@ -266,12 +265,16 @@ def test_matches_the_naive_path_across_architectures(arch):
 
 def test_model_outside_the_attention_interface_falls_back_to_hooks():
     torch.manual_seed(0)
-    model = GPTJForCausalLM(GPTJConfig(n_layer=2, n_embd=64, n_head=4, rotary_dim=8, vocab_size=VOCAB)).eval()
+    model = LegacyForCausalLM(LegacyConfig(num_hidden_layers=3, vocab_size=VOCAB)).eval()
     samples = stream().unfold(0, 16, 40)[:4]
     report = analyze_attention(model, input_ids=samples, num_samples=4, seq_len=16, progress=False)
-    ranks, _ = naive_report(model, samples)
+    with torch.no_grad():
+        attentions = model(samples, output_attentions=True).attentions
     assert report.settings["capture"] == "forward_hooks"
-    torch.testing.assert_close(torch.tensor(report.rank), torch.tensor(ranks))
+    assert report.layers == [0, 1, 2]
+    for layer, probs in enumerate(attentions):
+        assert report.rank[layer] == pytest.approx(attention_rank(probs).double().mean(0).tolist(), abs=1e-9)
+        assert report.mass[layer] == pytest.approx(attention_mass(probs).double().mean(0).tolist(), abs=1e-9)
 
 
 def test_texts_and_datasets_are_sampled_the_same_seeded_way(tokenizer):
