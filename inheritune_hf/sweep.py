@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
-from .architecture import decoder_config, find_decoder_layers, num_layers_of, per_layer_fields
+from .architecture import decoder_config, find_decoder_layers, meta_model, num_layers_of, per_layer_fields
 from .errors import ConfigSliceError
 from .inherit import inherit, inherit_config, valid_num_layers
 
@@ -91,8 +91,10 @@ TINY_SIZES: dict[str, int] = {
     "mamba_n_groups": 1,
     "hidden_size_per_layer_input": 16,
     "laurel_rank": 8,
-    "num_kv_shared_layers": 2,  # the last 2 blocks reuse earlier KV caches, so a cut tail must shrink the count
 }
+# Counts of trailing blocks, set after the depth is cut (cutting the default depth drops the default count):
+# the last blocks reuse earlier blocks' KV caches, so a slice that cuts the tail must shrink the count.
+TINY_TRAILING: dict[str, int] = {"num_kv_shared_layers": 2}
 TINY_LAYERS = 6
 # Depths tried in turn when a config class rejects a shallower layer pattern, or offers no k with L/2 <= k < L.
 TINY_DEPTHS = (TINY_LAYERS, 12)
@@ -164,6 +166,21 @@ def tiny_config(model_type: str, num_layers: int = TINY_LAYERS, shrink: bool = T
     depth = getattr(decoder_config(config), "num_hidden_layers", None)
     if isinstance(depth, int) and depth > num_layers:
         config = inherit_config(config, num_layers)
+    for key, count in TINY_TRAILING.items():
+        decoder = decoder_config(config)
+        if not isinstance(getattr(decoder, key, None), int):
+            continue
+        try:
+            rebuilt = type(decoder).from_dict({**decoder.to_dict(), key: count})
+        except Exception as err:
+            raise ConfigSliceError(f"{key}={count} is not accepted at depth {num_layers}: {err}") from err
+        if decoder is config:
+            config = rebuilt
+        else:
+            holder = next(name for name in config.sub_configs if getattr(config, name, None) is decoder)
+            setattr(config, holder, rebuilt)
+        if meta_model(config) is None:  # e.g. a shared block type that no earlier block produces at this depth
+            raise ConfigSliceError(f"{key}={count} does not build at depth {num_layers}")
     return config
 
 
