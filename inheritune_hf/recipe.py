@@ -361,7 +361,8 @@ def plan_recipe(
     usual 6 x parameters x tokens estimate (the attention T^2 term left out). Tokens per step count
     `WORLD_SIZE` processes (1 unless launched). Returns the plan; `main` prints it for `--plan`.
     """
-    from .inherit import inherit_config, resolve_layers
+    from .inherit import inherit_config
+    from .rounds import round_depths
 
     check_recipe(recipe)
     if recipe.reference:
@@ -403,23 +404,21 @@ def plan_recipe(
             rows.append(row(f"reference ({recipe.reference}, given)", config, depth, None))
         else:
             rows.append(row("reference (trained from scratch)", config, depth, recipe.reference_max_steps or steps))
-        start = len(resolve_layers(depth, inheritune_args.start_layers))
-        largest = min(inheritune_args.max_layers or depth, depth)
-        growth = list(range(start + inheritune_args.grow_by, largest + 1, inheritune_args.grow_by))
-        rounds = [(1, start)] + [(i + 2, k) for i, k in enumerate(growth)]
+        depths = round_depths(
+            config, inheritune_args.start_layers, inheritune_args.grow_by, inheritune_args.max_layers
+        )
+        rounds = list(enumerate(depths, start=1))
         shown = rounds if len(rounds) <= 3 else [rounds[0], rounds[1], rounds[-1]]
         for number, k in shown:
             label = "Inheritune round 1" if number == 1 else f"growth round {number}, if not matched yet"
-            rows.append(row(label, inherit_config(config, resolve_layers(depth, k)), k, steps))
+            rows.append(row(label, inherit_config(config, k), k, steps))
         if len(rounds) > 1:
             notes.append(
                 f"Growth adds {inheritune_args.grow_by} layers per round, {len(rounds)} rounds at most, and stops "
                 "as soon as the reference's validation loss is matched; each round trains the full schedule."
             )
         if inheritune_args.random_baseline:
-            rows.append(
-                row("random-init baseline", inherit_config(config, resolve_layers(depth, start)), start, steps)
-            )
+            rows.append(row("random-init baseline", inherit_config(config, depths[0]), depths[0], steps))
     return {
         "name": recipe.name,
         "processes": processes,
@@ -579,7 +578,7 @@ def _format(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _report(recipe, rows, results_by_name, matched, reference_info, analysis, out: Path) -> Path:
+def _report(recipe, rows, results_by_name, matched, reference, reference_info, analysis, out: Path) -> Path:
     """Write report.md: the comparison table (layers, params, val loss, tokens, downstream scores)."""
     metrics = []
     for results in results_by_name.values():
@@ -609,7 +608,7 @@ def _report(recipe, rows, results_by_name, matched, reference_info, analysis, ou
             f"Attention diagnosis of the reference: lazy (rank-1) layers {lazy or 'none'} of {len(analysis.max_rank)};"
             f" {100 * analysis.rank_one_fraction:.0f}% of heads near rank 1. See `analysis/attention_rank.png`.",
         ]
-        for key, suggestion in analysis.suggest_num_layers().items():
+        for key, suggestion in analysis.suggest_num_layers(reference.config).items():
             lines.append(f"- suggested start ({key}): {suggestion.num_layers} layers: {suggestion.reason}")
     lines += [
         "",
@@ -757,7 +756,7 @@ def run_recipe(
             )
             say(f"[5/5 push] {commit}")
 
-    report = _report(recipe, rows, results_by_name, matched, reference_info, analysis, out)
+    report = _report(recipe, rows, results_by_name, matched, reference, reference_info, analysis, out)
     if state.is_main_process:
         print("\n" + report.read_text())
     return RecipeResult(output_dir=out, rows=rows, matched=matched, report=report)

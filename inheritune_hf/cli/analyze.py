@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             report.plot(tmp / "attention_rank.png")
 
     print(report.table())
-    for key, suggestion in report.suggest_num_layers().items():
+    for key, suggestion in report.suggest_num_layers(model.config).items():
         print(f"suggested layers ({key}): {suggestion.num_layers} - {suggestion.reason}")
     print(f"wrote {Path(args.out) / 'report.json'}, report.csv" + ("" if args.no_plot else ", attention_rank.png"))
     return 0
