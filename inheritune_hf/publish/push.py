@@ -138,7 +138,7 @@ def push_to_hub(
     endpoint: str | None = None,
     dry_run: str | os.PathLike | None = None,
     overwrite: bool = False,
-    delete_patterns: Sequence[str] = STALE_WEIGHT_PATTERNS,
+    delete_patterns: str | Sequence[str] = STALE_WEIGHT_PATTERNS,
 ) -> CommitInfo | Path:
     """Upload a checkpoint, its card, figures and results to `repo_id` as one commit.
 
