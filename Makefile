@@ -36,8 +36,7 @@ test-slow: install
 test-latest:
 	test -x $(LATEST_PY) || $(PYTHON) -m venv $(LATEST)
 	$(LATEST_PY) -m pip install -q --upgrade pip
-	$(LATEST_PY) -m pip install -q $(TORCH)
-	$(LATEST_PY) -m pip install -q --upgrade --upgrade-strategy eager -e ".[eval,plot,dev]"
+	$(LATEST_PY) -m pip install -q --upgrade --upgrade-strategy eager -e ".[eval,plot,dev]" "$(TORCH)"
 	$(LATEST_PY) -c "import accelerate, datasets, huggingface_hub, lm_eval, torch, transformers as t; \
 	print('test-latest:', *(f'{m.__name__} {m.__version__}' for m in (t, torch, accelerate, datasets, huggingface_hub)), \
 	'lm_eval', __import__('importlib.metadata').metadata.version('lm_eval'))"

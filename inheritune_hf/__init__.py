@@ -28,7 +28,14 @@ from .errors import (
     UnsupportedModelError,
 )
 from .evaluate import PAPER_TASKS, DownstreamResults, check_tasks, evaluate_downstream, write_heldout_tasks
-from .inherit import NANOGPT_REINIT, REINIT_PARTS, inherit, inherit_config
+from .inherit import (
+    NANOGPT_REINIT,
+    REINIT_PARTS,
+    inherit,
+    inherit_config,
+    nearest_valid_num_layers,
+    valid_num_layers,
+)
 from .publish import model_card, publish_run, push_to_hub
 from .recipe import RecipeArguments, run_recipe
 from .report import AttentionReport
@@ -68,11 +75,13 @@ __all__ = [
     "inherit_checkpoint",
     "inherit_config",
     "model_card",
+    "nearest_valid_num_layers",
     "plan_inherit",
     "publish_run",
     "push_to_hub",
     "run_inheritune",
     "run_recipe",
     "train",
+    "valid_num_layers",
     "write_heldout_tasks",
 ]

@@ -25,8 +25,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
 
+from .architecture import check_causal_lm
 from .errors import DataError, InherituneError, UnsupportedModelError
+from .loading import context_length
 from .report import AttentionReport, LayerSuggestion
 
 __all__ = ["attention_rank", "attention_mass", "analyze_attention", "AttentionReport", "LayerSuggestion"]
@@ -155,14 +158,7 @@ def attention_mass(attn: torch.Tensor, eta: float = 0.9) -> torch.Tensor:
 
 def _context_length(model: nn.Module) -> int | None:
     config = getattr(model, "config", None)
-    if config is None:
-        return None
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
-        value = getattr(text_config, key, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
+    return context_length(config) if isinstance(config, PretrainedConfig) else None
 
 
 def _texts_of_dataset(dataset: Any) -> tuple[str, Iterable[Any]]:
@@ -483,7 +479,7 @@ def analyze_attention(
     Tokenizing stops after `max_tokens` tokens (default: 100 x num_samples x seq_len).
 
     Raises `DataError` for a source that cannot give the samples, `UnsupportedModelError` for a model with
-    no attention layers, `InherituneError` for tau / eta outside (0, 1].
+    no attention layers or one that is not a decoder-only causal LM (encoder-only, encoder-decoder), `InherituneError` for tau / eta outside (0, 1].
     """
     _check_fraction("tau", tau)
     _check_fraction("eta", eta)
@@ -492,6 +488,10 @@ def analyze_attention(
             raise InherituneError(f"{name} must be a positive integer, got {value!r}.")
     if not isinstance(model, nn.Module):
         raise UnsupportedModelError(f"Expected a transformers model (nn.Module), got {type(model).__name__}.")
+    if isinstance(model, PreTrainedModel):
+        # The paper's statistics are defined on causal attention: an encoder's bidirectional matrices (or an
+        # encoder-decoder's cross-attention) would be reduced all the same and report meaningless ranks.
+        check_causal_lm(model)
     if not _has_attention(model):
         raise UnsupportedModelError(
             f"{type(model).__name__} has no attention layers; rank and mass are defined for attention only "

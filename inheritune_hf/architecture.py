@@ -7,11 +7,13 @@ decoder's layer count, and which config fields are per-layer. Nothing here names
 from __future__ import annotations
 
 import copy
+import functools
+import json
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from .errors import LayerStackNotFoundError, UnsupportedModelError
@@ -46,10 +48,79 @@ def decoder_config(config: PretrainedConfig) -> PretrainedConfig:
     return text if getattr(text, "num_hidden_layers", None) is not None else config
 
 
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _named_like_depth(key: str) -> bool:
+    """`num_blocks`, `n_layers`, `num_layers_per_stack`...: a count of blocks, not a threshold like `max_window_layers`."""
+    return key.startswith(("num_", "n_")) and ("layer" in key or "block" in key)
+
+
+def meta_model(config: PretrainedConfig, model_class: type | None = None) -> PreTrainedModel | None:
+    """The causal LM of `config` built on the meta device (no memory, no weights), or None if it cannot be built.
+
+    Used to read what a config builds (block count, per-block settings) without instantiating weights: a
+    70B-parameter config builds in about a second.
+    """
+    try:
+        with torch.device("meta"):
+            if model_class is not None:
+                return model_class._from_config(config)
+            return AutoModelForCausalLM.from_config(config)
+    except Exception:  # an unmapped config class, custom code, a config the model class rejects
+        return None
+
+
+def _block_lists(model: nn.Module) -> list[tuple[str, nn.ModuleList]]:
+    """ModuleLists of whole transformer blocks (classes the model declares unsplittable), outermost first."""
+    no_split = set(getattr(model, "_no_split_modules", None) or [])
+    found = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.ModuleList) and len(m) and type(m[0]).__name__ in no_split
+    ]
+    return sorted(found, key=lambda item: item[0].count("."))
+
+
+@functools.lru_cache(maxsize=64)
+def _built_stack_length(config_json: str, config_class: type) -> int | None:
+    config = config_class.from_dict(json.loads(config_json))
+    model = meta_model(config)
+    lists = _block_lists(model) if model is not None else []
+    return len(lists[0][1]) if lists else None
+
+
+def depth_keys(config: PretrainedConfig) -> list[str]:
+    """The `to_dict()` keys of the decoder config that set the number of blocks the model builds.
+
+    Usually just the key behind `num_hidden_layers` (``n_layer`` for GPT-2). Some configs build their stack
+    from another field (xLSTM builds `num_blocks` blocks; LongCat-Flash builds `num_layers` blocks and derives
+    `num_hidden_layers` = 2 * `num_layers` as a read-only property). When the config holds other block counts
+    besides `num_hidden_layers`, or does not store `num_hidden_layers` at all, the model is built once on the
+    meta device and the keys whose value equals the built stack's length are the depth keys.
+    """
+    decoder = decoder_config(config)
+    values = decoder.to_dict()
+    count_key = getattr(decoder, "attribute_map", {}).get("num_hidden_layers", "num_hidden_layers")
+    others = [k for k, v in values.items() if k != count_key and _is_count(v) and v > 0 and _named_like_depth(k)]
+    if count_key in values and not others:
+        return [count_key]
+    try:
+        built = _built_stack_length(decoder.to_json_string(use_diff=False), type(decoder))
+    except Exception:  # a config that does not round-trip through JSON: keep the declared depth
+        built = None
+    if built is None:
+        return [count_key]
+    keys = [k for k in [count_key, *others] if values.get(k) == built]
+    return keys or [count_key]
+
+
 def num_layers_of(config: PretrainedConfig) -> int:
-    """Number of transformer blocks in the decoder described by `config`."""
-    n = getattr(decoder_config(config), "num_hidden_layers", None)
-    if not isinstance(n, int) or isinstance(n, bool):
+    """Number of transformer blocks in the decoder described by `config` (the length of its block stack)."""
+    decoder = decoder_config(config)
+    n = decoder.to_dict().get(depth_keys(config)[0], getattr(decoder, "num_hidden_layers", None))
+    if not _is_count(n):
         raise LayerStackNotFoundError(
             f"{type(config).__name__} has no integer `num_hidden_layers` (or an attribute mapped to it), "
             "so its decoder depth is unknown. inheritune_hf needs a decoder-only transformer config."
@@ -58,8 +129,11 @@ def num_layers_of(config: PretrainedConfig) -> int:
 
 
 def layer_count_key(config: PretrainedConfig) -> str:
-    """The `to_dict()` key that stores the layer count (``n_layer`` for GPT-2, ``num_hidden_layers`` usually)."""
-    return getattr(config, "attribute_map", {}).get("num_hidden_layers", "num_hidden_layers")
+    """The `to_dict()` key that stores the layer count (``n_layer`` for GPT-2, ``num_hidden_layers`` usually).
+
+    The first of `depth_keys`; slicing sets all of them.
+    """
+    return depth_keys(config)[0]
 
 
 def check_causal_lm(model: PreTrainedModel) -> None:
@@ -215,9 +289,8 @@ def _is_per_layer(key: str, value, n: int, probe: dict) -> bool:
 
 def _probe_config(config: PretrainedConfig, n: int) -> dict:
     """The config class's defaults built at a different depth, used to tell per-layer lists apart."""
-    key = layer_count_key(config)
     try:
-        probe = type(config)(**{key: n + PROBE_EXTRA})
+        probe = type(config)(**dict.fromkeys(depth_keys(config), n + PROBE_EXTRA))
     except Exception:  # a config class that cannot build from defaults: trust lengths alone
         return {}
     if getattr(probe, "num_hidden_layers", None) != n + PROBE_EXTRA:
@@ -235,12 +308,12 @@ def per_layer_fields(config: PretrainedConfig) -> dict[str, str]:
     """
     n = num_layers_of(config)
     base = set(PretrainedConfig().to_dict())
-    count_key = layer_count_key(config)
+    count_keys = set(depth_keys(config))
     values = config.to_dict()
     probe = None
     fields: dict[str, str] = {}
     for key, value in values.items():
-        if key in base or key == count_key or isinstance(value, (float, bool)) or value is None:
+        if key in base or key in count_keys or isinstance(value, (float, bool)) or value is None:
             continue
         if isinstance(value, str):
             # A string with one character per block (a hybrid pattern such as "M-M*") is per-layer when the
@@ -276,7 +349,60 @@ def per_layer_fields(config: PretrainedConfig) -> dict[str, str]:
         ):
             if not any(hint in key for hint in PERIODIC_FIELD_HINTS) and value >= 0:
                 fields[key] = "threshold"
+        elif _is_count(value) and _named_like_depth(key) and 0 < value < n:
+            # `num_kv_shared_layers` counts the *last* blocks (they reuse an earlier block's KV cache),
+            # `num_dense_layers` the first ones; only the blocks the model builds tell which.
+            side = _counted_side(config, key)
+            if side is not None:
+                fields[key] = side
     return fields
+
+
+def block_signature(block: nn.Module) -> list[tuple]:
+    """What a block computes: submodule classes, parameter shapes and scalar settings (sliding window, ...)."""
+    signature = []
+    for name, module in block.named_modules():
+        scalars = {
+            key: value
+            for key, value in vars(module).items()
+            if not key.startswith("_") and key != "training" and isinstance(value, (int, float, str, bool, type(None)))
+        }
+        params = tuple((key, tuple(p.shape)) for key, p in module.named_parameters(recurse=False))
+        signature.append((name, type(module).__name__, params, scalars))
+    return signature
+
+
+@functools.lru_cache(maxsize=64)
+def _counted_side_cached(config_json: str, config_class: type, key: str) -> str | None:
+    values = json.loads(config_json)
+    builds = []
+    for count in (values[key], 0):
+        model = meta_model(config_class.from_dict({**values, key: count}))
+        lists = _block_lists(model) if model is not None else []
+        if not lists:
+            return None
+        builds.append([block_signature(block) for block in lists[0][1]])
+    if len(builds[0]) != len(builds[1]):
+        return None
+    n, count = len(builds[0]), values[key]
+    differ = {i for i, (a, b) in enumerate(zip(*builds, strict=True)) if a != b}
+    if set(range(n - count, n)) <= differ and 0 not in differ:
+        return "trailing"
+    if set(range(count)) <= differ and n - 1 not in differ:
+        return "threshold"
+    return None
+
+
+def _counted_side(config: PretrainedConfig, key: str) -> str | None:
+    """``"trailing"`` if integer field `key` counts the last blocks, ``"threshold"`` if the first ones, else None.
+
+    Found by building the model on the meta device with the field at its value and at 0 and seeing which
+    blocks change; the answer is cached per config.
+    """
+    try:
+        return _counted_side_cached(config.to_json_string(use_diff=False), type(config), key)
+    except Exception:  # the class rejects a count of 0, or the config does not round-trip: leave the field alone
+        return None
 
 
 def periodic_fields(config: PretrainedConfig) -> list[str]:

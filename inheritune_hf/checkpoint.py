@@ -38,7 +38,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, Pre
 
 from .architecture import check_causal_lm, decoder_config, find_decoder_layers
 from .errors import CheckpointError, InvalidLayersError, UnsupportedModelError
-from .inherit import REINIT_PARTS, _check_blocks_match, inherit, inherit_config, resolve_layers
+from .inherit import REINIT_PARTS, _check_blocks_match, _inherit_config, inherit, resolve_layers
 from .output import atomic_output_dir, check_output_dir
 
 logger = logging.getLogger(__name__)
@@ -463,7 +463,9 @@ def plan_inherit(
         "random_init": bool(random_init),
         "reinitialized": ["all"] if random_init else [],
     }
-    new_config = inherit_config(config, source_layers, lineage=lineage)
+    new_config = _inherit_config(
+        config, source_layers, lineage=lineage, source_stack=stack, model_class=type(reference)
+    )
     if not getattr(new_config, "architectures", None):
         new_config.architectures = [type(reference).__name__]
     target = _meta_model(new_config, trust_remote_code)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sysconfig
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,6 +217,68 @@ def train_tokenizer(
     )
 
 
+#: Characters of the data a tokenizer is tried on before packing: enough to judge it, cheap to encode.
+TOKENIZER_SAMPLE_CHARS = 100_000
+
+#: A tokenizer is refused when it gives fewer tokens than one per this many characters (real tokenizers give
+#: one per 1-5 characters; an empty one, as transformers builds from a folder without tokenizer files, gives 0).
+MAX_CHARS_PER_TOKEN = 100
+
+#: ... or when a sample of at least MIN_JUDGED_CHARS characters maps to this many distinct ids or fewer
+#: (everything unknown, or everything one token).
+MIN_DISTINCT_IDS = 2
+MIN_JUDGED_CHARS = 1000
+
+NO_TOKENIZER_HINT = (
+    "Pass the tokenizer the model was trained with: --tokenizer_name NAME_OR_PATH (library: tokenizer=...), or "
+    "save it beside the model (tokenizer.save_pretrained); a model folder without tokenizer files loads as an "
+    "empty tokenizer."
+)
+
+
+def check_tokenizer(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], vocab_size: int | None = None) -> None:
+    """Refuse a tokenizer that cannot turn this text into ids this model can embed, before anything is packed.
+
+    Two silent failures are caught on a sample of the data: a tokenizer that encodes it to (almost) nothing
+    (fewer than one token per `MAX_CHARS_PER_TOKEN` characters, or at most `MIN_DISTINCT_IDS` distinct ids), which
+    would train on blocks of EOS; and one whose ids reach past `vocab_size`, the model's embedding rows.
+    """
+    characters = sum(len(text) for text in texts)
+    if characters == 0:
+        return  # nothing to judge; an empty corpus is refused where the blocks are cut
+    ids = [token for text in texts for token in tokenizer(text, add_special_tokens=False)["input_ids"]]
+    name = f"{type(tokenizer).__name__} with {len(tokenizer)} tokens"
+    distinct = len(set(ids))
+    one_kind = characters >= MIN_JUDGED_CHARS and distinct <= MIN_DISTINCT_IDS
+    if len(ids) * MAX_CHARS_PER_TOKEN < characters or one_kind:
+        raise DataError(
+            f"The tokenizer ({name}) encodes {characters:,} characters of the data to {len(ids):,} tokens "
+            f"({distinct} distinct): training would see (almost) nothing but EOS. {NO_TOKENIZER_HINT}"
+        )
+    if vocab_size is not None and ids and max(ids) >= vocab_size:
+        raise DataError(
+            f"The tokenizer ({name}) gives token id {max(ids)}, outside the model's {vocab_size} embeddings: it is "
+            f"not the tokenizer the model was trained with. {NO_TOKENIZER_HINT}"
+        )
+
+
+def _text_sample(dataset: datasets.Dataset | datasets.IterableDataset, text_column: str) -> list[str]:
+    """The first documents of `dataset`, up to `TOKENIZER_SAMPLE_CHARS` characters (the last one cut)."""
+    if dataset.column_names is not None and text_column not in dataset.column_names:
+        return []  # packing names the missing column
+    rows = dataset.take(1000) if isinstance(dataset, datasets.IterableDataset) else dataset.select_columns(text_column)
+    texts, total = [], 0
+    for row in rows:
+        text = row.get(text_column)
+        if not isinstance(text, str):
+            continue
+        texts.append(text[: TOKENIZER_SAMPLE_CHARS - total])
+        total += len(texts[-1])
+        if total >= TOKENIZER_SAMPLE_CHARS:
+            break
+    return texts
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Raw text from any source
 # ---------------------------------------------------------------------------------------------------------------
@@ -328,13 +390,15 @@ def pack_dataset(
     text_column: str = "text",
     num_proc: int | None = None,
     max_blocks: int | None = None,
+    vocab_size: int | None = None,
 ) -> datasets.Dataset | datasets.IterableDataset:
     """Tokenize `dataset` and pack it into blocks of exactly `block_size` tokens (`input_ids`, `labels`).
 
     Documents are joined with the tokenizer's EOS between them, as GPT-2 was trained, then the stream is cut
     into blocks; the remainder shorter than one block is dropped. `labels` equal `input_ids` (the model
     shifts them), so the default collator needs no padding. Raises `DataError` when the tokenizer has no
-    EOS, or the text gives fewer tokens than one block.
+    EOS, encodes a sample of the text to (almost) nothing or (given the model's `vocab_size`) to ids past
+    it (`check_tokenizer`, before the whole text is tokenized), or the text gives fewer tokens than one block.
     """
     if block_size < 2:
         raise DataError(f"block_size must be at least 2, got {block_size}.")
@@ -344,6 +408,7 @@ def pack_dataset(
     streaming = isinstance(dataset, datasets.IterableDataset)
     if not streaming and len(dataset) == 0:
         raise DataError("The dataset is empty: there is no text to train or evaluate on.")
+    check_tokenizer(tokenizer, _text_sample(dataset, text_column), vocab_size)
 
     def tokenize_and_pack(batch: dict[str, list]) -> dict[str, list[list[int]]]:
         ids = tokenizer(batch[text_column], add_special_tokens=False)["input_ids"]
@@ -374,11 +439,12 @@ def pack_dataset(
 
 
 def causal_lm_datasets(
-    data_args: DataArguments, tokenizer: PreTrainedTokenizerBase, source: Any = None
+    data_args: DataArguments, tokenizer: PreTrainedTokenizerBase, source: Any = None, *, vocab_size: int | None = None
 ) -> tuple[datasets.Dataset, datasets.Dataset, dict[str, Any]]:
     """Train and validation blocks from `data_args` (or an explicit `source`), plus metadata to record.
 
     The metadata names the source and, for in-memory corpora, its fingerprint (documents, bytes, sha256).
+    `vocab_size` (the model's embedding rows) lets the tokenizer be checked against the model before packing.
     """
     raw = load_text_dataset(
         source if source is not None else data_args.dataset_name,
@@ -406,6 +472,7 @@ def causal_lm_datasets(
                 data_args.block_size,
                 text_column=data_args.text_column,
                 num_proc=data_args.preprocessing_num_workers,
+                vocab_size=vocab_size,
             )
         except DataError as err:
             raise DataError(f"The {split} split: {err}") from err

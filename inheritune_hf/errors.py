@@ -48,3 +48,47 @@ class HubError(InherituneError):
 
 class CheckpointError(InherituneError):
     """A checkpoint on disk is missing, corrupt, pickle-only, or cannot be mapped."""
+
+
+class UnknownArgumentError(InherituneError):
+    """A flag or a settings key is not one the command knows (usually a typo); the message names the closest."""
+
+
+def unknown_arguments(
+    unknown: list[str], valid: list[str], what: str = "flag", where: str = ""
+) -> UnknownArgumentError:
+    """The error for `unknown` flags or keys, each with the closest of `valid` (difflib), on one line.
+
+    A mistyped setting must stop a run before it starts: a typo in `--lerning_rate` would otherwise either end in
+    a traceback or, worse, leave the default in place. `what` names the kind ("flag", "setting"), `where` the file
+    it came from.
+    """
+    import difflib
+
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+        located = f"unknown {what} {name}" + (f" in {where}" if where else "")
+        parts.append(located + (f"; did you mean {close[0]}?" if close else ""))
+    return UnknownArgumentError("; ".join(parts) if parts else f"unknown {what}")
+
+
+def unknown_flags(rest: list[str], *parsers) -> UnknownArgumentError:
+    """The error for the strings `argparse` (or `HfArgumentParser`) `parsers` left unparsed in `rest`.
+
+    Flags are matched against every option string the parsers define (a script may parse in two passes); a value
+    after an unknown flag is not named.
+    """
+    valid = sorted({option for parser in parsers for option in parser._option_string_actions})
+    flags = [arg.split("=", 1)[0] for arg in rest if arg.startswith("-") and not _is_number(arg)]
+    if not flags:
+        return UnknownArgumentError(f"unexpected argument(s) {' '.join(rest)}; see --help")
+    return unknown_arguments(flags, valid)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

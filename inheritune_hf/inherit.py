@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 from collections.abc import Iterable, Sequence
 
@@ -19,10 +20,12 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from .architecture import (
     LayerStack,
+    block_signature,
     check_causal_lm,
     decoder_config,
+    depth_keys,
     find_decoder_layers,
-    layer_count_key,
+    meta_model,
     model_parts,
     num_layers_of,
     per_layer_fields,
@@ -70,11 +73,13 @@ def resolve_layers(
     return resolved
 
 
-def _slice_decoder_dict(config: PretrainedConfig, layers: list[int]) -> dict:
-    """`config.to_dict()` with the layer count set and every layer-dependent field sliced to `layers`."""
+def _slice_decoder_dict(config: PretrainedConfig, layers: list[int], fields: dict[str, str]) -> dict:
+    """`config.to_dict()` with the layer count set and every layer-dependent field in `fields` sliced to `layers`."""
     values = config.to_dict()
-    values[layer_count_key(config)] = len(layers)
-    for key, kind in per_layer_fields(config).items():
+    n = num_layers_of(config)
+    for key in depth_keys(config):
+        values[key] = len(layers)
+    for key, kind in fields.items():
         value = values[key]
         if kind == "per_layer" and isinstance(value, str):
             values[key] = "".join(value[source] for source in layers)
@@ -99,30 +104,27 @@ def _slice_decoder_dict(config: PretrainedConfig, layers: list[int]) -> dict:
                     "Choose layers that keep the blocks below it first."
                 )
             values[key] = sum(below)
+        elif kind == "trailing":
+            first = n - value  # the first of the last `value` blocks, which depend on the blocks before them
+            above = [source >= first for source in layers]
+            if above != sorted(above) or (any(above) and [s for s in layers if s < first] != list(range(first))):
+                raise ConfigSliceError(
+                    f"Config field `{key}`={value} makes the last {value} blocks ({first}..{n - 1}) depend on the "
+                    f"blocks before them (e.g. reuse their KV cache), and the chosen layers {layers} keep some of "
+                    f"them without blocks 0..{first - 1} before them in order. Choose a prefix (num_layers=k) or "
+                    f"leave blocks {first}..{n - 1} out."
+                )
+            values[key] = sum(above)
     return values
 
 
-def inherit_config(
-    config: PretrainedConfig, layers: int | Sequence[int], *, lineage: dict | None = None
+def _rebuild_config(
+    config: PretrainedConfig, layers: list[int], fields: dict[str, str] | None = None
 ) -> PretrainedConfig:
-    """Build the config of a model made of the given source blocks of `config`'s model.
-
-    The new config is *rebuilt* through its class from `to_dict()`, never patched in place: transformers 5
-    validates per-layer lists (`layer_types`, `mlp_layer_types`, `no_rope_layers`, ...) against the layer
-    count when a config is constructed. Per-layer lists and maps are sliced, lists of block indices are
-    remapped, and leading-block counts such as `max_window_layers` or `first_k_dense_replace` are clamped;
-    they are discovered by value, length and type, not from a per-model table. For composite configs
-    (vision + text) the text sub-config is rebuilt and put back in its parent.
-
-    Args:
-        config: the reference's config (not modified).
-        layers: the number of leading blocks to keep, or an explicit list of source block indices.
-        lineage: optional dict stored as the new config's `inheritune` attribute.
-    """
+    """The config for source blocks `layers`, rebuilt through its class; refuses a class that rewrites the slice."""
     decoder = decoder_config(config)
-    n = num_layers_of(config)
-    layers = resolve_layers(n, num_layers=layers) if isinstance(layers, int) else resolve_layers(n, layers=layers)
-    sliced = _slice_decoder_dict(decoder, layers)
+    fields = per_layer_fields(decoder) if fields is None else fields
+    sliced = _slice_decoder_dict(decoder, layers, fields)
 
     if decoder is config:
         values, build = sliced, type(config)
@@ -148,16 +150,104 @@ def inherit_config(
         ) from err
 
     rebuilt = decoder_config(new_config).to_dict()
-    for key, kind in per_layer_fields(decoder).items():
+    for key, kind in fields.items():
         want, got = sliced.get(key), rebuilt.get(key)
         if kind == "per_layer" and isinstance(want, (list, tuple, str)) and list(got or []) != list(want):
             # The config class enforces a layer pattern of its own (e.g. "the last layer attends fully").
-            raise ConfigSliceError(
+            raise _PatternRewritten(
                 f"{type(decoder).__name__} rewrote `{key}` for layers {layers}: sliced {list(want)}, but the config "
-                f"class made it {got}. The architecture constrains which layer patterns a model may have; choose "
-                "a number of layers (or a list) whose pattern it accepts, for example one ending where the "
-                "reference's pattern repeats."
+                f"class made it {got}"
             )
+    return new_config
+
+
+class _PatternRewritten(ConfigSliceError):
+    """The config class rewrote a sliced per-layer pattern; `inherit_config` adds the valid k to the message."""
+
+
+def valid_num_layers(config: PretrainedConfig) -> list[int]:
+    """Every k for which the first k blocks of `config`'s model slice to a config its class accepts unchanged.
+
+    Some config classes impose a layer pattern of their own (Gemma 4 forces its last layer to attend fully),
+    so a prefix that ends inside the reference's pattern would not compute what the reference's blocks did.
+    Only configs are rebuilt (no model), so this is cheap enough to call for every k of a deep model.
+    """
+    decoder = decoder_config(config)
+    n = num_layers_of(config)
+    fields = per_layer_fields(decoder)
+    valid = []
+    for k in range(1, n + 1):
+        try:
+            _rebuild_config(config, list(range(k)), fields)
+        except ConfigSliceError:
+            continue
+        valid.append(k)
+    return valid
+
+
+def nearest_valid_num_layers(config: PretrainedConfig, num_layers: int) -> int:
+    """The k of `valid_num_layers(config)` closest to `num_layers`; on a tie the larger, which keeps more blocks.
+
+    Use it to turn a wished depth (the paper's L/2, a rank-guided cut, a growth step) into one the
+    architecture's layer pattern allows; it returns `num_layers` itself when that slices exactly.
+    """
+    valid = valid_num_layers(config)
+    if not valid:
+        raise ConfigSliceError(
+            f"No number of leading blocks of this {type(config).__name__} slices to a config its class accepts; "
+            "please report the model type."
+        )
+    return min(valid, key=lambda k: (abs(k - num_layers), -k))
+
+
+def inherit_config(
+    config: PretrainedConfig, layers: int | Sequence[int], *, lineage: dict | None = None
+) -> PretrainedConfig:
+    """Build the config of a model made of the given source blocks of `config`'s model.
+
+    The new config is *rebuilt* through its class from `to_dict()`, never patched in place: transformers 5
+    validates per-layer lists (`layer_types`, `mlp_layer_types`, `no_rope_layers`, ...) against the layer
+    count when a config is constructed. Per-layer lists and maps are sliced, lists of block indices are
+    remapped, counts of leading blocks (`max_window_layers`, `first_k_dense_replace`) are clamped and counts of
+    trailing blocks (`num_kv_shared_layers`) shrink with the cut tail; they are discovered by value, length and
+    type, not from a per-model table. Settings a block derives from the depth (MiniCPM3's residual scale
+    `scale_depth / sqrt(num_hidden_layers)`) are kept exact by rescaling the config field behind them. For
+    composite configs (vision + text) the text sub-config is rebuilt and put back in its parent.
+
+    Args:
+        config: the reference's config (not modified).
+        layers: the number of leading blocks to keep, or an explicit list of source block indices.
+        lineage: optional dict stored as the new config's `inheritune` attribute.
+
+    Raises:
+        ConfigSliceError: when the config class would rewrite the sliced layer pattern; the message lists the
+            numbers of leading blocks that do slice exactly (`valid_num_layers`).
+    """
+    return _inherit_config(config, layers, lineage=lineage)
+
+
+def _inherit_config(
+    config: PretrainedConfig,
+    layers: int | Sequence[int],
+    *,
+    lineage: dict | None = None,
+    source_stack: LayerStack | None = None,
+    model_class: type | None = None,
+) -> PretrainedConfig:
+    """`inherit_config`, reusing the caller's reference blocks and model class for the depth-scale check."""
+    n = num_layers_of(config)
+    layers = resolve_layers(n, num_layers=layers) if isinstance(layers, int) else resolve_layers(n, layers=layers)
+    try:
+        new_config = _rebuild_config(config, layers)
+    except _PatternRewritten as err:
+        valid = valid_num_layers(config)
+        wish = len(layers)
+        nearest = f"; the nearest to {wish} is {min(valid, key=lambda k: (abs(k - wish), -k))}" if valid else ""
+        raise ConfigSliceError(
+            f"{err}. The architecture constrains which layer patterns a model may have: the first k blocks slice "
+            f"exactly for k in {valid}{nearest} (inheritune_hf.nearest_valid_num_layers picks it)."
+        ) from None
+    new_config = _match_depth_scales(config, new_config, layers, source_stack, model_class)
     # Keep the attention kernels the reference runs with, per sub-config (a composite model may run its text
     # decoder with sdpa and its vision tower eagerly); the kernels differ in float round-off.
     for name in ["", *(getattr(config, "sub_configs", None) or {})]:
@@ -169,6 +259,97 @@ def inherit_config(
     if lineage is not None:
         new_config.inheritune = lineage
     return new_config
+
+
+def _float_differences(source: LayerStack, target: LayerStack, layers: list[int]) -> list[tuple[str, float, float]]:
+    """(setting, source value, target value) of float settings a target block holds differently from its source."""
+    differences = []
+    for new, old in enumerate(layers):
+        for want, got in zip(block_signature(source.layers[old]), block_signature(target.layers[new]), strict=False):
+            if want[:2] != got[:2]:
+                break
+            for key, value in want[3].items():
+                other = got[3].get(key)
+                if isinstance(value, float) and isinstance(other, float) and value != other:
+                    differences.append((f"block {new} {want[0] or 'block'}.{key}", value, other))
+    return differences
+
+
+def _ulp_neighbours(value: float, steps: int = 4) -> list[float]:
+    """`value` and the floats up to `steps` units in the last place either side, nearest first."""
+    out, up, down = [value], value, value
+    for _ in range(steps):
+        up, down = math.nextafter(up, math.inf), math.nextafter(down, -math.inf)
+        out += [up, down]
+    return out
+
+
+def _match_depth_scales(
+    config: PretrainedConfig,
+    new_config: PretrainedConfig,
+    layers: list[int],
+    source_stack: LayerStack | None,
+    model_class: type | None,
+) -> PretrainedConfig:
+    """Rescale the float config field behind a depth-dependent block setting so the kept blocks stay exact.
+
+    MiniCPM3 scales each residual branch by `scale_depth / sqrt(num_hidden_layers)`: with fewer blocks, the
+    same `scale_depth` would make every kept block compute something else. The blocks are built on the meta
+    device; for each float setting that changed, the float config fields are tried in turn, each set so the
+    setting returns to its source value (assuming the setting is proportional, or inversely proportional, to
+    the field), then nudged by a few units in the last place until it is equal to the bit. A setting no field
+    restores is refused.
+    """
+    if source_stack is None:
+        source_model = meta_model(config, model_class)
+        if source_model is None:
+            return new_config  # cannot build here; `inherit` checks the real blocks
+        source_stack = find_decoder_layers(source_model)
+
+    def differences(candidate: PretrainedConfig) -> list[tuple[str, float, float]] | None:
+        model = meta_model(candidate, model_class)
+        return None if model is None else _float_differences(source_stack, find_decoder_layers(model), layers)
+
+    changed = differences(new_config)
+    if not changed:
+        return new_config
+    decoder = decoder_config(config)
+    base = set(PretrainedConfig().to_dict())
+    candidates = [
+        key for key, value in decoder.to_dict().items() if key not in base and isinstance(value, float) and value
+    ]
+    setting, want, got = changed[0]
+    for key in candidates:
+        value = getattr(decoder, key)
+        for guess in (value * want / got, value * got / want):
+            for trial_value in _ulp_neighbours(guess):
+                trial = _with_decoder_field(new_config, key, trial_value)
+                remaining = differences(trial)
+                if remaining is None:
+                    break
+                if not remaining:
+                    logger.info("inherit: %s rescaled %s -> %r to keep %s exact.", key, value, trial_value, setting)
+                    return trial
+                now = next((r for r in remaining if r[0] == setting), None)
+                if now is not None and not math.isclose(now[2], want, rel_tol=1e-9):
+                    break  # this field does not drive the setting (or not proportionally): try the next
+    raise ConfigSliceError(
+        f"The kept blocks compute with settings derived from the depth ({setting}: {want} in the reference, {got} "
+        f"with {len(layers)} blocks) and no float config field restores them ({candidates}); the slice would not "
+        "compute what the reference's blocks did. Keep all blocks, or report the model type."
+    )
+
+
+def _with_decoder_field(config: PretrainedConfig, key: str, value) -> PretrainedConfig:
+    """A copy of `config` with field `key` of its decoder config set to `value`, rebuilt through its class."""
+    new = copy.deepcopy(config)
+    decoder = decoder_config(new)
+    rebuilt = type(decoder).from_dict({**decoder.to_dict(), key: value})
+    if decoder is new:
+        return rebuilt
+    holder = next(name for name in new.sub_configs if getattr(new, name, None) is decoder)
+    setattr(new, holder, rebuilt)
+    return new
 
 
 def _remap_state_dict(state: dict[str, torch.Tensor], prefix: str, layers: list[int]) -> dict[str, torch.Tensor]:
@@ -211,20 +392,6 @@ def slice_packed_tensor(tensor: torch.Tensor, target_shape: torch.Size, layers: 
     return picked.reshape(target_shape)
 
 
-def _block_signature(block: torch.nn.Module) -> list[tuple]:
-    """What a block computes: submodule classes, parameter shapes and scalar settings (sliding window, ...)."""
-    signature = []
-    for name, module in block.named_modules():
-        scalars = {
-            key: value
-            for key, value in vars(module).items()
-            if not key.startswith("_") and key != "training" and isinstance(value, (int, float, str, bool, type(None)))
-        }
-        params = tuple((key, tuple(p.shape)) for key, p in module.named_parameters(recurse=False))
-        signature.append((name, type(module).__name__, params, scalars))
-    return signature
-
-
 def _same_block(want: tuple, got: tuple, position: tuple[int, int], depth: tuple[int, int]) -> bool:
     """Equal signatures, except scalars that hold the block's own position (`layer_idx`, `layer_id`, ...).
 
@@ -254,18 +421,42 @@ def _depth_dependent(want: list[tuple], got: list[tuple], depth: tuple[int, int]
     ]
 
 
+def _only_flags_differ(want: tuple, got: tuple) -> bool:
+    """Same classes and shapes; only boolean settings differ (such as Gemma 4's `store_full_length_kv`)."""
+    return want[:3] == got[:3] and all(
+        isinstance(value, bool) for key, value in want[3].items() if key in got[3] and value != got[3][key]
+    )
+
+
 def _check_blocks_match(
-    reference: PreTrainedModel, stack: LayerStack, target_stack: LayerStack, layers: list[int]
-) -> None:
-    """Each target block must be built exactly like the source block it copies (sliding window, MoE, ...)."""
+    reference: PreTrainedModel,
+    stack: LayerStack,
+    target_stack: LayerStack,
+    layers: list[int],
+    flags_checked_by_forward: bool = False,
+) -> bool:
+    """Each target block must be built exactly like the source block it copies (sliding window, MoE, ...).
+
+    With `flags_checked_by_forward`, blocks that differ only in boolean settings are accepted and True is
+    returned: the caller must then show with a forward pass that the prefix computes what the reference did.
+    A flag can be inert for the slice (Gemma 4 marks the last block of each kind as the one that *stores* its
+    KV cache for later blocks to reuse, also when no later block reuses it), which block settings cannot tell.
+    """
     depth = (len(stack), len(layers))
+    flags_differ = False
     for new, source in enumerate(layers):
-        want = _block_signature(stack.layers[source])
-        got = _block_signature(target_stack.layers[new])
+        want = block_signature(stack.layers[source])
+        got = block_signature(target_stack.layers[new])
         mismatch = next(
             ((w, g) for w, g in zip(want, got, strict=False) if not _same_block(w, g, (source, new), depth)),
             None if len(want) == len(got) else (want[-1], got[-1]),
         )
+        if mismatch is not None and flags_checked_by_forward and len(want) == len(got):
+            if all(
+                _same_block(w, g, (source, new), depth) or _only_flags_differ(w, g)
+                for w, g in zip(want, got, strict=True)
+            ):
+                flags_differ, mismatch = True, None
         if mismatch is not None:
             hints = periodic_fields(decoder_config(reference.config))
             raise ConfigSliceError(
@@ -282,6 +473,29 @@ def _check_blocks_match(
                 new,
                 "; ".join(scaled[:3]),
             )
+    return flags_differ
+
+
+def _check_prefix_by_forward(reference: PreTrainedModel, target: PreTrainedModel, k: int) -> None:
+    """Hidden states 0..k of a k-block prefix must equal the reference's bit for bit on a short input."""
+    vocab = target.get_input_embeddings().weight.shape[0]
+    device = next(target.parameters()).device
+    ids = torch.arange(1, 9, device=device).remainder(vocab).unsqueeze(0)
+    modes = reference.training, target.training
+    reference.eval(), target.eval()
+    try:
+        with torch.no_grad():
+            want = reference(input_ids=ids, output_hidden_states=True, use_cache=False).hidden_states
+            got = target(input_ids=ids, output_hidden_states=True, use_cache=False).hidden_states
+    finally:
+        reference.train(modes[0]), target.train(modes[1])
+    differ = [i for i in range(k) if not torch.equal(want[i], got[i])]
+    if differ:
+        raise ConfigSliceError(
+            f"The first {k} blocks are built with other settings than the reference's (boolean flags) and compute "
+            f"other hidden states ({differ[:3]}); the config describes the layer pattern in a way this slice breaks. "
+            "Choose another number of layers (inheritune_hf.valid_num_layers lists those that slice)."
+        )
 
 
 def _reinitialize(model: PreTrainedModel, module_names: Iterable[str]) -> None:
@@ -389,7 +603,7 @@ def inherit(
         "random_init": bool(random_init),
         "reinitialized": ["all"] if random_init else [],
     }
-    config = inherit_config(model.config, source_layers, lineage=lineage)
+    config = _inherit_config(model.config, source_layers, lineage=lineage, source_stack=stack, model_class=type(model))
     parameter = next(model.parameters())
     target = type(model)._from_config(config, dtype=parameter.dtype)
     target.to(parameter.device)
@@ -400,7 +614,8 @@ def inherit(
         return target
 
     target_stack = find_decoder_layers(target)
-    _check_blocks_match(model, stack, target_stack, source_layers)
+    is_prefix = source_layers == list(range(len(source_layers)))
+    flags_differ = _check_blocks_match(model, stack, target_stack, source_layers, flags_checked_by_forward=is_prefix)
     state = _remap_state_dict(model.state_dict(), stack.path, source_layers)
     for name, want in target.state_dict().items():
         if name in state and state[name].shape != want.shape:
@@ -418,6 +633,8 @@ def inherit(
             f"The sliced weights do not fit the rebuilt model: missing {missing[:5]}, unexpected {unexpected[:5]}. "
             "The config describes the blocks in a way this slice could not follow; please report the model type."
         )
+    if flags_differ:
+        _check_prefix_by_forward(model, target, len(source_layers))
 
     to_reset: list[str] = []
     if reinit:

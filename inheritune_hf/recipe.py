@@ -36,7 +36,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, HfArgu
 
 from .architecture import num_layers_of
 from .data import EMBEDDED_CORPUS, DataArguments, causal_lm_datasets, load_text_dataset, train_tokenizer
-from .errors import InherituneError
+from .errors import InherituneError, unknown_arguments, unknown_flags
+from .loading import check_block_size, load_causal_lm, load_causal_lm_config
 from .train import InherituneArguments
 
 logger = logging.getLogger(__name__)
@@ -198,12 +199,16 @@ def parse_recipe_args(
         settings["hub_repo_id"] = known.push_to_hub
 
     parser = HfArgumentParser(PARSED_TYPES)
-    names = {f.name for cls in PARSED_TYPES for f in dataclasses.fields(cls)}
-    unknown = sorted(set(settings) - names)
+    names = sorted({f.name for cls in PARSED_TYPES for f in dataclasses.fields(cls)})
+    unknown = sorted(set(settings) - set(names))
     if unknown:
-        raise InherituneError(f"Unknown setting(s) {unknown} in {known.config}; see `--help` for the valid ones.")
+        raise unknown_arguments(unknown, names, "setting", str(known.config))
     parser.set_defaults(**settings)
-    recipe, inheritune_args, data_args, training_args = parser.parse_args_into_dataclasses(args=rest)
+    recipe, inheritune_args, data_args, training_args, extra = parser.parse_args_into_dataclasses(
+        args=rest, return_remaining_strings=True
+    )
+    if extra:
+        raise unknown_flags(extra, parser, pre)
     training_args.push_to_hub = False
     if recipe.tokens_per_step:
         training_args.gradient_accumulation_steps = accumulation_for(
@@ -356,7 +361,8 @@ def plan_recipe(
     usual 6 x parameters x tokens estimate (the attention T^2 term left out). Tokens per step count
     `WORLD_SIZE` processes (1 unless launched). Returns the plan; `main` prints it for `--plan`.
     """
-    from .inherit import inherit_config, resolve_layers
+    from .inherit import inherit_config
+    from .rounds import round_depths
 
     check_recipe(recipe)
     if recipe.reference:
@@ -398,23 +404,21 @@ def plan_recipe(
             rows.append(row(f"reference ({recipe.reference}, given)", config, depth, None))
         else:
             rows.append(row("reference (trained from scratch)", config, depth, recipe.reference_max_steps or steps))
-        start = len(resolve_layers(depth, inheritune_args.start_layers))
-        largest = min(inheritune_args.max_layers or depth, depth)
-        growth = list(range(start + inheritune_args.grow_by, largest + 1, inheritune_args.grow_by))
-        rounds = [(1, start)] + [(i + 2, k) for i, k in enumerate(growth)]
+        depths = round_depths(
+            config, inheritune_args.start_layers, inheritune_args.grow_by, inheritune_args.max_layers
+        )
+        rounds = list(enumerate(depths, start=1))
         shown = rounds if len(rounds) <= 3 else [rounds[0], rounds[1], rounds[-1]]
         for number, k in shown:
             label = "Inheritune round 1" if number == 1 else f"growth round {number}, if not matched yet"
-            rows.append(row(label, inherit_config(config, resolve_layers(depth, k)), k, steps))
+            rows.append(row(label, inherit_config(config, k), k, steps))
         if len(rounds) > 1:
             notes.append(
                 f"Growth adds {inheritune_args.grow_by} layers per round, {len(rounds)} rounds at most, and stops "
                 "as soon as the reference's validation loss is matched; each round trains the full schedule."
             )
         if inheritune_args.random_baseline:
-            rows.append(
-                row("random-init baseline", inherit_config(config, resolve_layers(depth, start)), start, steps)
-            )
+            rows.append(row("random-init baseline", inherit_config(config, depths[0]), depths[0], steps))
     return {
         "name": recipe.name,
         "processes": processes,
@@ -467,8 +471,10 @@ def _si(x: float) -> str:
     return f"{x:g}"
 
 
-def _stage_reference(recipe, tokenizer, train_set, eval_set, data_args, training_args, out: Path, overwrite: bool):
-    """Stage 1: load the given reference, or train one from scratch.
+def _stage_reference(
+    recipe, tokenizer, train_set, eval_set, data_args, training_args, out: Path, overwrite: bool, given=None
+):
+    """Stage 1: the given reference (`given`, loaded and checked before the data), or train one from scratch.
 
     A reference this folder already holds is reused only when it was trained with the same config, training
     settings and data (a resumed or repeated run); otherwise it is retrained with `overwrite`, or refused.
@@ -479,7 +485,7 @@ def _stage_reference(recipe, tokenizer, train_set, eval_set, data_args, training
     from .train import train
 
     if recipe.reference:
-        return AutoModelForCausalLM.from_pretrained(recipe.reference), {"source": recipe.reference}
+        return given if given is not None else load_causal_lm(recipe.reference), {"source": recipe.reference}
     folder = out / "reference"
     final = folder / "model"
     config = reference_config(recipe, tokenizer, data_args.block_size)
@@ -498,7 +504,7 @@ def _stage_reference(recipe, tokenizer, train_set, eval_set, data_args, training
         info = json.loads(record.read_text()) if record.is_file() else {}
         changed = _differences(info.get("settings", {}), settings)
         if not changed:
-            return AutoModelForCausalLM.from_pretrained(final), info
+            return load_causal_lm(final), info
         if not overwrite:
             raise InherituneError(
                 f"{folder} holds a reference trained with other settings ({'; '.join(changed[:4])}). Pass "
@@ -572,7 +578,7 @@ def _format(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _report(recipe, rows, results_by_name, matched, reference_info, analysis, out: Path) -> Path:
+def _report(recipe, rows, results_by_name, matched, reference, reference_info, analysis, out: Path) -> Path:
     """Write report.md: the comparison table (layers, params, val loss, tokens, downstream scores)."""
     metrics = []
     for results in results_by_name.values():
@@ -602,7 +608,7 @@ def _report(recipe, rows, results_by_name, matched, reference_info, analysis, ou
             f"Attention diagnosis of the reference: lazy (rank-1) layers {lazy or 'none'} of {len(analysis.max_rank)};"
             f" {100 * analysis.rank_one_fraction:.0f}% of heads near rank 1. See `analysis/attention_rank.png`.",
         ]
-        for key, suggestion in analysis.suggest_num_layers().items():
+        for key, suggestion in analysis.suggest_num_layers(reference.config).items():
             lines.append(f"- suggested start ({key}): {suggestion.num_layers} layers: {suggestion.reason}")
     lines += [
         "",
@@ -632,17 +638,25 @@ def run_recipe(
         check_repo_id(recipe.hub_repo_id)
     state = PartialState()
     out = Path(training_args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     say = print if state.is_main_process else (lambda *a, **k: None)
 
+    # A given reference is checked before anything is written: its kind and context from the config, then its
+    # weights (safetensors only), then the tokenizer on a sample of the data against its embeddings.
+    given, vocab_size = None, None
+    if recipe.reference:
+        check_block_size(load_causal_lm_config(recipe.reference), data_args.block_size)
     tokenizer, text = _tokenizer(recipe, data_args)
-    train_set, eval_set, data_info = causal_lm_datasets(data_args, tokenizer, source=text)
+    if recipe.reference:
+        given = load_causal_lm(recipe.reference)
+        vocab_size = given.get_input_embeddings().num_embeddings
+    train_set, eval_set, data_info = causal_lm_datasets(data_args, tokenizer, source=text, vocab_size=vocab_size)
     if text is not None:
         data_info["source"] = data_args.dataset_name or EMBEDDED_CORPUS
     say(f"[data] {len(eval_set)} validation blocks of {data_args.block_size} tokens from {data_info['source']}")
+    out.mkdir(parents=True, exist_ok=True)
 
     reference, reference_info = _stage_reference(
-        recipe, tokenizer, train_set, eval_set, data_args, training_args, out, inheritune_args.overwrite
+        recipe, tokenizer, train_set, eval_set, data_args, training_args, out, inheritune_args.overwrite, given
     )
     say(f"[1/5 reference] {reference_info['source']}: {_parameters(reference) / 1e6:.2f}M parameters")
 
@@ -684,7 +698,7 @@ def run_recipe(
         }
     ]
     for kind, row in [("inheritune", grown[-1])] + [("baseline", b) for b in baseline[-1:]]:
-        model = AutoModelForCausalLM.from_pretrained(run_dir / row["checkpoint"])
+        model = load_causal_lm(run_dir / row["checkpoint"])
         label = "Inheritune" if kind == "inheritune" else "random init (same size)"
         rows.append(
             {
@@ -740,7 +754,7 @@ def run_recipe(
             )
             say(f"[5/5 push] {commit}")
 
-    report = _report(recipe, rows, results_by_name, matched, reference_info, analysis, out)
+    report = _report(recipe, rows, results_by_name, matched, reference, reference_info, analysis, out)
     if state.is_main_process:
         print("\n" + report.read_text())
     return RecipeResult(output_dir=out, rows=rows, matched=matched, report=report)

@@ -12,9 +12,12 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import InherituneError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 REPORT_FORMAT_VERSION = 1
 
@@ -98,13 +101,34 @@ class AttentionReport:
         ]
         return bool(values) and math.floor(sum(values) / len(values)) <= 1
 
-    def suggest_num_layers(self) -> dict[str, LayerSuggestion]:
+    def suggest_num_layers(self, config: PretrainedConfig | None = None) -> dict[str, LayerSuggestion]:
         """Two answers to "how many first blocks should the smaller model inherit?", each with its reason.
 
         - ``"paper"``: L/2, where Inheritune starts before growing by 2 layers at a time;
         - ``"rank_guided"``: the first block after which the rest of the stack is lazy by the block rule (floor
           of the mean MaxRank is 1), i.e. the blocks that still do non-degenerate attention.
+
+        With the reference's `config`, each answer is moved to the nearest number of layers its layer pattern
+        allows (`nearest_valid_num_layers`: Gemma 4, say, only slices where a full-attention block ends), and
+        the reason says so; without it the answers are the raw counts.
         """
+        suggestions = self._raw_suggestions()
+        if config is None:
+            return suggestions
+        from .inherit import nearest_valid_num_layers  # the report stays importable without the slicing code
+
+        moved = {}
+        for key, (wish, reason) in suggestions.items():
+            k = nearest_valid_num_layers(config, wish)
+            if k != wish:
+                reason += (
+                    f" The architecture's layer pattern does not slice at {wish} blocks; {k} is the nearest "
+                    "number that does."
+                )
+            moved[key] = LayerSuggestion(k, reason)
+        return moved
+
+    def _raw_suggestions(self) -> dict[str, LayerSuggestion]:
         total = self.num_layers
         half = max(1, total // 2)
         paper = LayerSuggestion(

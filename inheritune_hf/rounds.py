@@ -33,7 +33,6 @@ import datasets
 import torch
 from accelerate import PartialState
 from transformers import (
-    AutoModelForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     TrainerCallback,
@@ -42,9 +41,10 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
-from .architecture import num_layers_of
+from .architecture import check_causal_lm, num_layers_of
 from .errors import TrainingError
-from .inherit import inherit
+from .inherit import inherit, nearest_valid_num_layers, valid_num_layers
+from .loading import load_causal_lm
 from .output import check_output_dir
 from .train import InherituneArguments, check_training_inputs, evaluate_loss, grow, train
 
@@ -271,6 +271,40 @@ def _train_round(
     return model, result
 
 
+def round_depths(
+    config, start_layers: int | None = None, grow_by: int = 2, max_layers: int | None = None
+) -> list[int]:
+    """The depth of every round Algorithm 1 may run: L/2 (or `start_layers`), then `grow_by` more each round up to
+    `max_layers` (default L), the last round capped there.
+
+    Each depth is one the architecture's layer pattern allows (`valid_num_layers`; Gemma 4 insists that the last
+    layer attends fully): the paper's L/2 and every growth step move to the nearest allowed depth, the steps
+    upwards. An explicit `start_layers` the pattern does not allow is refused with the allowed ones.
+    """
+    depth = num_layers_of(config)
+    if start_layers is not None and not 1 <= start_layers <= depth:
+        raise TrainingError(f"start_layers={start_layers} is outside 1..{depth}, the reference's depth.")
+    valid = valid_num_layers(config)
+    if start_layers is not None and start_layers not in valid:
+        raise TrainingError(
+            f"start_layers={start_layers} cuts the reference's layer pattern where its config class does not allow "
+            f"it; choose one of {valid} (nearest: {nearest_valid_num_layers(config, start_layers)})."
+        )
+    start = start_layers if start_layers is not None else nearest_valid_num_layers(config, max(1, depth // 2))
+    stop = max_layers if max_layers is not None else depth
+    if not start <= stop <= depth:
+        raise TrainingError(
+            f"max_layers={stop} must lie between start_layers={start} and the reference's depth {depth}: "
+            "Inheritune cannot grow beyond the reference."
+        )
+    depths = [start]
+    while True:
+        above = [k for k in valid if depths[-1] < k <= stop]
+        if not above:
+            return depths
+        depths.append(next((k for k in above if k >= depths[-1] + grow_by), above[-1]))
+
+
 def run_inheritune(
     reference: PreTrainedModel,
     train_dataset: datasets.Dataset | datasets.IterableDataset,
@@ -291,21 +325,14 @@ def run_inheritune(
     `args.growth_lr_scale` and `args.growth_warmup_steps` when set), in
     `training_args.output_dir/round-<i>-<layers>L`. See the module docstring for the folder layout.
 
-    All checks (layer counts, target, data, output folder, resume settings) run before any training.
-    `metadata` (e.g. the corpus fingerprint) is recorded in run.json.
+    All checks (the reference is a causal LM, layer counts, target, tokenizer, block size, data, output folder,
+    resume settings) run before anything is written or trained. `metadata` (e.g. the corpus fingerprint) is
+    recorded in run.json.
     """
+    check_causal_lm(reference)
     state = PartialState()
     out = Path(training_args.output_dir)
-    depth = num_layers_of(reference.config)
-    start = args.start_layers if args.start_layers is not None else max(1, depth // 2)
-    stop = args.max_layers if args.max_layers is not None else depth
-    if not 1 <= start <= depth:
-        raise TrainingError(f"start_layers={start} is outside 1..{depth}, the reference's depth.")
-    if not start <= stop <= depth:
-        raise TrainingError(
-            f"max_layers={stop} must lie between start_layers={start} and the reference's depth {depth}: "
-            "Inheritune cannot grow beyond the reference."
-        )
+    depths = round_depths(reference.config, args.start_layers, args.grow_by, args.max_layers)
     if args.max_eval_blocks is not None and not isinstance(eval_dataset, datasets.IterableDataset):
         eval_dataset = eval_dataset.select(range(min(args.max_eval_blocks, len(eval_dataset))))
     elif args.max_eval_blocks is not None:
@@ -342,7 +369,7 @@ def run_inheritune(
             _write_json(out / ROUNDS_FILE, done)
 
     common = (out, train_dataset, eval_dataset, args, training_args, target, tokenizer, callbacks, state)
-    model, layers, index = None, start, 1
+    model, layers, index = None, depths[0], 1
     while True:
         name = f"round-{index}-{layers}L"
         row = next((r for r in rows if r["round"] == index), None)
@@ -350,11 +377,11 @@ def run_inheritune(
             # Growth reads the previous round's model back from its saved folder, not from memory: the same
             # path whether or not the run was resumed, and a full model even when FSDP or DeepSpeed sharded the
             # one in memory. It is loaded before the round's seed is set, so every path builds the same model.
-            previous = AutoModelForCausalLM.from_pretrained(out / rows[-1]["checkpoint"]) if rows else None
+            previous = load_causal_lm(out / rows[-1]["checkpoint"]) if rows else None
 
             def build(previous=previous, new=layers - (rows[-1]["layers"] if rows else 0)):
                 if previous is None:
-                    return inherit(reference, start, reinit=args.reinit)
+                    return inherit(reference, depths[0], reinit=args.reinit)
                 return grow(previous, reference, new, args.growth_strategy, reinit=args.reinit)
 
             schedule = None
@@ -384,12 +411,12 @@ def run_inheritune(
             record(row)
         else:
             model = None  # finished in an earlier process
-        if row["matched"] or layers >= stop:
+        if row["matched"] or index == len(depths):
             break
-        layers, index = min(layers + args.grow_by, stop), index + 1
+        layers, index = depths[index], index + 1
 
     if model is None:
-        model = AutoModelForCausalLM.from_pretrained(out / rows[-1]["checkpoint"])
+        model = load_causal_lm(out / rows[-1]["checkpoint"])
 
     if args.random_baseline and baseline is None:
         name = f"baseline-{layers}L"

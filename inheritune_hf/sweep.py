@@ -1,12 +1,17 @@
 """Check `inherit` on every decoder-only architecture that transformers registers for causal LM.
 
 For each model type a tiny random model is built from the type's default config (widths shrunk, depth
-cut with `inherit_config`), sliced, and checked for the three properties the method relies on:
+cut to at least 6 blocks with `inherit_config`, trailing counts such as `num_kv_shared_layers` switched on),
+sliced, and checked for the three properties the method relies on:
 
 - exactness: a k-block slice reproduces the reference's hidden states 0..k-1 bit for bit, and a full
-  slice (k = L) reproduces its logits bit for bit;
+  slice (k = L) reproduces its logits bit for bit. k is a valid number of layers (`valid_num_layers`) with
+  L/2 <= k < L that cuts inside as many per-layer patterns as possible (not a convenient pattern boundary);
 - round trip: `save_pretrained` -> `AutoModelForCausalLM.from_pretrained` gives the same logits;
-- generation: greedy `generate` with the KV cache equals step-by-step greedy decoding without it.
+- generation: greedy `generate` with the KV cache equals step-by-step greedy decoding without it;
+- a non-prefix selection (`layers=[0, .., k-2, k]`, block k-1 skipped): `layer_idx` renumbered, hidden states
+  of the shared prefix equal, cached generation equal to uncached; or refused with a `ConfigSliceError` where
+  the config's layer pattern cannot express it (named in the result).
 
 `scripts/architecture_sweep.py` runs it over the whole registry and writes `docs/architectures.md`.
 """
@@ -20,9 +25,9 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
-from .architecture import decoder_config, find_decoder_layers
+from .architecture import decoder_config, find_decoder_layers, meta_model, num_layers_of, per_layer_fields
 from .errors import ConfigSliceError
-from .inherit import inherit, inherit_config
+from .inherit import inherit, inherit_config, valid_num_layers
 
 # Shrunk widths for tiny models. Only keys the config already has are set, so this is a size recipe,
 # not a list of architectures.
@@ -86,11 +91,13 @@ TINY_SIZES: dict[str, int] = {
     "mamba_n_groups": 1,
     "hidden_size_per_layer_input": 16,
     "laurel_rank": 8,
-    "num_kv_shared_layers": 0,
 }
-TINY_LAYERS = 4
-# Depths tried in turn when a config class rejects a shallower layer pattern (e.g. 5 sliding + 1 full).
-TINY_DEPTHS = (TINY_LAYERS, 6, 12)
+# Counts of trailing blocks, set after the depth is cut (cutting the default depth drops the default count):
+# the last blocks reuse earlier blocks' KV caches, so a slice that cuts the tail must shrink the count.
+TINY_TRAILING: dict[str, int] = {"num_kv_shared_layers": 2}
+TINY_LAYERS = 6
+# Depths tried in turn when a config class rejects a shallower layer pattern, or offers no k with L/2 <= k < L.
+TINY_DEPTHS = (TINY_LAYERS, 12)
 MIN_VOCAB = 512
 # The sweep checks four copies of each model at once; keep each well inside a 24 GiB machine.
 MAX_TINY_PARAMETERS = 200_000_000
@@ -159,6 +166,21 @@ def tiny_config(model_type: str, num_layers: int = TINY_LAYERS, shrink: bool = T
     depth = getattr(decoder_config(config), "num_hidden_layers", None)
     if isinstance(depth, int) and depth > num_layers:
         config = inherit_config(config, num_layers)
+    for key, count in TINY_TRAILING.items():
+        decoder = decoder_config(config)
+        if not isinstance(getattr(decoder, key, None), int):
+            continue
+        try:
+            rebuilt = type(decoder).from_dict({**decoder.to_dict(), key: count})
+        except Exception as err:
+            raise ConfigSliceError(f"{key}={count} is not accepted at depth {num_layers}: {err}") from err
+        if decoder is config:
+            config = rebuilt
+        else:
+            holder = next(name for name in config.sub_configs if getattr(config, name, None) is decoder)
+            setattr(config, holder, rebuilt)
+        if meta_model(config) is None:  # e.g. a shared block type that no earlier block produces at this depth
+            raise ConfigSliceError(f"{key}={count} does not build at depth {num_layers}")
     return config
 
 
@@ -238,6 +260,39 @@ def _generation_differs(model: PreTrainedModel, prompt: torch.Tensor, new_tokens
     return "" if same else "cached greedy generation differs from uncached"
 
 
+def _period(values: list) -> int:
+    """Length of the shortest repeating unit of a per-layer list (its length if it does not repeat)."""
+    return next(p for p in range(1, len(values) + 1) if all(values[i] == values[i % p] for i in range(len(values))))
+
+
+def slice_points(config: PretrainedConfig) -> list[int]:
+    """The valid k with L/2 <= k < L, those that cut inside the most per-layer patterns first.
+
+    A k cuts inside a per-layer list when it is not a multiple of the list's period, inside a count of leading
+    blocks when it keeps blocks on both sides of it, and inside a count of trailing blocks when it keeps some
+    of them: the slices that exercise the field, not a convenient boundary.
+    """
+    n = num_layers_of(config)
+    decoder = decoder_config(config)
+    fields = per_layer_fields(decoder)
+    values = decoder.to_dict()
+
+    def cuts(k: int) -> int:
+        score = 0
+        for key, kind in fields.items():
+            value = values[key]
+            if kind == "per_layer":
+                score += len(set(value)) > 1 and k % _period(list(value)) != 0
+            elif kind == "threshold":
+                score += 0 < value < k
+            elif kind == "trailing":
+                score += n - value < k
+        return score
+
+    candidates = [k for k in valid_num_layers(config) if max(1, n // 2) <= k < n]
+    return sorted(candidates, key=lambda k: (-cuts(k), k))
+
+
 def _check_slice(reference, k: int, n: int, ids, ref_out, new_tokens: int) -> tuple[str, str]:
     """(status, reason) of the three properties for a k-block slice; the reference is the control."""
     half = inherit(reference, k).eval()
@@ -261,11 +316,35 @@ def _check_slice(reference, k: int, n: int, ids, ref_out, new_tokens: int) -> tu
     return "pass", f"{k} of {n} blocks"
 
 
-def check_architecture(model_type: str, seed: int = 0, seq_len: int = 12, new_tokens: int = 6) -> ArchitectureCheck:
-    """Build a tiny `model_type`, slice it, and check exactness, round trip and generation.
+def _check_skip_one(reference, k: int, ids, ref_out, new_tokens: int) -> tuple[str, str]:
+    """(status, detail) for the non-prefix selection [0, .., k-2, k]: block k-1 of the reference left out."""
+    layers = [*range(k - 1), k]
+    try:
+        target = inherit(reference, layers=layers).eval()
+    except ConfigSliceError as err:
+        return "pass", f"non-prefix {layers} refused by the layer pattern: {_short(err, 100)}"
+    blocks = find_decoder_layers(target).layers
+    for position, block in enumerate(blocks):
+        for module in block.modules():
+            index = getattr(module, "layer_idx", position)
+            if isinstance(index, int) and index != position:
+                return "fail", f"non-prefix {layers}: block {position} keeps layer_idx {index}"
+    out = _forward(target, ids)
+    for i in range(k):  # the embeddings and the k-1 shared leading blocks
+        if not torch.equal(out.hidden_states[i], ref_out.hidden_states[i]):
+            return "fail", f"non-prefix {layers}: hidden state {i} differs"
+    why = _generation_differs(target, ids[:1, :4], new_tokens)
+    if why:
+        return "fail", f"non-prefix {layers}: {why}"
+    return "pass", f"non-prefix {layers} exact"
 
-    The slice keeps the first k blocks for the smallest k >= L/2 that the architecture's layer pattern
-    allows (some config classes insist, say, that the last block attends fully); the result names k.
+
+def check_architecture(model_type: str, seed: int = 0, seq_len: int = 12, new_tokens: int = 6) -> ArchitectureCheck:
+    """Build a tiny `model_type`, slice it, and check exactness, round trip, generation and a non-prefix slice.
+
+    The prefix slice keeps the first k blocks for a k with L/2 <= k < L that the architecture's layer pattern
+    allows (`valid_num_layers`; some config classes insist, say, that the last block attends fully), cutting
+    inside the per-layer patterns where it can (`slice_points`); the result names k.
     """
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
@@ -293,11 +372,16 @@ def check_architecture(model_type: str, seed: int = 0, seq_len: int = 12, new_to
     while True:
         try:
             n = len(find_decoder_layers(reference))
+            points = slice_points(reference.config)
         except Exception as err:
             return ArchitectureCheck(model_type, "fail", f"block stack: {_short(err)}", model_class)
-        for k in range(max(1, n // 2), n):
+        first_failure = first_failure or (None if points else f"no valid k in {n // 2}..{n - 1}")
+        for k in points:
             try:
                 status, reason = _check_slice(reference, k, n, ids, ref_out, new_tokens)
+                if status == "pass":
+                    status, detail = _check_skip_one(reference, k, ids, ref_out, new_tokens)
+                    reason = f"{reason}; {detail}" if status == "pass" else detail
             except ConfigSliceError as err:
                 status, reason = "retry", _short(err)
             except Exception as err:
@@ -312,8 +396,10 @@ def check_architecture(model_type: str, seed: int = 0, seq_len: int = 12, new_to
         try:
             reference = _build_tiny(model_type, seed, min_depth=deeper[0])
             ref_out = _forward(reference, ids)
-        except Exception:
-            return ArchitectureCheck(model_type, "fail", f"no k >= L/2 slices cleanly: {first_failure}", model_class)
+        except Exception as err:
+            return ArchitectureCheck(
+                model_type, "fail", f"no k >= L/2 slices cleanly: {first_failure}; deeper: {_short(err)}", model_class
+            )
 
 
 def _short(err: BaseException, limit: int = 160) -> str:

@@ -29,8 +29,10 @@ from transformers import (
 )
 
 from .architecture import find_decoder_layers, num_layers_of
+from .data import MIN_DISTINCT_IDS, NO_TOKENIZER_HINT
 from .errors import DataError, TrainingError
 from .inherit import REINIT_PARTS, inherit
+from .loading import check_block_size
 
 GROWTH_STRATEGIES = ("restart", "continue")
 
@@ -184,12 +186,13 @@ def _block_length(dataset) -> int:
     return len(first["input_ids"])
 
 
-def _max_token_id(dataset, samples: int = 64) -> int:
+def _sample_ids(dataset, samples: int = 64) -> torch.Tensor:
+    """The token ids of the first `samples` blocks, flattened: enough to judge the data without reading it all."""
     if isinstance(dataset, datasets.IterableDataset):
         rows = list(dataset.take(samples))
     else:
         rows = [dataset[i] for i in range(min(samples, len(dataset)))]
-    return max(int(torch.as_tensor(row["input_ids"]).max()) for row in rows)
+    return torch.cat([torch.as_tensor(row["input_ids"]).flatten() for row in rows])
 
 
 def check_training_inputs(
@@ -198,7 +201,9 @@ def check_training_inputs(
     eval_dataset,
     tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> None:
-    """Reject data the model cannot train on, before any step: empty sets, too-long blocks, too-large ids."""
+    """Reject data the model cannot train on, before any step: empty sets, blocks longer than the model's context,
+    ids past its embeddings, and blocks that hold (almost) only one token, which is what an empty tokenizer makes of
+    any text (every document becomes just its EOS) and which would otherwise train and even "match"."""
     for name, dataset in (("train", train_dataset), ("eval", eval_dataset)):
         if dataset is None:
             raise DataError(f"The {name} dataset is missing.")
@@ -206,20 +211,27 @@ def check_training_inputs(
             raise DataError(f"The {name} dataset is empty (fewer tokens than one block?). Use more text.")
         if "input_ids" not in (dataset.column_names or ["input_ids"]):
             raise DataError(f"The {name} dataset has no input_ids; pack it with inheritune_hf.data.pack_dataset.")
+    check_block_size(model.config, _block_length(train_dataset))
     vocab = model.get_input_embeddings().num_embeddings
     if tokenizer is not None and len(tokenizer) > vocab:
         raise DataError(
             f"The tokenizer has {len(tokenizer)} tokens but the model embeds only {vocab}. Use the reference's own "
-            "tokenizer, or build the reference with vocab_size >= len(tokenizer)."
+            "tokenizer (--tokenizer_name), or build the reference with vocab_size >= len(tokenizer)."
         )
     for name, dataset in (("train", train_dataset), ("eval", eval_dataset)):
-        top = _max_token_id(dataset)
+        ids = _sample_ids(dataset)
+        top = int(ids.max())
         if top >= vocab:
-            raise DataError(f"The {name} dataset holds token id {top}, outside the model's {vocab} embeddings.")
-    positions = getattr(model.config, "max_position_embeddings", None)
-    block = _block_length(train_dataset)
-    if isinstance(positions, int) and block > positions:
-        raise DataError(f"Blocks of {block} tokens exceed the model's max_position_embeddings={positions}.")
+            raise DataError(
+                f"The {name} dataset holds token id {top}, outside the model's {vocab} embeddings: it was tokenized "
+                f"with another tokenizer than the model's. {NO_TOKENIZER_HINT}"
+            )
+        distinct = ids.unique()
+        if len(distinct) <= MIN_DISTINCT_IDS:
+            raise DataError(
+                f"The {name} dataset's first blocks hold only the token id(s) {distinct.tolist()}: the tokenizer "
+                f"encoded the text to (almost) nothing. {NO_TOKENIZER_HINT}"
+            )
 
 
 def _eval_curve(log_history: list[dict], tokens_per_step: int) -> list[dict[str, float]]:

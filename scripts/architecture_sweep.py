@@ -66,11 +66,15 @@ def main() -> int:
         f"{platform.machine()} CPU.",
         "",
         "Each decoder-only model type registered in `MODEL_FOR_CAUSAL_LM_MAPPING_NAMES` is built tiny from its "
-        "default config (widths shrunk, depth cut to 4 with `inherit_config`), sliced to half its blocks and to "
-        "all of them, and checked for: hidden states 0..k-1 equal bit for bit; k = L logits equal bit for bit; "
+        "default config (widths shrunk, depth cut to 6, or 12 where the layer pattern needs it, with "
+        "`inherit_config`; `num_kv_shared_layers` = 2 where the config has it), sliced to k blocks and to all of "
+        "them, and checked for: hidden states 0..k-1 equal bit for bit; k = L logits equal bit for bit; "
         "`save_pretrained` -> `from_pretrained` logits equal; cached greedy `generate` equals uncached greedy "
-        "decoding. Types that cannot build and run a forward pass from a tiny config, or that are not causal "
-        "decoders, are skipped with the reason.",
+        "decoding. k is a valid number of layers (`valid_num_layers`) with L/2 <= k < L that cuts inside as many "
+        "per-layer patterns as possible. Then the non-prefix selection `layers=[0, .., k-2, k]` is checked: "
+        "`layer_idx` renumbered, the shared prefix's hidden states equal, cached generation equal to uncached (or "
+        "refused by the config's layer pattern, named in the detail). Types that cannot build and run a forward "
+        "pass from a tiny config, or that are not causal decoders, are skipped with the reason.",
         "",
         f"**{passed} pass, {failed} fail, {skipped} skip: {rate:.1f}% of the {passed + failed} types that build "
         "and run tiny pass.**",

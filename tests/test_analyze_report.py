@@ -9,6 +9,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from inheritune_hf import AttentionReport, InherituneError
 from inheritune_hf.cli import main
 from inheritune_hf.data import train_tokenizer
+from inheritune_hf.sweep import tiny_config
 
 # MaxRank per layer: 5 4 3 2 1 1 2 1 (the last head of each layer holds the max)
 MAX_RANKS = [5.0, 4.0, 3.0, 2.0, 1.0, 1.2, 2.0, 1.0]
@@ -48,6 +49,16 @@ def test_suggestions_give_half_and_the_start_of_the_lazy_tail_with_reasons():
     assert suggestions["rank_guided"].num_layers == 2
     assert "half" in suggestions["paper"].reason
     assert "Blocks 2..7" in suggestions["rank_guided"].reason
+
+
+def test_suggestions_move_to_the_nearest_k_the_layer_pattern_allows():
+    report = constructed_report()
+    report.num_layers = 12
+    config = tiny_config("gemma4_text", num_layers=12)  # slices only at 6 or 12 blocks
+    suggestions = report.suggest_num_layers(config)
+    assert suggestions["paper"].num_layers == 6 and "pattern" not in suggestions["paper"].reason
+    assert suggestions["rank_guided"].num_layers == 6
+    assert "does not slice at 2 blocks; 6 is the nearest" in suggestions["rank_guided"].reason
 
 
 def test_no_lazy_tail_keeps_every_block():

@@ -125,6 +125,19 @@ def test_other_architectures_slice_exactly(model_type, tmp_path):
     assert_same_weights(weights(out), in_memory(src, 2).state_dict())
 
 
+def test_a_depth_dependent_scale_is_rescaled_from_disk_too(tmp_path):
+    torch.manual_seed(0)
+    reference = AutoModelForCausalLM.from_config(tiny_config("minicpm3", num_layers=6)).eval()
+    src = save(reference, tmp_path / "src")
+    target = AutoModelForCausalLM.from_pretrained(inherit(src, 3, out=tmp_path / "out")).eval()
+    assert target.config.scale_depth == in_memory(src, 3).config.scale_depth != reference.config.scale_depth
+    ids = torch.randint(0, 100, (1, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = reference(input_ids=ids, output_hidden_states=True).hidden_states
+        got = target(input_ids=ids, output_hidden_states=True).hidden_states
+    assert all(torch.equal(got[i], want[i]) for i in range(3))  # the last is after the final norm
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "model_type", ["gpt_neox", "mistral", "qwen2", "qwen3", "qwen3_moe", "gemma2", "phi3", "olmo2"]

@@ -7,9 +7,12 @@ import json
 import pytest
 import torch
 from _train_setup import blocks, tiny_model, trained_reference, training_args
+from transformers import AutoModelForCausalLM
 
 from inheritune_hf.errors import OutputExistsError, TrainingError
-from inheritune_hf.inherit import inherit
+from inheritune_hf.inherit import inherit, valid_num_layers
+from inheritune_hf.rounds import round_depths
+from inheritune_hf.sweep import tiny_config
 from inheritune_hf.train import InherituneArguments, evaluate_loss, grow, run_inheritune
 
 
@@ -207,3 +210,29 @@ def test_layer_counts_beyond_the_reference_are_rejected(tmp_path, settings, mess
         run_inheritune(
             trained_reference(), train_blocks, val_blocks, InherituneArguments(**settings), training_args(tmp_path)
         )
+
+
+def test_round_depths_are_l_half_then_plus_grow_by_up_to_the_reference():
+    config = tiny_model(6).config
+    assert round_depths(config) == [3, 5, 6]
+    assert round_depths(config, start_layers=2, grow_by=2, max_layers=4) == [2, 4]
+    assert round_depths(config, grow_by=1) == [3, 4, 5, 6]
+
+
+def test_round_depths_move_to_the_depths_the_layer_pattern_allows():
+    config = tiny_config("gemma4_text", num_layers=18)  # 5 sliding + 1 full, three times; the last must be full
+    assert valid_num_layers(config) == [6, 12, 18]
+    assert round_depths(config) == [12, 18]  # L/2 = 9 sits between 6 and 12: the larger, then the next allowed
+    assert round_depths(config, start_layers=6) == [6, 12, 18]
+    with pytest.raises(TrainingError, match=r"start_layers=9 .* one of \[6, 12, 18\] \(nearest: 12\)"):
+        round_depths(config, start_layers=9)
+
+
+def test_run_refuses_a_start_the_layer_pattern_does_not_allow_before_writing(tmp_path):
+    config = tiny_config("gemma4_text", num_layers=12)
+    reference = AutoModelForCausalLM.from_config(config)
+    out = tmp_path / "run"
+    train_blocks, eval_blocks = blocks()
+    with pytest.raises(TrainingError, match="one of \\[6, 12\\]"):
+        run_inheritune(reference, train_blocks, eval_blocks, InherituneArguments(start_layers=4), training_args(out))
+    assert not out.exists()

@@ -28,9 +28,12 @@ from inheritune_hf import (
     find_decoder_layers,
     inherit,
     inherit_config,
+    nearest_valid_num_layers,
+    valid_num_layers,
 )
+from inheritune_hf.architecture import depth_keys, num_layers_of, per_layer_fields
 from inheritune_hf.inherit import NANOGPT_REINIT
-from inheritune_hf.sweep import check_architecture, tiny_config
+from inheritune_hf.sweep import check_architecture, slice_points, tiny_config
 
 
 def gpt2(n_layer: int = 4) -> GPT2LMHeadModel:
@@ -232,6 +235,72 @@ def test_inherit_config_rebuilds_the_text_config_of_a_composite_config():
     assert new.vision_config.num_hidden_layers == config.vision_config.num_hidden_layers
 
 
+def test_a_rewritten_layer_pattern_is_refused_with_the_k_that_slice():
+    config = tiny_config("gemma4_text", num_layers=12)  # 5 sliding + 1 full, twice; the class forces the last full
+    assert valid_num_layers(config) == [6, 12]
+    with pytest.raises(ConfigSliceError, match=r"k in \[6, 12\]; the nearest to 4 is 6"):
+        inherit_config(config, 4)
+    assert [nearest_valid_num_layers(config, k) for k in (1, 6, 8, 9, 10, 12)] == [6, 6, 6, 12, 12, 12]
+
+
+def test_valid_num_layers_is_every_k_for_an_unconstrained_pattern():
+    assert valid_num_layers(tiny_config("gemma3_text", num_layers=6)) == [1, 2, 3, 4, 5, 6]
+    assert nearest_valid_num_layers(tiny_config("llama", num_layers=6), 4) == 4
+
+
+def test_a_count_of_trailing_blocks_shrinks_with_the_cut_tail():
+    config = tiny_config("gemma3n_text", num_layers=12)  # blocks 10 and 11 reuse earlier blocks' KV caches
+    assert config.num_kv_shared_layers == 2
+    assert per_layer_fields(config)["num_kv_shared_layers"] == "trailing"
+    assert [inherit_config(config, k).num_kv_shared_layers for k in (12, 11, 10, 6)] == [2, 1, 0, 0]
+    assert inherit_config(config, [*range(10), 11]).num_kv_shared_layers == 1
+    with pytest.raises(ConfigSliceError, match="num_kv_shared_layers"):
+        inherit_config(config, [*range(9), 10])  # keeps shared block 10 without block 9 before it
+
+
+def test_a_trailing_cut_keeps_the_kept_shared_block_exact():
+    torch.manual_seed(0)
+    reference = AutoModelForCausalLM.from_config(tiny_config("gemma3n_text", num_layers=12)).eval()
+    target = inherit(reference, 11).eval()
+    assert target.config.num_kv_shared_layers == 1
+    outputs = []
+    for model in (reference, target):  # block 10 reads the KV cache of an earlier block; its output is pre-norm
+        find_decoder_layers(model).layers[10].register_forward_hook(lambda m, args, out: outputs.append(out))
+    ref, out = run(reference), run(target)
+    for i in range(11):
+        assert torch.equal(out.hidden_states[i], ref.hidden_states[i]), f"hidden state {i}"
+    want, got = (o[0] if isinstance(o, tuple) else o for o in outputs)
+    assert torch.equal(got, want)
+
+
+def test_the_depth_field_is_the_one_the_block_stack_is_built_from():
+    xlstm = AutoConfig.for_model("xlstm")  # builds `num_blocks` blocks; also stores num_hidden_layers
+    assert depth_keys(xlstm) == ["num_hidden_layers", "num_blocks"]
+    sliced = inherit_config(xlstm, 3)
+    assert (sliced.num_blocks, sliced.num_hidden_layers) == (3, 3)
+    longcat = AutoConfig.for_model("longcat_flash")  # num_hidden_layers is a read-only 2 * num_layers
+    assert depth_keys(longcat) == ["num_layers"] and num_layers_of(longcat) == 28
+    assert inherit_config(longcat, 4).num_layers == 4
+
+
+def test_a_depth_dependent_residual_scale_is_rescaled_so_the_blocks_stay_bit_exact():
+    # MiniCPM3 scales each residual branch by scale_depth / sqrt(num_hidden_layers).
+    torch.manual_seed(0)
+    reference = AutoModelForCausalLM.from_config(tiny_config("minicpm3", num_layers=6)).eval()
+    target = inherit(reference, 3).eval()
+    assert target.config.scale_depth != reference.config.scale_depth
+    ref_blocks, blocks = find_decoder_layers(reference).layers, find_decoder_layers(target).layers
+    assert [b.residual_scale for b in blocks] == [b.residual_scale for b in ref_blocks[:3]]  # equal to the bit
+    ref, out = run(reference), run(target)
+    for i in range(3):  # the last hidden state is taken after the final norm
+        assert torch.equal(out.hidden_states[i], ref.hidden_states[i]), f"hidden state {i}"
+
+
+def test_slice_points_cut_inside_the_per_layer_patterns():
+    # 12 blocks of gemma3n: layer_types repeats every 5 blocks, the last 2 share KV caches: 11 cuts inside both.
+    assert slice_points(tiny_config("gemma3n_text", num_layers=12))[0] == 11
+
+
 # ---- bad input: a clear error before any work -----------------------------------------------------------
 
 
@@ -333,6 +402,7 @@ CI_ARCHITECTURES = [
     "falcon",
     "opt",
     "bloom",
+    "minicpm3",
 ]
 
 

@@ -69,7 +69,7 @@ plot: false
 def test_unknown_recipe_settings_are_named(tmp_path, capsys):
     (tmp_path / "recipe.yaml").write_text("output_dir: out\nstart_layer: 2\n")
     assert main(["run", str(tmp_path / "recipe.yaml")]) == 2
-    assert "Unknown settings in" in capsys.readouterr().err
+    assert "unknown setting start_layer in" in capsys.readouterr().err  # and the closest key, start_layers
 
 
 def test_bad_input_exits_with_a_clear_error_before_training(reference_dir, tmp_path, capsys):

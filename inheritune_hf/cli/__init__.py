@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from ..errors import InherituneError
+from ..errors import InherituneError, unknown_flags
 
 COMMANDS = ("analyze", "inherit", "run", "evaluate", "push")
 
@@ -33,9 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[command]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Unknown flags come back instead of ending in argparse's usage dump, so that each gets one line naming the
+    # closest valid flag (`run` hands its flags to HfArgumentParser, which reports its own the same way).
+    args, rest = parser.parse_known_args(argv)
     try:
+        if rest:
+            raise unknown_flags(rest, _subparser(parser, args.command))
         return int(args.func(args) or 0)
     except InherituneError as err:
         print(f"inheritune {args.command}: error: {err}", file=sys.stderr)

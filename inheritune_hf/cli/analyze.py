@@ -74,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
             f"{model_dir} is not a checkpoint folder (no config.json). Pass a save_pretrained folder."
         )
     check_output_dir(args.out, args.overwrite)
+    from ..loading import load_causal_lm, load_causal_lm_config
+
+    load_causal_lm_config(model_dir, trust_remote_code=args.trust_remote_code)  # a causal LM, before reading data
     if not args.no_plot:
         try:
             import matplotlib  # noqa: F401
@@ -84,13 +87,13 @@ def run(args: argparse.Namespace) -> int:
     source = _load_texts(args)
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from ..analyze import analyze_attention
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=args.trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=args.trust_remote_code).to(device)
+    model = load_causal_lm(model_dir, trust_remote_code=args.trust_remote_code).to(device)
     report = analyze_attention(
         model,
         tokenizer,
@@ -109,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             report.plot(tmp / "attention_rank.png")
 
     print(report.table())
-    for key, suggestion in report.suggest_num_layers().items():
+    for key, suggestion in report.suggest_num_layers(model.config).items():
         print(f"suggested layers ({key}): {suggestion.num_layers} - {suggestion.reason}")
     print(f"wrote {Path(args.out) / 'report.json'}, report.csv" + ("" if args.no_plot else ", attention_rank.png"))
     return 0

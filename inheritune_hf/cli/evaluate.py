@@ -58,11 +58,13 @@ def run(args: argparse.Namespace) -> int:
     limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from ..loading import load_causal_lm
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=args.trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=args.trust_remote_code).to(device)
+    model = load_causal_lm(model_dir, trust_remote_code=args.trust_remote_code).to(device)
     results = evaluate_downstream(
         model,
         tokenizer,

@@ -121,13 +121,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate_final_round(run_dir: Path, tasks: str, include_path: list[str] | None):
     """Score a run's final model on `tasks` before publishing it (publish_run takes scores, it does not compute them)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from ..evaluate import check_tasks, evaluate_downstream
+    from ..loading import load_causal_lm
     from ..publish import final_model_dir
 
     model_dir = final_model_dir(run_dir)
     check_tasks(tasks, include_path=include_path)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True)
+    model = load_causal_lm(model_dir)  # safetensors only, as every load in the package
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     return evaluate_downstream(model, tokenizer, tasks, include_path=include_path)

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import CheckpointError, DataError, TrainingError
+from ..errors import DataError, TrainingError, unknown_arguments, unknown_flags
 from ..output import check_output_dir
 
 
@@ -41,30 +41,34 @@ def parse(argv: list[str]):
             recipe = yaml.safe_load(Path(argv[0]).read_text()) or {}
         except (OSError, yaml.YAMLError) as err:
             raise TrainingError(f"Cannot read the recipe {argv[0]}: {err}") from err
-        known = {f.name for dtype in parser.dataclass_types for f in dataclasses.fields(dtype)}
-        unknown = sorted(set(recipe) - known)
+        known = sorted({f.name for dtype in parser.dataclass_types for f in dataclasses.fields(dtype)})
+        unknown = sorted(set(recipe) - set(known))
         if unknown:
-            raise TrainingError(f"Unknown settings in {argv[0]}: {', '.join(unknown)}. See inheritune run --help.")
+            raise unknown_arguments(unknown, known, "setting", argv[0])
         parser.set_defaults(**recipe)
         argv = argv[1:]
-    return parser.parse_args_into_dataclasses(args=argv)
+    *parsed, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if rest:
+        raise unknown_flags(rest, parser)
+    return tuple(parsed)
 
 
 def run(namespace: argparse.Namespace) -> int:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from ..data import causal_lm_datasets
+    from ..loading import check_block_size, load_causal_lm, load_causal_lm_config
     from ..train import run_inheritune
 
     inheritune_args, data_args, training_args = parse(namespace.args)
     if not inheritune_args.reference_model:
         raise TrainingError("Name the trained reference model: --reference_model NAME_OR_PATH.")
+    # Everything is checked before anything is written, cheapest first: the output folder, the reference's kind
+    # and context (its config), the tokenizer, the weights' format (loading), then the tokenizer on a sample of
+    # the data against the reference's embeddings (before the corpus is tokenized).
     if not inheritune_args.resume:
-        check_output_dir(training_args.output_dir, overwrite=inheritune_args.overwrite)  # fail before loading
-    try:
-        reference = AutoModelForCausalLM.from_pretrained(inheritune_args.reference_model)
-    except OSError as err:
-        raise CheckpointError(f"Cannot load the reference model {inheritune_args.reference_model!r}: {err}") from err
+        check_output_dir(training_args.output_dir, overwrite=inheritune_args.overwrite)
+    check_block_size(load_causal_lm_config(inheritune_args.reference_model), data_args.block_size)
     tokenizer_name = data_args.tokenizer_name or inheritune_args.reference_model
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
@@ -73,8 +77,10 @@ def run(namespace: argparse.Namespace) -> int:
             f"Cannot load a tokenizer from {tokenizer_name!r} ({err}). The reference must be trained with the "
             "tokenizer used here: pass --tokenizer_name, or save it beside the reference (save_pretrained)."
         ) from err
+    reference = load_causal_lm(inheritune_args.reference_model)
+    vocab_size = reference.get_input_embeddings().num_embeddings
     with training_args.main_process_first(desc="tokenizing and packing"):
-        train_dataset, eval_dataset, data_metadata = causal_lm_datasets(data_args, tokenizer)
+        train_dataset, eval_dataset, data_metadata = causal_lm_datasets(data_args, tokenizer, vocab_size=vocab_size)
     result = run_inheritune(
         reference,
         train_dataset,
