@@ -736,7 +736,6 @@ def run_recipe(
         folder = publish_run(
             run_dir,
             recipe.hub_repo_id or f"local/{recipe.name}-inheritune",
-            tokenizer=tokenizer,
             results=final_results,
             dry_run=out / "model",
             overwrite=True,
@@ -748,7 +747,6 @@ def run_recipe(
             commit = publish_run(
                 run_dir,
                 recipe.hub_repo_id,
-                tokenizer=tokenizer,
                 results=final_results,
                 private=recipe.private,
                 base_model=recipe.reference,

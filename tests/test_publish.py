@@ -25,7 +25,15 @@ from transformers import AutoModelForCausalLM
 
 from inheritune_hf.errors import CheckpointError, HubError
 from inheritune_hf.evaluate import DownstreamResults, evaluate_downstream
-from inheritune_hf.publish import CITATION, model_card, publish_run, push_to_hub, upload_plan
+from inheritune_hf.publish import (
+    CITATION,
+    TEMPLATE_PATH,
+    final_model_dir,
+    model_card,
+    publish_run,
+    push_to_hub,
+    upload_plan,
+)
 
 TOKEN = "hf_test_secret_0123456789"
 USER = "alice"
@@ -153,6 +161,36 @@ def test_license_is_inherited_from_a_local_base_models_card(tmp_path):
     assert card.data.license == "bigscience-openrail-m"
     assert card.data.base_model is None  # a local path is not a Hub id, so it is named in the text only
     assert f"`{base}`" in card.text
+
+
+def test_the_default_template_ships_inside_the_package():
+    from importlib.resources import files
+
+    shipped = files("inheritune_hf.publish").joinpath("templates", "modelcard_template.md")
+    assert shipped.is_file() and Path(str(shipped)) == TEMPLATE_PATH
+    assert "{{ card_data }}" in shipped.read_text()
+
+
+def test_a_custom_template_path_renders_the_same_variables_and_metadata(model, results, tmp_path):
+    template = tmp_path / "my_card.md"
+    template.write_text(
+        "---\n{{ card_data }}\n---\n\n# {{ model_name }}, our way\n\n"
+        "From {{ source_link }}: blocks {{ inherited_blocks }}, grown through "
+        "{% for row in rounds_table %}{{ row[1] }}{% if not loop.last %} -> {% endif %}{% endfor %} layers.\n"
+        "{% for model, loss in validation_table %}- {{ model }}: {{ loss }}\n{% endfor %}"
+    )
+    card = model_card(
+        model, repo_id="alice/tiny", rounds=ROUNDS, results=results, license="mit", template_path=template
+    )
+    assert card.text == (
+        "\n# tiny, our way\n\n"
+        "From [openai-community/gpt2-medium](https://huggingface.co/openai-community/gpt2-medium): blocks 0-1, "
+        "grown through 12 -> 14 layers.\n"
+        "- Inheritune (14 layers): 2.8500\n- reference: 2.9000\n- random init (14 layers, same budget): 3.4000\n"
+    )
+    default = model_card(model, repo_id="alice/tiny", rounds=ROUNDS, results=results, license="mit")
+    assert card.data.to_dict() == default.data.to_dict()  # the metadata does not depend on the template
+    assert card.data.eval_results == results.to_eval_results()
 
 
 def test_card_of_a_model_without_lineage_is_still_valid():
@@ -329,6 +367,54 @@ def test_weight_files_the_new_folder_no_longer_has_are_deleted_in_the_same_commi
     assert "old.safetensors" not in hub.repos[repo_id].files() and len(hub.repos[repo_id].history()) == 3
 
 
+def test_resharding_deletes_the_old_shards_and_index_through_delete_patterns_in_one_commit(hub, model_dir, tmp_path):
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    for path in model_dir.iterdir():
+        if path.name != "model.safetensors":
+            (sharded / path.name).write_bytes(path.read_bytes())
+    for name in ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"):
+        (sharded / name).write_bytes((model_dir / "model.safetensors").read_bytes())
+    (sharded / "model.safetensors.index.json").write_text('{"weight_map": {}}')
+    notes = tmp_path / "NOTES.md"
+    notes.write_text("kept: not a weight file\n")
+    repo_id = f"{USER}/resharded"
+    push_to_hub(sharded, repo_id, extra_files=[notes], token=TOKEN, endpoint=hub.url)
+    repo = hub.repos[repo_id]
+    before = repo.files()
+    assert {"model-00001-of-00002.safetensors", "model.safetensors.index.json", "NOTES.md"} <= set(before)
+
+    push_to_hub(model_dir, repo_id, token=TOKEN, endpoint=hub.url)
+    after = repo.files()
+    assert len(repo.history()) == 3  # the initial commit, the sharded push, and one commit that swaps the weights
+    assert set(before) - set(after) == {
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+    }
+    assert after["model.safetensors"] == (model_dir / "model.safetensors").read_bytes()
+    assert after["NOTES.md"] == before["NOTES.md"] and ".gitattributes" in after
+
+
+def test_delete_patterns_can_be_widened_or_turned_off(hub, model_dir, tmp_path):
+    repo_id = f"{USER}/patterns"
+    old = tmp_path / "old.safetensors"
+    old.write_bytes(b"stale")
+    push_to_hub(model_dir, repo_id, extra_files=[old], token=TOKEN, endpoint=hub.url)
+    push_to_hub(model_dir, repo_id, delete_patterns=(), token=TOKEN, endpoint=hub.url)
+    assert "old.safetensors" in hub.repos[repo_id].files()  # nothing to delete, nothing changed: no new commit
+    assert len(hub.repos[repo_id].history()) == 2
+
+    figure_free = tmp_path / "no-figure"
+    figure_free.mkdir()
+    for path in model_dir.iterdir():
+        if path.suffix != ".png":
+            (figure_free / path.name).write_bytes(path.read_bytes())
+    push_to_hub(figure_free, repo_id, delete_patterns=["*.png", "*.safetensors"], token=TOKEN, endpoint=hub.url)
+    files = hub.repos[repo_id].files()
+    assert "attention_rank.png" not in files and "old.safetensors" not in files and "model.safetensors" in files
+
+
 def test_a_model_in_memory_is_saved_as_safetensors_with_its_tokenizer(hub, model, tmp_path):
     push_to_hub(model, f"{USER}/in-memory", tokenizer=tokenizer(), token=TOKEN, endpoint=hub.url)
     files = hub.repos[f"{USER}/in-memory"].files()
@@ -381,12 +467,15 @@ def run_dir(model_dir, tmp_path):
     return run
 
 
-def test_publish_run_evaluates_and_publishes_the_final_round(hub, run_dir, model, tmp_path):
+def test_publish_run_publishes_the_final_round_with_the_scores_it_is_given(hub, run_dir, model, tmp_path):
+    model_dir = final_model_dir(run_dir)
+    assert model_dir == run_dir / "round-2-14L" / "model"
+    final = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True)
+    scores = evaluate_downstream(final, tokenizer(), ["toy_mc"], include_path=shared_task_dir())
     out = publish_run(
         run_dir,
         f"{USER}/run",
-        tasks=["toy_mc"],
-        include_path=shared_task_dir(),
+        results=scores,
         license="mit",
         endpoint=hub.url,
         dry_run=tmp_path / "dry",
@@ -401,8 +490,25 @@ def test_publish_run_evaluates_and_publishes_the_final_round(hub, run_dir, model
     assert "| random init (14 layers, same budget) | 3.4000 |" in card.text
     assert "![Validation loss against training tokens" in card.text and "| warmup_steps | 10 |" in card.text
 
+    assert DownstreamResults.load(out).rows == scores.rows
+
     info = publish_run(run_dir, f"{USER}/run", license="mit", token=TOKEN, endpoint=hub.url)
     assert "rounds.json" in hub.repos[f"{USER}/run"].files() and info.oid == hub.repos[f"{USER}/run"].branches["main"]
+
+
+def test_publish_run_takes_scores_and_never_runs_lm_eval_itself(run_dir, tmp_path, monkeypatch):
+    import inheritune_hf.evaluate
+
+    def fail(*args, **kwargs):
+        raise AssertionError("publish_run must not evaluate")
+
+    monkeypatch.setattr(inheritune_hf.evaluate, "evaluate_downstream", fail)
+    with pytest.raises(TypeError, match="tasks"):
+        publish_run(run_dir, f"{USER}/run", tasks=["toy_mc"], dry_run=tmp_path / "dry")  # evaluate first instead
+    out = publish_run(run_dir, f"{USER}/run", license="mit", dry_run=tmp_path / "dry")
+    assert (
+        ModelCard.load(out / "README.md").data.eval_results is None and not (out / "downstream_results.json").exists()
+    )
 
 
 def test_cli_push_dry_run_then_push(hub, model_dir, tmp_path, monkeypatch, capsys):
@@ -436,6 +542,50 @@ def test_cli_push_inherits_the_license_of_the_base_model_on_the_hub(hub, model, 
     assert main(["push", str(derived), f"{USER}/derived", "--endpoint", hub.url]) == 0
     readme = hub.repos[f"{USER}/derived"].files()["README.md"].decode()
     assert "license: apache-2.0" in readme and f"base_model: {USER}/reference" in readme
+
+
+def test_cli_push_run_dir_with_tasks_evaluates_the_final_round_then_pushes(hub, run_dir, monkeypatch, capsys):
+    from inheritune_hf.cli import main
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    args = ["push", str(run_dir), f"{USER}/cli-run", "--tasks", "toy_mc", "--include-path", str(shared_task_dir())]
+    assert main(args + ["--license", "mit", "--endpoint", hub.url]) == 0
+    files = hub.repos[f"{USER}/cli-run"].files()
+    card = ModelCard(files["README.md"].decode())
+    assert [(e.dataset_name, e.metric_type) for e in card.data.eval_results] == [
+        ("toy_mc", "acc"),
+        ("toy_mc", "acc_norm"),
+    ]
+    assert json.loads(files["downstream_results.json"])["rows"][0]["task"] == "toy_mc"
+    assert {"rounds.json", "loss_curves.png", "model.safetensors"} <= set(files)
+    assert f"pushed to {USER}/cli-run" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, token, message",
+    [
+        (["--tasks", "toy_mc"], None, "needs a write token"),
+        (["--tasks", "no_such_task"], TOKEN, "no_such_task"),
+        (["--tasks", "toy_mc"], TOKEN, "Malformed repo id"),
+    ],
+)
+def test_cli_push_with_tasks_checks_every_input_before_evaluating(
+    hub, run_dir, monkeypatch, capsys, extra, token, message
+):
+    import inheritune_hf.evaluate
+    from inheritune_hf.cli import main
+
+    def fail(*args, **kwargs):
+        raise AssertionError("evaluated before the inputs were checked")
+
+    monkeypatch.setattr(inheritune_hf.evaluate, "evaluate_downstream", fail)
+    if token:
+        monkeypatch.setenv("HF_TOKEN", token)
+    repo_id = "alice/bad name" if message == "Malformed repo id" else f"{USER}/never"
+    args = ["push", str(run_dir), repo_id, *extra, "--include-path", str(shared_task_dir()), "--endpoint", hub.url]
+    sent = len(hub.requests)
+    assert main(args) == 2
+    assert message in capsys.readouterr().err and len(hub.requests) == sent
 
 
 def test_cli_push_bad_input_exits_2_with_one_clear_line(hub, model_dir, tmp_path, capsys):

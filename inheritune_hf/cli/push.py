@@ -51,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import DownstreamResults
     from ..publish import base_model_license, check_repo_id, hub_base_model, model_card, publish_run, push_to_hub
+    from ..publish.push import resolve_endpoint, resolve_token
 
     check_repo_id(args.repo_id)
     folder = Path(args.model)
@@ -59,11 +60,15 @@ def run(args: argparse.Namespace) -> int:
     if (folder / "rounds.json").is_file() and (folder / "run.json").is_file():
         if args.results or args.figure:
             raise CheckpointError("--results and --figure are for a checkpoint folder; a run folder has its own.")
+        results = None
+        if args.tasks:
+            if not args.dry_run:  # every input is checked before the evaluation, which can take long
+                resolve_token(None, resolve_endpoint(args.endpoint))
+            results = _evaluate_final_round(folder, args.tasks, args.include_path)
         result = publish_run(
             folder,
             args.repo_id,
-            tasks=args.tasks,
-            include_path=args.include_path,
+            results=results,
             base_model=args.base_model,
             license=args.license,
             datasets=args.dataset,
@@ -112,3 +117,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"pushed to {args.repo_id}: {result.commit_url}")
     return 0
+
+
+def _evaluate_final_round(run_dir: Path, tasks: str, include_path: list[str] | None):
+    """Score a run's final model on `tasks` before publishing it (publish_run takes scores, it does not compute them)."""
+    from transformers import AutoTokenizer
+
+    from ..evaluate import check_tasks, evaluate_downstream
+    from ..loading import load_causal_lm
+    from ..publish import final_model_dir
+
+    model_dir = final_model_dir(run_dir)
+    check_tasks(tasks, include_path=include_path)
+    model = load_causal_lm(model_dir)  # safetensors only, as every load in the package
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return evaluate_downstream(model, tokenizer, tasks, include_path=include_path)
