@@ -39,7 +39,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, Pre
 from .architecture import check_causal_lm, decoder_config, find_decoder_layers
 from .errors import CheckpointError, InvalidLayersError, UnsupportedModelError
 from .inherit import REINIT_PARTS, _check_blocks_match, _inherit_config, inherit, resolve_layers
-from .output import atomic_output_dir, check_output_dir
+from .io import atomic_output_dir, check_output_dir, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -625,7 +625,7 @@ def _write_weights(plan: InheritPlan, folder: Path, max_shard_size: int) -> None
             "metadata": {"total_size": plan.nbytes},
             "weight_map": {tensor.name: name for name, shard in zip(names, shards, strict=True) for tensor in shard},
         }
-        (folder / SAFE_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        write_json(folder / SAFE_INDEX, index, sort_keys=True)
 
 
 def _apply_reinit(model: PreTrainedModel, plan: InheritPlan) -> PreTrainedModel:

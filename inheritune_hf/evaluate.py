@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .data import no_download_counts
 from .errors import EvaluationError
+from .io import atomic_write_text, jsonable, write_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from huggingface_hub import EvalResult
@@ -166,8 +167,8 @@ class DownstreamResults:
         """Write the rows (`downstream_results.json`) and lm-eval's raw JSON (`lm_eval_results.json`) into `directory`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / RESULTS_FILENAME).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        (directory / RAW_RESULTS_FILENAME).write_text(json.dumps(self.raw, indent=2, default=str) + "\n")
+        write_json(directory / RESULTS_FILENAME, self.to_dict())
+        write_json(directory / RAW_RESULTS_FILENAME, self.raw)
         return directory
 
     @classmethod
@@ -222,7 +223,7 @@ class DownstreamResults:
                         dataset_split=config.get("test_split") or config.get("validation_split"),
                     )
                 )
-        return cls(rows=rows, raw=_jsonable(dict(raw)))
+        return cls(rows=rows, raw=jsonable(dict(raw)))
 
 
 def evaluate_downstream(
@@ -387,9 +388,9 @@ def write_heldout_tasks(
     }
     for task, (rows, config) in tasks.items():
         data_file = directory / f"{task}.jsonl"
-        data_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        atomic_write_text(data_file, "".join(json.dumps(row) + "\n" for row in rows))
         spec = {"task": task, **common, "dataset_kwargs": {"data_files": {"test": str(data_file)}}, **config}
-        (directory / f"{task}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        atomic_write_text(directory / f"{task}.yaml", yaml.safe_dump(spec, sort_keys=False))
     return directory
 
 
@@ -547,8 +548,3 @@ def _format_value(row: DownstreamResult, value: float | None) -> str:
     if row.higher_is_better and 0.0 <= row.value <= 1.0:
         return f"{100 * value:.2f}"
     return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4f}"
-
-
-def _jsonable(value: Any) -> Any:
-    """lm-eval's output made JSON-safe (it can hold numpy scalars, Paths and the model's repr)."""
-    return json.loads(json.dumps(value, default=str))

@@ -481,7 +481,8 @@ def _stage_reference(
     """
     from accelerate import PartialState
 
-    from .rounds import _TRAINING_KEYS, _differences, _jsonable, config_fingerprint, dataset_fingerprint
+    from .fingerprint import config_fingerprint, dataset_fingerprint, settings_differences, training_fingerprint
+    from .io import jsonable, read_json, write_json
     from .train import train
 
     if recipe.reference:
@@ -491,18 +492,18 @@ def _stage_reference(
     config = reference_config(recipe, tokenizer, data_args.block_size)
     steps = recipe.reference_max_steps or training_args.max_steps
     args = dataclasses.replace(training_args, output_dir=str(folder), max_steps=steps)
-    settings = _jsonable(
+    settings = jsonable(
         {
             "config": config_fingerprint(config),
-            "training": {k: getattr(args, k) for k in _TRAINING_KEYS},
+            "training": training_fingerprint(args),
             "train_data": dataset_fingerprint(train_set),
             "eval_data": dataset_fingerprint(eval_set),
         }
     )
     if (final / "config.json").is_file():
         record = folder / "reference.json"  # written last: without it the reference is unfinished
-        info = json.loads(record.read_text()) if record.is_file() else {}
-        changed = _differences(info.get("settings", {}), settings)
+        info = read_json(record) if record.is_file() else {}
+        changed = settings_differences(info.get("settings", {}), settings)
         if not changed:
             return load_causal_lm(final), info
         if not overwrite:
@@ -528,7 +529,7 @@ def _stage_reference(
         "eval_curve": result.eval_curve,
         "settings": settings,
     }
-    (folder / "reference.json").write_text(json.dumps(info, indent=2))
+    write_json(folder / "reference.json", info)
     return model, info
 
 
@@ -615,8 +616,10 @@ def _report(recipe, rows, results_by_name, matched, reference, reference_info, a
         f"Reference: {reference_info.get('source')}.",
         "Figures: `analysis/attention_rank.png`, `inheritune/loss_curves.png`. Model folder with its card: `model/`.",
     ]
+    from .io import atomic_write_text
+
     path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 

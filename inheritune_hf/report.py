@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import InherituneError
+from .io import atomic_path, atomic_write_text
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -177,7 +178,7 @@ class AttentionReport:
         """The report as JSON (derived summaries included for readers); also written to `path` if given."""
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
-            Path(path).write_text(text + "\n")
+            atomic_write_text(path, text + "\n")
         return text
 
     @classmethod
@@ -220,9 +221,9 @@ class AttentionReport:
         return pd.DataFrame.from_records(self.records())
 
     def to_csv(self, path: str | os.PathLike) -> None:
-        """Write one row per (layer, head) as CSV (no pandas needed)."""
+        """Write one row per (layer, head) as CSV (no pandas needed), atomically."""
         rows = self.records()
-        with open(path, "w", newline="") as handle:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["layer", "head", "rank", "mass"])
             writer.writeheader()
             writer.writerows(rows)
@@ -283,7 +284,10 @@ class AttentionReport:
             ax_curve.set_title(f"{self.model_name}: lazy layers shaded")
             fig.tight_layout()
             path = Path(path)
-            fig.savefig(path, dpi=120)
+            if not path.suffix:  # savefig would append the default format's suffix; name the file it writes
+                path = path.with_name(f"{path.name}.{plt.rcParams['savefig.format']}")
+            with atomic_path(path) as tmp:  # the temporary keeps the suffix, so savefig picks the same format
+                fig.savefig(tmp, dpi=120)
         finally:
             plt.close(fig)
         return path

@@ -19,10 +19,8 @@ round continues from its last Trainer checkpoint (model, optimizer, scheduler, R
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import torch
 from accelerate import PartialState
 from transformers import (
     PreTrainedModel,
@@ -43,21 +40,22 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .architecture import check_causal_lm, num_layers_of
 from .errors import TrainingError
+from .fingerprint import (
+    config_fingerprint,  # noqa: F401  (public here before fingerprint.py: still importable from rounds)
+    dataset_fingerprint,
+    model_fingerprint,
+    settings_differences,
+    training_fingerprint,
+)
 from .inherit import inherit, nearest_valid_num_layers, valid_num_layers
+from .io import atomic_path, check_output_dir, jsonable, read_json, replace_dir, write_json
 from .loading import load_causal_lm
-from .output import check_output_dir
 from .train import InherituneArguments, check_training_inputs, evaluate_loss, grow, train
 
 RUN_FILE = "run.json"
 ROUNDS_FILE = "rounds.json"
 FIGURE_FILE = "loss_curves.png"
 
-# TrainingArguments that change what a run computes; a resume must find them unchanged.
-_TRAINING_KEYS = (
-    "learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
-    "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "lr_scheduler_type", "lr_scheduler_kwargs",
-    "warmup_steps", "max_grad_norm", "optim", "seed", "data_seed", "bf16", "fp16", "eval_strategy", "eval_steps",
-)  # fmt: skip
 # InherituneArguments that do not change the result, so a resume may differ in them.
 _FREE_KEYS = ("reference_model", "resume", "overwrite", "plot")
 
@@ -80,46 +78,12 @@ class InherituneResult:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def config_fingerprint(config) -> dict[str, Any]:
-    """A config's settings without the keys that name or date it rather than shape the model."""
-    settings = config.to_dict()
-    for key in ("_name_or_path", "transformers_version", "architectures", "dtype", "torch_dtype"):
-        settings.pop(key, None)
-    return _jsonable(settings)
-
-
-def model_fingerprint(model: PreTrainedModel) -> dict[str, Any]:
-    """Class, config and a cheap weight digest (the first 1024 values of every tensor) of `model`."""
-    config = config_fingerprint(model.config)
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().flatten()[:1024].float().cpu().numpy().tobytes())
-    return {"class": type(model).__name__, "config": config, "weights_sha256": digest.hexdigest()}
-
-
-def dataset_fingerprint(dataset) -> dict[str, Any]:
-    """Size and a digest of the first and last blocks of a packed dataset (streams: their description)."""
-    if isinstance(dataset, datasets.IterableDataset):
-        return {"streaming": True, "description": str(dataset.info.dataset_name or dataset.info.description)}
-    rows = len(dataset)
-    digest = hashlib.sha256()
-    for i in sorted({*range(min(8, rows)), *range(max(0, rows - 8), rows)}):
-        digest.update(torch.as_tensor(dataset[i]["input_ids"]).to(torch.int64).numpy().tobytes())
-    return {"blocks": rows, "sha256": digest.hexdigest()}
-
-
 def _run_config(reference, train_dataset, eval_dataset, args: InherituneArguments, training_args) -> dict[str, Any]:
     inheritune = {k: v for k, v in dataclasses.asdict(args).items() if k not in _FREE_KEYS}
-    training = {k: getattr(training_args, k) for k in _TRAINING_KEYS}
-    return _jsonable(
+    return jsonable(
         {
             "inheritune": inheritune,
-            "training": training,
+            "training": training_fingerprint(training_args),
             "reference": model_fingerprint(reference),
             "train_data": dataset_fingerprint(train_dataset),
             "eval_data": dataset_fingerprint(eval_dataset),
@@ -127,32 +91,14 @@ def _run_config(reference, train_dataset, eval_dataset, args: InherituneArgument
     )
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    keys = sorted(set(old) | set(new))
-    found = []
-    for key in keys:
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            found += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            found.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return found
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Files (written by the main process only)
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_jsonable(value), indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        return read_json(path)
     except (OSError, json.JSONDecodeError) as err:
         raise TrainingError(f"Cannot read {path} to resume: {err}. Start a new run with overwrite.") from err
 
@@ -162,7 +108,7 @@ def _prepare_output(out: Path, config: dict, args: InherituneArguments, state: P
     run_file = out / RUN_FILE
     if args.resume and run_file.exists():
         saved = _read_json(run_file)
-        changed = _differences(saved.get("config", {}), config)
+        changed = settings_differences(saved.get("config", {}), config)
         if changed:
             raise TrainingError(
                 f"Cannot resume {out}: it was made with different settings, reference or data: "
@@ -192,9 +138,7 @@ def _save_model(result, directory: Path, state: PartialState) -> None:
     result.trainer.save_model(str(tmp))  # gathers FSDP / DeepSpeed shards; writes on the main process
     state.wait_for_everyone()
     if state.is_main_process:
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
+        replace_dir(tmp, directory)
     state.wait_for_everyone()
 
 
@@ -223,7 +167,8 @@ def plot_loss_curves(rounds: Sequence[dict], reference_loss: float, path: Path, 
     ax.set_title("Inheritune")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 
@@ -267,7 +212,7 @@ def _train_round(
     )
     _save_model(result, directory / "model", state)
     if state.is_main_process:
-        _write_json(directory / "eval_curve.json", result.eval_curve)
+        write_json(directory / "eval_curve.json", result.eval_curve)
     return model, result
 
 
@@ -358,7 +303,7 @@ def run_inheritune(
             "target_loss": target,
             "metadata": metadata or {},
         }
-        _write_json(out / RUN_FILE, run)
+        write_json(out / RUN_FILE, run)
 
     rows = [r for r in done if r["kind"] == "inheritune"]
     baseline = next((r for r in done if r["kind"] == "random_baseline"), None)
@@ -366,7 +311,7 @@ def run_inheritune(
     def record(row: dict) -> None:
         done.append(row)
         if state.is_main_process:
-            _write_json(out / ROUNDS_FILE, done)
+            write_json(out / ROUNDS_FILE, done)
 
     common = (out, train_dataset, eval_dataset, args, training_args, target, tokenizer, callbacks, state)
     model, layers, index = None, depths[0], 1

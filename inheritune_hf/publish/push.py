@@ -16,7 +16,6 @@ printed, logged or written into any uploaded file.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError, HubError
-from ..output import atomic_output_dir
+from ..io import atomic_output_dir, json_text
 from .card import REPO_ID, model_card
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -90,8 +89,8 @@ def upload_plan(
     if results is not None:
         from ..evaluate import RAW_RESULTS_FILENAME, RESULTS_FILENAME
 
-        plan[RESULTS_FILENAME] = (json.dumps(results.to_dict(), indent=2) + "\n").encode()
-        plan[RAW_RESULTS_FILENAME] = (json.dumps(results.raw, indent=2, default=str) + "\n").encode()
+        plan[RESULTS_FILENAME] = json_text(results.to_dict()).encode()  # the bytes `results.save` writes
+        plan[RAW_RESULTS_FILENAME] = json_text(results.raw).encode()
     items = extra_files.items() if isinstance(extra_files, Mapping) else ((Path(p).name, p) for p in extra_files)
     for path_in_repo, local in items:
         local = Path(local)
