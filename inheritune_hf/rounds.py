@@ -46,7 +46,8 @@ from .errors import TrainingError
 from .inherit import inherit, nearest_valid_num_layers, valid_num_layers
 from .loading import load_causal_lm
 from .output import check_output_dir
-from .train import InherituneArguments, check_training_inputs, evaluate_loss, grow, train
+from .settings import InherituneArguments
+from .train import check_training_inputs, evaluate_loss, grow, train
 
 RUN_FILE = "run.json"
 ROUNDS_FILE = "rounds.json"
