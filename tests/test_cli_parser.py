@@ -162,6 +162,15 @@ def test_run_help_shows_the_method_and_points_to_help_all(capsys):
     assert full.index("--start_layers") < full.index("--dataset_name") < full.index("--learning_rate")
 
 
+def test_recipe_help_shows_the_yaml_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_recipe_args(["--help"], RECIPES / "tiny.yaml")
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Reference depth L when trained from scratch. (default: 8)" in text  # tiny.yaml's, not the field's 24
+    assert "within 10%." in text  # a literal % in a help text does not break --help
+
+
 @pytest.mark.parametrize("command, flag", [("analyze", "--num_samples"), ("evaluate", "--num_fewshot")])
 def test_subcommand_help_lists_both_spellings(command, flag, capsys):
     with pytest.raises(SystemExit):
@@ -206,6 +215,8 @@ def test_values_that_do_not_parse_are_one_line(tmp_path, capsys):
     assert line == "inheritune analyze: error: argument --num_samples/--num-samples: invalid int value: 'many'"
     line = one_error_line(["inherit", "src", "dst", "--dtype", "float8"], capsys)
     assert "invalid choice: 'float8'" in line
+    line = one_error_line(["inherit", "src", "dst", "--public"], capsys)  # push's alias only where it means something
+    assert line == "inheritune inherit: error: unknown flag --public"
     line = one_error_line(["inherit", "src", "dst", "--output_dir", "other"], capsys)
     assert line == "inheritune inherit: error: OUTPUT_DIR given twice: by position and as --output_dir."
     line = one_error_line(["analyze", "m", "--output_dir", "o"], capsys)

@@ -45,12 +45,17 @@ _YAML_SUFFIXES = (".yaml", ".yml")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows a default only where it says something (not None, False or an empty list)."""
+    """Shows a default only where it says something (not None, False or an empty list).
+
+    Help texts are plain prose (a dataclass field's "help"), so a literal % ("within 10%") is escaped rather than
+    read as argparse's %-formatting, which would crash --help.
+    """
 
     def _get_help_string(self, action: argparse.Action) -> str:
+        text = (action.help or "").replace("%", "%%")
         if action.default in (None, False, []) or action.default is argparse.SUPPRESS:
-            return action.help or ""
-        return super()._get_help_string(action)
+            return text
+        return text + " (default: %(default)s)"
 
 
 class InherituneParser(HfArgumentParser):
@@ -182,11 +187,11 @@ class InherituneParser(HfArgumentParser):
         `source` names where they came from, for the unknown-key message.
         """
         argv = list(sys.argv[1:] if argv is None else argv)
-        self._help(argv)
         if config is None:
             path, argv = self.config_file(argv)
             config, source = (self.read_config(path), path) if path else ({}, "")
         self.set_defaults(**self._check_config(config, source))
+        self._help(argv)  # after the YAML, so that --help shows the defaults it sets
 
         argv = self._normalize(argv)
         namespace, rest = self.parse_known_intermixed_args(argv)
@@ -251,10 +256,12 @@ class InherituneParser(HfArgumentParser):
             if not flag.startswith("--"):
                 groups.append([token])
                 continue
-            if flag in DEPRECATED_FLAGS and flag not in self._option_string_actions:
+            known = self._option_string_actions
+            if flag not in known and DEPRECATED_FLAGS.get(flag) in known:
                 warnings.warn(f"{flag} is deprecated; use {DEPRECATED_FLAGS[flag]}.", FutureWarning, stacklevel=3)
                 flag = DEPRECATED_FLAGS[flag]
-            flag = FLAG_ALIASES.get(flag, flag) if flag not in self._option_string_actions else flag
+            if flag not in known and FLAG_ALIASES.get(flag) in known:
+                flag = FLAG_ALIASES[flag]
             action = self._option_string_actions.get(flag)
             if action is None:
                 groups.append([flag + eq + inline])
