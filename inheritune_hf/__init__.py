@@ -37,9 +37,10 @@ from .inherit import (
     valid_num_layers,
 )
 from .publish import model_card, publish_run, push_to_hub
-from .recipe import RecipeArguments, run_recipe
+from .recipe import run_recipe
 from .report import AttentionReport
-from .train import InherituneArguments, grow, run_inheritune, train
+from .settings import DataArguments, InherituneArguments, RecipeArguments
+from .train import grow, run_inheritune, train
 
 __version__ = "0.1.0"
 
@@ -50,6 +51,7 @@ __all__ = [
     "AttentionReport",
     "CheckpointError",
     "ConfigSliceError",
+    "DataArguments",
     "DataError",
     "DownstreamResults",
     "EvaluationError",

@@ -21,57 +21,20 @@ import os
 import sysconfig
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from .errors import DataError
+from .settings import EMBEDDED_CORPUS
 
-EMBEDDED_CORPUS = "stdlib"
+if TYPE_CHECKING:
+    from .settings import DataArguments
+
 EOS_TOKEN = "<|endoftext|>"
 _TEXT_SUFFIXES = {".txt": "text", ".text": "text", ".md": "text", ".json": "json", ".jsonl": "json"}
-
-
-@dataclass
-class DataArguments:
-    """Where the training text comes from and how it is cut into blocks (parsed beside `TrainingArguments`)."""
-
-    dataset_name: str | None = field(
-        default=None,
-        metadata={
-            "help": "Hub dataset name, local file or folder of .txt/.json/.jsonl files. "
-            f"Default: the embedded corpus ('{EMBEDDED_CORPUS}': this Python's standard library sources)."
-        },
-    )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
-    dataset_revision: str | None = field(
-        default=None,
-        metadata={
-            "help": "Hub dataset revision (branch, tag or commit). 'refs/convert/parquet' reads the Hub's parquet "
-            "conversion of a dataset that only a loading script can read, which datasets >= 4 refuses to run."
-        },
-    )
-    text_column: str = field(default="text", metadata={"help": "Column holding the raw text."})
-    block_size: int = field(default=1024, metadata={"help": "Tokens per training sample (the paper: 1024)."})
-    validation_fraction: float = field(
-        default=0.05, metadata={"help": "Share of documents held out when the source has no validation split."}
-    )
-    streaming: bool = field(default=False, metadata={"help": "Stream a Hub dataset instead of downloading it."})
-    streaming_validation_documents: int = field(
-        default=2000, metadata={"help": "With --streaming: the first N documents form the validation split."}
-    )
-    max_train_documents: int | None = field(default=None, metadata={"help": "Keep at most N training documents."})
-    corpus_max_files: int | None = field(default=None, metadata={"help": "Embedded corpus: at most N files."})
-    corpus_max_bytes: int | None = field(default=None, metadata={"help": "Embedded corpus: at most N bytes."})
-    tokenizer_name: str | None = field(
-        default=None,
-        metadata={"help": "Tokenizer name or path. Default: the reference model's own tokenizer."},
-    )
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
-    split_seed: int = field(default=0, metadata={"help": "Seed of the deterministic validation split."})
 
 
 @contextmanager
@@ -484,3 +447,19 @@ def causal_lm_datasets(
         if len(validation) == 0:
             raise DataError("The validation split gives fewer tokens than one block; hold out more documents.")
     return train, validation, metadata
+
+
+def __getattr__(name: str):
+    """`DataArguments` moved to `inheritune_hf.settings`; the old import works, with a warning, until 0.3."""
+    if name == "DataArguments":
+        import warnings
+
+        from . import settings
+
+        warnings.warn(
+            "inheritune_hf.data.DataArguments moved to inheritune_hf.settings; the old import goes away in 0.3.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return settings.DataArguments
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

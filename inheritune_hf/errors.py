@@ -54,6 +54,10 @@ class UnknownArgumentError(InherituneError):
     """A flag or a settings key is not one the command knows (usually a typo); the message names the closest."""
 
 
+class InvalidArgumentError(InherituneError):
+    """A flag's or a setting's value cannot be parsed (not a number, not one of the choices, missing, twice)."""
+
+
 def unknown_arguments(
     unknown: list[str], valid: list[str], what: str = "flag", where: str = ""
 ) -> UnknownArgumentError:

@@ -12,8 +12,9 @@ A recipe script (`recipes/gpt2_medium.py`, `recipes/tiny.py`, ...) is a YAML fil
 
 `report.md` in the output folder holds the comparison table, which is also printed.
 
-Settings come from four dataclasses parsed together by `HfArgumentParser`: `RecipeArguments` (below),
-`InherituneArguments`, `DataArguments` and `transformers.TrainingArguments`. A YAML file gives defaults,
+Settings come from four dataclasses parsed together by `InherituneParser` (an `HfArgumentParser`, the one every
+entry point uses): `RecipeArguments`, `InherituneArguments`, `DataArguments` (all in `inheritune_hf.settings`)
+and `transformers.TrainingArguments`. A YAML file (the script's own, or `--config FILE`) gives defaults,
 named budgets inside it (`budgets: {small: {...}}`, chosen with `--budget`) override them, `--smoke` swaps in
 tiny shapes and the embedded corpus (the same code path, a few steps), and any flag overrides all of these.
 """
@@ -27,83 +28,22 @@ import logging
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, HfArgumentParser, TrainingArguments
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
+from . import settings as _settings
 from .architecture import num_layers_of
-from .data import EMBEDDED_CORPUS, DataArguments, causal_lm_datasets, load_text_dataset, train_tokenizer
-from .errors import InherituneError, unknown_arguments, unknown_flags
+from .data import EMBEDDED_CORPUS, causal_lm_datasets, load_text_dataset, train_tokenizer
+from .errors import InherituneError
 from .loading import check_block_size, load_causal_lm, load_causal_lm_config
-from .train import InherituneArguments
+
+if TYPE_CHECKING:
+    from .settings import DataArguments, InherituneArguments, RecipeArguments
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class RecipeArguments:
-    """What a recipe runs around Inheritune: the reference (trained or given), the diagnosis, the evaluation."""
-
-    name: str = field(default="recipe", metadata={"help": "Name used in the report and the model card."})
-    reference: str | None = field(
-        default=None,
-        metadata={"help": "A trained reference (folder or Hub id). Default: stage 1 trains one from scratch."},
-    )
-    model_type: str = field(default="gpt2", metadata={"help": "Architecture of a reference trained from scratch."})
-    num_layers: int = field(default=24, metadata={"help": "Reference depth L when trained from scratch."})
-    hidden_size: int = field(default=1024, metadata={"help": "Reference width when trained from scratch."})
-    num_attention_heads: int = field(default=16, metadata={"help": "Reference heads when trained from scratch."})
-    num_key_value_heads: int | None = field(default=None, metadata={"help": "KV heads (GQA) for llama-style types."})
-    intermediate_size: int | None = field(default=None, metadata={"help": "MLP width; default: the type's rule."})
-    config_overrides: str | None = field(
-        default=None,
-        metadata={
-            "help": "Config settings of a reference trained from scratch, as in transformers' run_clm.py: "
-            "'resid_pdrop=0.0,scale_attn_by_inverse_layer_idx=true'. Ignored with --reference."
-        },
-    )
-    vocab_size: int | None = field(
-        default=None,
-        metadata={"help": "Embedding rows; default: the tokenizer's size rounded up to a multiple of 64 (50304)."},
-    )
-    tokenizer_vocab_size: int = field(
-        default=4096, metadata={"help": "Vocabulary of the BPE trained on the corpus when no tokenizer is given."}
-    )
-    tokens_per_step: int | None = field(
-        default=None,
-        metadata={
-            "help": "Tokens per optimizer step to keep on any number of processes: gradient_accumulation_steps "
-            "becomes tokens_per_step / (per-device batch x processes x block), rounded, within 10%."
-        },
-    )
-    reference_max_steps: int | None = field(
-        default=None, metadata={"help": "Steps for the reference; default max_steps (the paper: 100K for all)."}
-    )
-    analyze: bool = field(default=True, metadata={"help": "Run the attention diagnosis of the reference."})
-    analyze_samples: int = field(default=100, metadata={"help": "Attention samples (the paper: 100)."})
-    analyze_seq_len: int = field(default=100, metadata={"help": "Tokens per attention sample (the paper: 100)."})
-    eval_tasks: str = field(
-        default="heldout",
-        metadata={
-            "help": "'paper' (the paper's lm-eval suite, needs its datasets), 'heldout' (offline tasks built from "
-            "the validation text), 'none', or comma-separated lm-eval task names."
-        },
-    )
-    eval_limit: float | None = field(default=None, metadata={"help": "lm-eval `limit` per task."})
-    eval_batch_size: int = field(default=16, metadata={"help": "lm-eval batch size."})
-    hub_repo_id: str | None = field(
-        default=None, metadata={"help": "Publish the final model (card, scores) to this repo (--push-to-hub REPO_ID)."}
-    )
-    private: bool = field(default=True, metadata={"help": "Create the Hub repo private."})
-    budget: str | None = field(default=None, metadata={"help": "A named budget from the YAML's `budgets`."})
-    smoke: bool = field(default=False, metadata={"help": "Tiny shapes, embedded corpus, a few steps (CPU)."})
-    plan: bool = field(
-        default=False,
-        metadata={"help": "Print the run's shapes, tokens and compute (no data, no training), then exit."},
-    )
 
 
 #: `--smoke`: the same code path on tiny shapes, the embedded corpus and a few steps, on CPU.
@@ -149,35 +89,36 @@ SMOKE_SETTINGS: dict[str, Any] = {
     "dataloader_num_workers": 0,
 }
 
-PARSED_TYPES = (RecipeArguments, InherituneArguments, DataArguments, TrainingArguments)
-
-
-def _read_settings(path: str | Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    path = Path(path)
-    if not path.is_file():
-        raise InherituneError(f"Recipe config {path} does not exist.")
-    settings = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(settings, dict):
-        raise InherituneError(f"Recipe config {path} must be a mapping of setting: value.")
-    return settings
+PARSED_TYPES = (_settings.RecipeArguments, _settings.InherituneArguments, _settings.DataArguments, TrainingArguments)
 
 
 def parse_recipe_args(
     argv: Sequence[str] | None = None, default_config: str | Path | None = None
 ) -> tuple[RecipeArguments, InherituneArguments, DataArguments, TrainingArguments]:
-    """Parse a recipe's settings: YAML defaults, then the chosen budget, then `--smoke`, then flags."""
+    """Parse a recipe's settings: YAML defaults, then the chosen budget, then `--smoke`, then flags.
+
+    The YAML file is the script's own (`default_config`) unless `--config FILE` names another. `--budget`,
+    `--smoke` and `--plan` are read first because they change the settings the flags then override.
+    """
+    from .cli.parser import InherituneParser
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = InherituneParser(
+        PARSED_TYPES,
+        prog=Path(sys.argv[0]).name or "recipe",
+        description="The paper's pipeline: reference, diagnosis, Inheritune, evaluation, Hub-ready model.",
+        summarized=[TrainingArguments],
+    )
+    config, argv = parser.config_file(argv)
+    config = config or default_config
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=default_config)
     pre.add_argument("--budget", default=None)
     pre.add_argument("--smoke", action="store_true")
     pre.add_argument("--plan", action="store_true")
     pre.add_argument("--push-to-hub", "--push_to_hub", dest="push_to_hub", default=None)
     known, rest = pre.parse_known_args(argv)
 
-    settings = _read_settings(known.config)
+    settings = parser.read_config(config) if config is not None else {}
     budgets = settings.pop("budgets", {}) or {}
     budget = known.budget or settings.get("budget")
     if budget is not None:
@@ -198,17 +139,7 @@ def parse_recipe_args(
     if known.push_to_hub:
         settings["hub_repo_id"] = known.push_to_hub
 
-    parser = HfArgumentParser(PARSED_TYPES)
-    names = sorted({f.name for cls in PARSED_TYPES for f in dataclasses.fields(cls)})
-    unknown = sorted(set(settings) - set(names))
-    if unknown:
-        raise unknown_arguments(unknown, names, "setting", str(known.config))
-    parser.set_defaults(**settings)
-    recipe, inheritune_args, data_args, training_args, extra = parser.parse_args_into_dataclasses(
-        args=rest, return_remaining_strings=True
-    )
-    if extra:
-        raise unknown_flags(extra, parser, pre)
+    recipe, inheritune_args, data_args, training_args = parser.parse(rest, config=settings, source=str(config))
     training_args.push_to_hub = False
     if recipe.tokens_per_step:
         training_args.gradient_accumulation_steps = accumulation_for(
@@ -775,3 +706,17 @@ def main(default_config: str | Path | None = None, argv: Sequence[str] | None = 
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def __getattr__(name: str):
+    """`RecipeArguments` moved to `inheritune_hf.settings`; the old import works, with a warning, until 0.3."""
+    if name in ("RecipeArguments", "InherituneArguments", "DataArguments"):
+        import warnings
+
+        warnings.warn(
+            f"inheritune_hf.recipe.{name} moved to inheritune_hf.settings; the old import goes away in 0.3.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(_settings, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -50,7 +50,8 @@ from .fingerprint import (
 from .inherit import inherit, nearest_valid_num_layers, valid_num_layers
 from .io import atomic_path, check_output_dir, jsonable, read_json, replace_dir, write_json
 from .loading import load_causal_lm
-from .train import InherituneArguments, check_training_inputs, evaluate_loss, grow, train
+from .settings import InherituneArguments
+from .train import check_training_inputs, evaluate_loss, grow, train
 
 RUN_FILE = "run.json"
 ROUNDS_FILE = "rounds.json"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import datasets
 import torch
@@ -31,124 +30,9 @@ from transformers import (
 from .architecture import find_decoder_layers, num_layers_of
 from .data import MIN_DISTINCT_IDS, NO_TOKENIZER_HINT
 from .errors import DataError, TrainingError
-from .inherit import REINIT_PARTS, inherit
+from .inherit import inherit
 from .loading import check_block_size
-
-GROWTH_STRATEGIES = ("restart", "continue")
-
-
-@dataclass
-class InherituneArguments:
-    """The method's own settings, parsed beside `TrainingArguments` by `HfArgumentParser` (flags or YAML).
-
-    Defaults are the paper's: start from half the reference's blocks, grow by 2, stop when the validation
-    loss matches the reference's, restart each round from the reference's first l+2 blocks.
-    """
-
-    reference_model: str | None = field(
-        default=None, metadata={"help": "CLI: the trained reference model (Hub name or save_pretrained folder)."}
-    )
-    start_layers: int | None = field(
-        default=None, metadata={"help": "Blocks inherited in the first round. Default: half the reference's (L/2)."}
-    )
-    grow_by: int = field(default=2, metadata={"help": "Blocks added per round (the paper: 2)."})
-    max_layers: int | None = field(
-        default=None, metadata={"help": "Stop growing at this many blocks. Default: the reference's depth L."}
-    )
-    target_loss: str = field(
-        default="reference",
-        metadata={"help": "Validation loss to match: 'reference' (the reference's own, measured) or a number."},
-    )
-    reference_loss: float | None = field(
-        default=None, metadata={"help": "The reference's validation loss, if known; skips measuring it."}
-    )
-    tolerance: float = field(
-        default=0.0, metadata={"help": "A round matches when its validation loss <= target + tolerance."}
-    )
-    growth_strategy: str = field(
-        default="restart",
-        metadata={
-            "help": "'restart' (the paper): each round inherits the reference's first l+grow_by blocks afresh. "
-            "'continue': keep the trained blocks and append the reference's next ones.",
-            "choices": list(GROWTH_STRATEGIES),
-        },
-    )
-    growth_lr_scale: float = field(
-        default=1.0,
-        metadata={
-            "help": "Peak learning rate of the growth rounds (round 2 on), as a fraction of learning_rate. 1.0 is "
-            "the paper's full schedule every round. A lower peak disturbs the kept blocks less, but on the tiny "
-            "benchmark (bench_train.py) it cost more tokens to match, not fewer."
-        },
-    )
-    growth_warmup_steps: int | None = field(
-        default=None, metadata={"help": "Warmup steps of the growth rounds; default: warmup_steps, as in round 1."}
-    )
-    stop_at_target: bool = field(
-        default=False,
-        metadata={
-            "help": "Stop a round as soon as an evaluation reaches the target (saves compute; the paper trains "
-            "each round's full schedule)."
-        },
-    )
-    max_eval_blocks: int | None = field(
-        default=None, metadata={"help": "Eval budget: evaluate on at most this many validation blocks."}
-    )
-    reinit: list[str] = field(
-        default_factory=list,
-        metadata={
-            "help": "Parts to re-initialise instead of inheriting, e.g. position_embeddings final_norm "
-            "(the authors' nanoGPT code)."
-        },
-    )
-    random_baseline: bool = field(
-        default=False,
-        metadata={"help": "Also train the same-size random-init model on one round's budget (the paper's baseline)."},
-    )
-    resume: bool = field(
-        default=False, metadata={"help": "Resume an interrupted run in output_dir at the round and step it reached."}
-    )
-    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty output_dir."})
-    plot: bool = field(default=True, metadata={"help": "Write loss_curves.png (needs matplotlib)."})
-
-    def __post_init__(self) -> None:
-        if self.growth_strategy not in GROWTH_STRATEGIES:
-            raise TrainingError(f"growth_strategy must be one of {GROWTH_STRATEGIES}, got {self.growth_strategy!r}.")
-        if self.grow_by < 1:
-            raise TrainingError(f"grow_by must be at least 1, got {self.grow_by}.")
-        if not self.growth_lr_scale > 0:
-            raise TrainingError(
-                f"growth_lr_scale must be > 0 (a fraction of learning_rate), got {self.growth_lr_scale}."
-            )
-        if self.growth_warmup_steps is not None and self.growth_warmup_steps < 0:
-            raise TrainingError(f"growth_warmup_steps must be >= 0, got {self.growth_warmup_steps}.")
-        if self.start_layers is not None and self.start_layers < 1:
-            raise TrainingError(f"start_layers must be at least 1, got {self.start_layers}.")
-        unknown = [part for part in self.reinit if part not in REINIT_PARTS]
-        if unknown:
-            raise TrainingError(f"Unknown reinit part(s) {unknown}; choose from {list(REINIT_PARTS)}.")
-        if self.max_eval_blocks is not None and self.max_eval_blocks < 1:
-            raise TrainingError(f"max_eval_blocks must be at least 1, got {self.max_eval_blocks}.")
-        if self.target_loss != "reference":
-            self.target_loss = str(as_target_loss(self.target_loss))
-        if self.reference_loss is not None:
-            as_target_loss(self.reference_loss)
-
-    def target(self, reference_loss: float) -> float:
-        """The validation loss a round must reach: the reference's, or the number given."""
-        return reference_loss if self.target_loss == "reference" else float(self.target_loss)
-
-
-def as_target_loss(value: Any) -> float:
-    """`value` as a finite float, or a `TrainingError` that says what was wrong."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TrainingError(f"The target loss must be a number or 'reference', got {value!r}.") from None
-    if not math.isfinite(number) or number < 0:
-        raise TrainingError(f"The target loss must be a finite, non-negative number, got {value!r}.")
-    return number
-
+from .settings import GROWTH_STRATEGIES, as_target_loss
 
 # ---------------------------------------------------------------------------------------------------------------
 # train: one round
@@ -366,10 +250,26 @@ def grow(
     return grown
 
 
+def __getattr__(name: str):
+    """`InherituneArguments` moved to `inheritune_hf.settings`; the old import works, with a warning, until 0.3."""
+    if name == "InherituneArguments":
+        import warnings
+
+        from . import settings
+
+        warnings.warn(
+            "inheritune_hf.train.InherituneArguments moved to inheritune_hf.settings (or import it from "
+            "inheritune_hf); the old import goes away in 0.3.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return settings.InherituneArguments
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 from .rounds import InherituneResult, run_inheritune  # noqa: E402  (the loop builds on train and grow above)
 
 __all__ = [
-    "InherituneArguments",
     "InherituneResult",
     "TargetLossCallback",
     "TrainResult",

@@ -87,4 +87,6 @@ def test_non_empty_output_needs_overwrite(src, tmp_path, capsys):
 
 def test_bad_layers_flag(src, tmp_path, capsys):
     assert main(["inherit", str(src), str(tmp_path / "out"), "--layers", "0,x"]) == 2
-    assert "comma-separated integers" in capsys.readouterr().err
+    # --layers is a list flag like every other (space-separated; commas still split): one line names the bad value
+    assert capsys.readouterr().err == "inheritune inherit: error: argument --layers: invalid int value: 'x'\n"
+    assert not (tmp_path / "out").exists()

@@ -32,7 +32,8 @@ from inheritune_hf.errors import (
 from inheritune_hf.loading import check_block_size, context_length, load_causal_lm
 from inheritune_hf.recipe import main as recipe_main
 from inheritune_hf.recipe import parse_recipe_args
-from inheritune_hf.train import InherituneArguments, run_inheritune
+from inheritune_hf.settings import InherituneArguments
+from inheritune_hf.train import run_inheritune
 
 VOCAB = 300
 CONTEXT = 64
@@ -244,10 +245,15 @@ def test_commands_refuse_pickle_weights(command, folders, out, capsys, tmp_path)
     "argv, typo, meant",
     [
         (["run", "--output_dir", "x", "--lerning_rate", "1e-4"], "--lerning_rate", "--learning_rate"),
-        (["analyze", "m", "--text-file", "t", "--out", "x", "--num_samples", "4"], "--num_samples", "--num-samples"),
-        (["inherit", "src", "dst", "--num_layers", "2"], "--num_layers", "--num-layers"),
-        (["evaluate", "m", "--out", "x", "--num_fewshot", "5"], "--num_fewshot", "--num-fewshot"),
-        (["push", "m", "me/repo", "--dryrun"], "--dryrun", "--dry-run"),
+        (
+            ["analyze", "m", "--text_file", "t", "--output_dir", "x", "--num_sampels", "4"],
+            "--num_sampels",
+            "--num_samples",
+        ),
+        (["analyze", "m", "--text-file", "t", "--out", "x", "--num-sampels", "4"], "--num-sampels", "--num-samples"),
+        (["inherit", "src", "dst", "--num_layres", "2"], "--num_layres", "--num_layers"),
+        (["evaluate", "m", "--output_dir", "x", "--num-fewshots", "5"], "--num-fewshots", "--num-fewshot"),
+        (["push", "m", "me/repo", "--dryrun"], "--dryrun", "--dry_run"),
     ],
 )
 def test_a_mistyped_flag_names_the_closest_one(argv, typo, meant, capsys, tmp_path, monkeypatch):

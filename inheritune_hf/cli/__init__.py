@@ -1,8 +1,9 @@
 """The `inheritune` console script: thin subcommands that parse arguments and call the library.
 
-Each subcommand lives in its own module `inheritune_hf.cli.<name>` exposing `register(subparsers)`,
-which adds its parser and sets `func` to a callable taking the parsed namespace and returning an exit
-code. Library errors (`InherituneError`) are printed as one clear line with exit code 2.
+Each subcommand lives in its own module `inheritune_hf.cli.<name>` exposing `register(subparsers)`, `parser()`
+and `parse(argv)`: its settings are a dataclass of `inheritune_hf.settings`, parsed by the one `InherituneParser`
+(`inheritune_hf.cli.parser`) from flags in either spelling or a YAML file (`--config FILE`). Library errors
+(`InherituneError`), unknown flags and unparsable values are printed as one clear line with exit code 2.
 """
 
 from __future__ import annotations
@@ -33,19 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return action.choices[command]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    # Unknown flags come back instead of ending in argparse's usage dump, so that each gets one line naming the
-    # closest valid flag (`run` hands its flags to HfArgumentParser, which reports its own the same way).
+    # Everything after the subcommand's name goes to its own parser (see `parser.add_command`), which names the
+    # closest valid flag for a mistyped one; what is left here can only be a flag before the subcommand.
     args, rest = parser.parse_known_args(argv)
     try:
         if rest:
-            raise unknown_flags(rest, _subparser(parser, args.command))
+            raise unknown_flags(rest, parser)
         return int(args.func(args) or 0)
     except InherituneError as err:
         print(f"inheritune {args.command}: error: {err}", file=sys.stderr)

@@ -1,6 +1,7 @@
-"""`inheritune analyze MODEL_DIR --text-file F | --dataset NAME[:split] --out DIR`: which layers are lazy?
+"""`inheritune analyze MODEL_DIR --text_file F | --dataset_name NAME[:split] --output_dir DIR`: which layers are lazy?
 
-Writes `report.json`, `report.csv` and `attention_rank.png` into DIR and prints a per-layer table.
+Writes `report.json`, `report.csv` and `attention_rank.png` into DIR and prints a per-layer table. Settings:
+`AnalyzeArguments`, from flags or `--config FILE`.
 """
 
 from __future__ import annotations
@@ -9,37 +10,30 @@ import argparse
 from pathlib import Path
 
 from ..errors import CheckpointError, DataError, InherituneError
-from ..output import atomic_output_dir, check_output_dir
+from ..io import atomic_output_dir, check_output_dir
+from ..settings import AnalyzeArguments
+from .parser import InherituneParser, add_command
+
+HELP = "Measure attention rank and mass per layer and head; find the lazy layers."
+
+
+def parser() -> InherituneParser:
+    return InherituneParser(
+        [AnalyzeArguments],
+        prog="inheritune analyze",
+        description="The paper's attention diagnostics: N random windows of T tokens, per-(layer, head) mean rank "
+        "k* (tau of the squared spectrum) and mass m* (eta of the squared Frobenius norm).",
+        positionals=("model",),
+    )
+
+
+def parse(argv: list[str]) -> AnalyzeArguments:
+    (args,) = parser().parse(argv)
+    return args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "analyze",
-        help="Measure attention rank and mass per layer and head; find the lazy layers.",
-        description="The paper's attention diagnostics: N random windows of T tokens, per-(layer, head) mean rank "
-        "k* (tau of the squared spectrum) and mass m* (eta of the squared Frobenius norm).",
-    )
-    parser.add_argument("model", help="Checkpoint folder (save_pretrained layout) with its tokenizer.")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--text-file", help="A plain-text file to draw the windows from.")
-    source.add_argument(
-        "--dataset",
-        help="A Hub dataset name or local text/JSON file or folder, optionally NAME:split (default: the "
-        "validation split, as in the paper). 'stdlib' is the embedded offline corpus.",
-    )
-    parser.add_argument("--text-column", default="text", help="Dataset column holding the text (default: text).")
-    parser.add_argument("--out", required=True, help="Output folder; must be empty or absent unless --overwrite.")
-    parser.add_argument("--num-samples", type=int, default=100, help="Random windows N (paper: 100).")
-    parser.add_argument("--seq-len", type=int, default=100, help="Tokens per window T (paper: 100).")
-    parser.add_argument("--tau", type=float, default=0.9, help="Spectral energy fraction for the rank (paper: 0.9).")
-    parser.add_argument("--eta", type=float, default=0.9, help="Frobenius mass fraction for the mass (paper: 0.9).")
-    parser.add_argument("--batch-size", type=int, default=8, help="Windows per forward pass.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the window offsets.")
-    parser.add_argument("--device", default=None, help="Device to run on (default: cuda if available, else cpu).")
-    parser.add_argument("--no-plot", action="store_true", help="Skip attention_rank.png (no matplotlib needed).")
-    parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty output folder.")
-    parser.add_argument("--trust-remote-code", action="store_true", help="Allow custom model code from MODEL.")
-    parser.set_defaults(func=run)
+    add_command(subparsers, "analyze", HELP, lambda argv: run(parse(argv)))
 
 
 def _split_dataset_name(spec: str) -> tuple[str, str]:
@@ -49,15 +43,15 @@ def _split_dataset_name(spec: str) -> tuple[str, str]:
     return spec, "validation"
 
 
-def _load_texts(args: argparse.Namespace) -> dict:
+def _load_texts(args: AnalyzeArguments) -> dict:
     if args.text_file is not None:
         path = Path(args.text_file)
         if not path.is_file():
-            raise DataError(f"--text-file {path} does not exist.")
+            raise DataError(f"--text_file {path} does not exist.")
         return {"texts": path.read_text(encoding="utf-8", errors="replace")}
     from ..data import load_text_dataset
 
-    name, split = _split_dataset_name(args.dataset)
+    name, split = _split_dataset_name(args.dataset_name)
     splits = load_text_dataset(name, text_column=args.text_column)
     if split not in splits:
         raise DataError(f"Dataset {name!r} has no split {split!r} (splits: {list(splits)}).")
@@ -67,22 +61,22 @@ def _load_texts(args: argparse.Namespace) -> dict:
     return {"dataset": dataset}
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: AnalyzeArguments) -> int:
     model_dir = Path(args.model)
     if not (model_dir / "config.json").is_file():
         raise CheckpointError(
             f"{model_dir} is not a checkpoint folder (no config.json). Pass a save_pretrained folder."
         )
-    check_output_dir(args.out, args.overwrite)
+    check_output_dir(args.output_dir, args.overwrite)
     from ..loading import load_causal_lm, load_causal_lm_config
 
     load_causal_lm_config(model_dir, trust_remote_code=args.trust_remote_code)  # a causal LM, before reading data
-    if not args.no_plot:
+    if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError as err:
             raise InherituneError(
-                "Plotting needs matplotlib: pip install 'inheritune-hf[plot]', or pass --no-plot."
+                "Plotting needs matplotlib: pip install 'inheritune-hf[plot]', or pass --no_plot."
             ) from err
     source = _load_texts(args)
 
@@ -105,14 +99,15 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         **source,
     )
-    with atomic_output_dir(args.out, args.overwrite) as tmp:
+    with atomic_output_dir(args.output_dir, args.overwrite) as tmp:
         report.to_json(tmp / "report.json")
         report.to_csv(tmp / "report.csv")
-        if not args.no_plot:
+        if args.plot:
             report.plot(tmp / "attention_rank.png")
 
     print(report.table())
     for key, suggestion in report.suggest_num_layers(model.config).items():
         print(f"suggested layers ({key}): {suggestion.num_layers} - {suggestion.reason}")
-    print(f"wrote {Path(args.out) / 'report.json'}, report.csv" + ("" if args.no_plot else ", attention_rank.png"))
+    written = "" if not args.plot else ", attention_rank.png"
+    print(f"wrote {Path(args.output_dir) / 'report.json'}, report.csv{written}")
     return 0

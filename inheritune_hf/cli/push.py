@@ -1,9 +1,10 @@
-"""`inheritune push MODEL_DIR REPO_ID [--private/--public] [--dry-run]`: publish a checkpoint with its card.
+"""`inheritune push MODEL_DIR REPO_ID [--public] [--dry_run]`: publish a checkpoint with its card.
 
 MODEL_DIR is a `save_pretrained` folder, or a `run_inheritune` output folder (then its final round is published
 with the growth rounds, validation losses and loss figure in the card). The card also carries downstream scores
-from `--results DIR` (what `inheritune evaluate` wrote), or evaluates first with `--tasks`. `--dry-run` writes the
-exact files that would be uploaded (README.md included) into `--out` and uploads nothing.
+from `--results DIR` (what `inheritune evaluate` wrote), or evaluates first with `--tasks`. `--dry_run` writes the
+exact files that would be uploaded (README.md included) into `--output_dir` and uploads nothing. Settings:
+`PushArguments`, from flags or `--config FILE`.
 
 The token is read from `HF_TOKEN` or `hf auth login`, never from the command line (it would end up in the shell
 history and the process list).
@@ -15,47 +16,40 @@ import argparse
 from pathlib import Path
 
 from ..errors import CheckpointError
+from ..settings import PushArguments
+from .parser import InherituneParser, add_command
+
+HELP = "Upload a checkpoint (safetensors), its model card, figures and results to the Hub in one commit."
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "push",
-        help="Upload a checkpoint (safetensors), its model card, figures and results to the Hub in one commit.",
+def parser() -> InherituneParser:
+    return InherituneParser(
+        [PushArguments],
+        prog="inheritune push",
         description="Publish to the Hub: create the repo if needed, then one commit with weights (safetensors), "
         "config, tokenizer, README.md (lineage, recipe, losses, lm-eval scores as model-index), figures and "
         "results JSON. Re-running is safe. The token comes from HF_TOKEN or `hf auth login`.",
+        positionals=("model", "repo_id"),
     )
-    parser.add_argument("model", help="A save_pretrained folder, or a run_inheritune output folder.")
-    parser.add_argument("repo_id", help="namespace/name (or name, for your own namespace).")
-    visibility = parser.add_mutually_exclusive_group()
-    visibility.add_argument(
-        "--private", dest="private", action="store_true", default=True, help="Private repo (default)."
-    )
-    visibility.add_argument("--public", dest="private", action="store_false", help="Public repo.")
-    parser.add_argument("--dry-run", action="store_true", help="Write what would be uploaded into --out; no upload.")
-    parser.add_argument("--out", default=None, help="Dry-run folder (default: ./<repo name>-dry-run).")
-    parser.add_argument("--overwrite", action="store_true", help="Let --dry-run replace a non-empty --out.")
-    parser.add_argument("--results", default=None, help="Folder with downstream_results.json (inheritune evaluate).")
-    parser.add_argument("--tasks", default=None, help="Evaluate a run's final model on these lm-eval tasks first.")
-    parser.add_argument("--include-path", action="append", default=None, help="Local lm-eval task folder(s).")
-    parser.add_argument("--figure", action="append", default=[], help="An image to upload and show in the card.")
-    parser.add_argument("--base-model", default=None, help="The reference's Hub id (default: from the lineage).")
-    parser.add_argument("--license", default=None, help="SPDX license id (default: the base model's).")
-    parser.add_argument("--dataset", action="append", default=None, help="Training dataset Hub id(s) for the card.")
-    parser.add_argument("--revision", default=None, help="Branch to commit to (default: main).")
-    parser.add_argument("--commit-message", default=None, help="Commit summary.")
-    parser.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or https://huggingface.co).")
-    parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def parse(argv: list[str]) -> PushArguments:
+    (args,) = parser().parse(argv)
+    return args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    add_command(subparsers, "push", HELP, lambda argv: run(parse(argv)))
+
+
+def run(args: PushArguments) -> int:
     from ..evaluate import DownstreamResults
     from ..publish import base_model_license, check_repo_id, hub_base_model, model_card, publish_run, push_to_hub
     from ..publish.push import resolve_endpoint, resolve_token
 
     check_repo_id(args.repo_id)
     folder = Path(args.model)
-    out = Path(args.out) if args.out else Path.cwd() / f"{args.repo_id.split('/')[-1]}-dry-run"
+    out = Path(args.output_dir) if args.output_dir else Path.cwd() / f"{args.repo_id.split('/')[-1]}-dry-run"
     dry_run = out if args.dry_run else None
     if (folder / "rounds.json").is_file() and (folder / "run.json").is_file():
         if args.results or args.figure:
@@ -71,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             results=results,
             base_model=args.base_model,
             license=args.license,
-            datasets=args.dataset,
+            datasets=args.dataset_name,
             private=args.private,
             revision=args.revision,
             endpoint=args.endpoint,
@@ -97,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             results=results,
             figures=figures or None,
             license=license,
-            datasets=args.dataset,
+            datasets=args.dataset_name,
         )
         result = push_to_hub(
             folder,
@@ -119,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_final_round(run_dir: Path, tasks: str, include_path: list[str] | None):
+def _evaluate_final_round(run_dir: Path, tasks: list[str], include_path: list[str] | None):
     """Score a run's final model on `tasks` before publishing it (publish_run takes scores, it does not compute them)."""
     from transformers import AutoTokenizer
 

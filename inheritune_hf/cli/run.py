@@ -1,66 +1,53 @@
 """`inheritune run`: the Inheritune loop (inherit L/2 blocks, train, grow by 2 until the reference is matched).
 
 Arguments are `InherituneArguments`, `DataArguments` and `transformers.TrainingArguments`, parsed by
-`HfArgumentParser` from flags or from a YAML recipe (then flags override it), as in trl's scripts:
+`InherituneParser` (an `HfArgumentParser`) from flags or from a YAML recipe (then flags override it), as in trl's
+scripts; `--help` shows the method's settings, `--help-all` Trainer's too:
 
     inheritune run --reference_model ./gpt2-medium-100k --output_dir out --max_steps 100000 ...
-    inheritune run recipe.yaml [--resume]
+    inheritune run recipe.yaml [--resume]             # or: inheritune run --config recipe.yaml
     accelerate launch -m inheritune_hf.cli.run recipe.yaml        # DDP / FSDP / DeepSpeed: the user's config
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import sys
-from pathlib import Path
 
-from ..errors import DataError, TrainingError, unknown_arguments, unknown_flags
-from ..output import check_output_dir
+from ..errors import DataError, TrainingError
+from ..io import check_output_dir
+from ..settings import DataArguments, InherituneArguments
+from .parser import InherituneParser, add_command
+
+
+def parser() -> InherituneParser:
+    from transformers import TrainingArguments
+
+    return InherituneParser(
+        [InherituneArguments, DataArguments, TrainingArguments],
+        prog="inheritune run",
+        description=__doc__.split("\n\n")[0],
+        yaml_positional=True,
+        summarized=[TrainingArguments],
+    )
 
 
 def parse(argv: list[str]):
     """(InherituneArguments, DataArguments, TrainingArguments) from flags, or a YAML recipe followed by overrides.
 
-    `inheritune run recipe.yaml --resume` reads the recipe, then applies the flags after it (as trl's scripts do).
+    `inheritune run recipe.yaml --resume` (or `--config recipe.yaml`) reads the recipe, then applies the flags.
     """
-    import yaml
-    from transformers import HfArgumentParser, TrainingArguments
-
-    from ..data import DataArguments
-    from ..train import InherituneArguments
-
-    parser = HfArgumentParser(
-        (InherituneArguments, DataArguments, TrainingArguments),
-        prog="inheritune run",
-        description=__doc__.split("\n\n")[0],
-    )
-    if argv and argv[0].endswith((".yaml", ".yml")):
-        try:
-            recipe = yaml.safe_load(Path(argv[0]).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise TrainingError(f"Cannot read the recipe {argv[0]}: {err}") from err
-        known = sorted({f.name for dtype in parser.dataclass_types for f in dataclasses.fields(dtype)})
-        unknown = sorted(set(recipe) - set(known))
-        if unknown:
-            raise unknown_arguments(unknown, known, "setting", argv[0])
-        parser.set_defaults(**recipe)
-        argv = argv[1:]
-    *parsed, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    if rest:
-        raise unknown_flags(rest, parser)
-    return tuple(parsed)
+    return parser().parse(argv)
 
 
-def run(namespace: argparse.Namespace) -> int:
+def run(argv: list[str]) -> int:
     from transformers import AutoTokenizer
 
     from ..data import causal_lm_datasets
     from ..loading import check_block_size, load_causal_lm, load_causal_lm_config
     from ..train import run_inheritune
 
-    inheritune_args, data_args, training_args = parse(namespace.args)
+    inheritune_args, data_args, training_args = parse(argv)
     if not inheritune_args.reference_model:
         raise TrainingError("Name the trained reference model: --reference_model NAME_OR_PATH.")
     # Everything is checked before anything is written, cheapest first: the output folder, the reference's kind
@@ -105,24 +92,7 @@ def run(namespace: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "run",
-        help="train and grow: the Inheritune loop (flags or a YAML recipe; see inheritune run --help)",
-        add_help=False,
-        description=__doc__,
-    )
-    parser.set_defaults(func=run)
-
-    # Everything after `run` belongs to HfArgumentParser, which knows the dataclass fields and prints their help.
-    # argparse's REMAINDER does not capture leading --flags in a subcommand, so this parser hands over its
-    # arguments untouched.
-    def pass_through(arg_strings=None, namespace=None):
-        namespace = namespace if namespace is not None else argparse.Namespace()
-        namespace.args = list(arg_strings or [])
-        namespace.func = run
-        return namespace, []
-
-    parser.parse_known_args = pass_through
+    add_command(subparsers, "run", "train and grow: the Inheritune loop (flags or a YAML recipe; see --help)", run)
 
 
 if __name__ == "__main__":  # pragma: no cover

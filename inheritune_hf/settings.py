@@ -1,0 +1,445 @@
+"""The method's settings: one dataclass per entry point, parsed by `HfArgumentParser` from flags or a YAML file.
+
+Every entry point reads its settings from these dataclasses, so the same thing has the same name everywhere
+(`--dataset_name`, `--output_dir`, `--reinit`, `--trust_remote_code`) and a YAML file's keys are the flag names.
+The `inheritune` subcommands and the recipe scripts parse them with `inheritune_hf.cli.parser.InherituneParser`,
+a notebook can build them directly (`InherituneArguments(start_layers=12)`).
+
+This module sits low in the package, beside `errors`: it imports nothing of the method, so any step (and the CLI
+above them all) can import it without a circle. The constants the settings validate against live here for the
+same reason.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import DataError, InherituneError, InvalidLayersError, TrainingError
+
+#: The parts `inherit` can re-initialise instead of copying (kept equal to `inheritune_hf.inherit.REINIT_PARTS`).
+REINIT_PARTS = ("position_embeddings", "embedding_norm", "final_norm", "lm_head", "blocks")
+#: How a round grows: the paper's `restart` from the reference, or `continue` the trained blocks.
+GROWTH_STRATEGIES = ("restart", "continue")
+#: `dataset_name` of the offline corpus: this Python's standard library sources.
+EMBEDDED_CORPUS = "stdlib"
+#: Weight dtypes `inheritune inherit --dtype` casts to.
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def as_target_loss(value: Any) -> float:
+    """`value` as a finite float, or a `TrainingError` that says what was wrong."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TrainingError(f"The target loss must be a number or 'reference', got {value!r}.") from None
+    if not math.isfinite(number) or number < 0:
+        raise TrainingError(f"The target loss must be a finite, non-negative number, got {value!r}.")
+    return number
+
+
+def _check_reinit(parts: list[str], error: type[InherituneError]) -> None:
+    unknown = [part for part in parts if part not in REINIT_PARTS]
+    if unknown:
+        raise error(f"Unknown reinit part(s) {unknown}; choose from {list(REINIT_PARTS)}.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# analyze: which layers are lazy?
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AnalyzeArguments:
+    """`inheritune analyze MODEL_DIR`: the paper's attention diagnostics (rank k*, mass m*) per layer and head."""
+
+    _argument_group_name = "analyze (the paper's attention diagnostics)"
+
+    model: str | None = field(
+        default=None, metadata={"help": "Checkpoint folder (save_pretrained layout) with its tokenizer. Positional."}
+    )
+    text_file: str | None = field(default=None, metadata={"help": "A plain-text file to draw the windows from."})
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Instead of --text_file: a Hub dataset name or local text/JSON file or folder, optionally "
+            f"NAME:split (default: the validation split, as in the paper). '{EMBEDDED_CORPUS}' is the embedded "
+            "offline corpus."
+        },
+    )
+    text_column: str = field(default="text", metadata={"help": "Dataset column holding the text."})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Output folder (required); must be empty or absent unless --overwrite."}
+    )
+    num_samples: int = field(default=100, metadata={"help": "Random windows N (paper: 100)."})
+    seq_len: int = field(default=100, metadata={"help": "Tokens per window T (paper: 100)."})
+    tau: float = field(default=0.9, metadata={"help": "Spectral energy fraction for the rank (paper: 0.9)."})
+    eta: float = field(default=0.9, metadata={"help": "Frobenius mass fraction for the mass (paper: 0.9)."})
+    batch_size: int = field(default=8, metadata={"help": "Windows per forward pass."})
+    seed: int = field(default=0, metadata={"help": "Seed of the window offsets."})
+    device: str | None = field(default=None, metadata={"help": "Device (default: cuda if available, else cpu)."})
+    plot: bool = field(
+        default=True, metadata={"help": "Write attention_rank.png (needs matplotlib); --no_plot skips."}
+    )
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty output folder."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from MODEL."})
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            raise InherituneError("Name the checkpoint to analyze: inheritune analyze MODEL_DIR ...")
+        if (self.text_file is None) == (self.dataset_name is None):
+            raise DataError("Give exactly one text source: --text_file FILE or --dataset_name NAME[:split].")
+        if self.output_dir is None:
+            raise InherituneError("Name the output folder: --output_dir DIR.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# inherit: slice a smaller model from a checkpoint
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class InheritArguments:
+    """`inheritune inherit SRC OUT`: the Inheritune target sliced from a checkpoint on disk, streamed lazily."""
+
+    _argument_group_name = "inherit (slice the first K blocks into a new checkpoint)"
+
+    reference_model: str | None = field(
+        default=None,
+        metadata={"help": "SRC: the reference, a save_pretrained folder with safetensors weights or a Hub repo id."},
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "OUT: output folder; must be empty or absent unless --overwrite."}
+    )
+    num_layers: int | None = field(
+        default=None, metadata={"help": "Keep the first K blocks (default: half of the reference)."}
+    )
+    layers: list[int] | None = field(
+        default=None, metadata={"help": "Instead of --num_layers: explicit source block indices, e.g. 0 1 2 5."}
+    )
+    reinit: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": f"Parts to re-initialise instead of copying, any of: {' '.join(REINIT_PARTS)}. "
+            "'position_embeddings final_norm' matches the authors' nanoGPT code."
+        },
+    )
+    random_init: bool = field(default=False, metadata={"help": "Same-size random-init baseline."})
+    dtype: str | None = field(
+        default=None,
+        metadata={"help": "Cast floating weights (default: keep the checkpoint's).", "choices": list(DTYPES)},
+    )
+    max_shard_size: str | None = field(
+        default=None,
+        metadata={"help": "Cap per output safetensors shard, e.g. 2GB (default: inherit_checkpoint's, 5GB)."},
+    )
+    revision: str | None = field(default=None, metadata={"help": "Branch, tag or commit when SRC is a Hub repo id."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty output folder."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from SRC."})
+
+    def __post_init__(self) -> None:
+        if self.reference_model is None or self.output_dir is None:
+            raise InherituneError("Name the reference and the output folder: inheritune inherit SRC OUT ...")
+        if self.num_layers is not None and self.layers is not None:
+            raise InvalidLayersError("Give --num_layers or --layers, not both.")
+        _check_reinit(self.reinit, InvalidLayersError)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# run: the Inheritune loop (with DataArguments and transformers.TrainingArguments)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataArguments:
+    """Where the training text comes from and how it is cut into blocks (parsed beside `TrainingArguments`)."""
+
+    _argument_group_name = "data (the training text and its blocks)"
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub dataset name, local file or folder of .txt/.json/.jsonl files. "
+            f"Default: the embedded corpus ('{EMBEDDED_CORPUS}': this Python's standard library sources)."
+        },
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    dataset_revision: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub dataset revision (branch, tag or commit). 'refs/convert/parquet' reads the Hub's parquet "
+            "conversion of a dataset that only a loading script can read, which datasets >= 4 refuses to run."
+        },
+    )
+    text_column: str = field(default="text", metadata={"help": "Column holding the raw text."})
+    block_size: int = field(default=1024, metadata={"help": "Tokens per training sample (the paper: 1024)."})
+    validation_fraction: float = field(
+        default=0.05, metadata={"help": "Share of documents held out when the source has no validation split."}
+    )
+    streaming: bool = field(default=False, metadata={"help": "Stream a Hub dataset instead of downloading it."})
+    streaming_validation_documents: int = field(
+        default=2000, metadata={"help": "With --streaming: the first N documents form the validation split."}
+    )
+    max_train_documents: int | None = field(default=None, metadata={"help": "Keep at most N training documents."})
+    corpus_max_files: int | None = field(default=None, metadata={"help": "Embedded corpus: at most N files."})
+    corpus_max_bytes: int | None = field(default=None, metadata={"help": "Embedded corpus: at most N bytes."})
+    tokenizer_name: str | None = field(
+        default=None,
+        metadata={"help": "Tokenizer name or path. Default: the reference model's own tokenizer."},
+    )
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
+    split_seed: int = field(default=0, metadata={"help": "Seed of the deterministic validation split."})
+
+
+@dataclass
+class InherituneArguments:
+    """The method's own settings, parsed beside `TrainingArguments` by `HfArgumentParser` (flags or YAML).
+
+    Defaults are the paper's: start from half the reference's blocks, grow by 2, stop when the validation
+    loss matches the reference's, restart each round from the reference's first l+2 blocks.
+    """
+
+    _argument_group_name = "Inheritune (the method: inherit, train, grow until the reference is matched)"
+
+    reference_model: str | None = field(
+        default=None, metadata={"help": "CLI: the trained reference model (Hub name or save_pretrained folder)."}
+    )
+    start_layers: int | None = field(
+        default=None, metadata={"help": "Blocks inherited in the first round. Default: half the reference's (L/2)."}
+    )
+    grow_by: int = field(default=2, metadata={"help": "Blocks added per round (the paper: 2)."})
+    max_layers: int | None = field(
+        default=None, metadata={"help": "Stop growing at this many blocks. Default: the reference's depth L."}
+    )
+    target_loss: str = field(
+        default="reference",
+        metadata={"help": "Validation loss to match: 'reference' (the reference's own, measured) or a number."},
+    )
+    reference_loss: float | None = field(
+        default=None, metadata={"help": "The reference's validation loss, if known; skips measuring it."}
+    )
+    tolerance: float = field(
+        default=0.0, metadata={"help": "A round matches when its validation loss <= target + tolerance."}
+    )
+    growth_strategy: str = field(
+        default="restart",
+        metadata={
+            "help": "'restart' (the paper): each round inherits the reference's first l+grow_by blocks afresh. "
+            "'continue': keep the trained blocks and append the reference's next ones.",
+            "choices": list(GROWTH_STRATEGIES),
+        },
+    )
+    growth_lr_scale: float = field(
+        default=1.0,
+        metadata={
+            "help": "Peak learning rate of the growth rounds (round 2 on), as a fraction of learning_rate. 1.0 is "
+            "the paper's full schedule every round. A lower peak disturbs the kept blocks less, but on the tiny "
+            "benchmark (bench_train.py) it cost more tokens to match, not fewer."
+        },
+    )
+    growth_warmup_steps: int | None = field(
+        default=None, metadata={"help": "Warmup steps of the growth rounds; default: warmup_steps, as in round 1."}
+    )
+    stop_at_target: bool = field(
+        default=False,
+        metadata={
+            "help": "Stop a round as soon as an evaluation reaches the target (saves compute; the paper trains "
+            "each round's full schedule)."
+        },
+    )
+    max_eval_blocks: int | None = field(
+        default=None, metadata={"help": "Eval budget: evaluate on at most this many validation blocks."}
+    )
+    reinit: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Parts to re-initialise instead of inheriting, e.g. position_embeddings final_norm "
+            "(the authors' nanoGPT code)."
+        },
+    )
+    random_baseline: bool = field(
+        default=False,
+        metadata={"help": "Also train the same-size random-init model on one round's budget (the paper's baseline)."},
+    )
+    resume: bool = field(
+        default=False, metadata={"help": "Resume an interrupted run in output_dir at the round and step it reached."}
+    )
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty output_dir."})
+    plot: bool = field(default=True, metadata={"help": "Write loss_curves.png (needs matplotlib)."})
+
+    def __post_init__(self) -> None:
+        if self.growth_strategy not in GROWTH_STRATEGIES:
+            raise TrainingError(f"growth_strategy must be one of {GROWTH_STRATEGIES}, got {self.growth_strategy!r}.")
+        if self.grow_by < 1:
+            raise TrainingError(f"grow_by must be at least 1, got {self.grow_by}.")
+        if not self.growth_lr_scale > 0:
+            raise TrainingError(
+                f"growth_lr_scale must be > 0 (a fraction of learning_rate), got {self.growth_lr_scale}."
+            )
+        if self.growth_warmup_steps is not None and self.growth_warmup_steps < 0:
+            raise TrainingError(f"growth_warmup_steps must be >= 0, got {self.growth_warmup_steps}.")
+        if self.start_layers is not None and self.start_layers < 1:
+            raise TrainingError(f"start_layers must be at least 1, got {self.start_layers}.")
+        _check_reinit(self.reinit, TrainingError)
+        if self.max_eval_blocks is not None and self.max_eval_blocks < 1:
+            raise TrainingError(f"max_eval_blocks must be at least 1, got {self.max_eval_blocks}.")
+        if self.target_loss != "reference":
+            self.target_loss = str(as_target_loss(self.target_loss))
+        if self.reference_loss is not None:
+            as_target_loss(self.reference_loss)
+
+    def target(self, reference_loss: float) -> float:
+        """The validation loss a round must reach: the reference's, or the number given."""
+        return reference_loss if self.target_loss == "reference" else float(self.target_loss)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluate and push: downstream scores, then the Hub
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvaluateArguments:
+    """`inheritune evaluate MODEL_DIR`: zero-shot lm-evaluation-harness scores, as in the paper's Table 2."""
+
+    _argument_group_name = "evaluate (lm-eval downstream scores)"
+
+    model: str | None = field(
+        default=None, metadata={"help": "Checkpoint folder (save_pretrained layout) with its tokenizer. Positional."}
+    )
+    tasks: list[str] | None = field(
+        default=None,
+        metadata={"help": "lm-eval task names or YAML paths (default: the paper's suite, with its metrics)."},
+    )
+    include_path: list[str] | None = field(
+        default=None,
+        metadata={"help": "Folder(s) of local lm-eval task YAMLs. Built-in tasks are indexed only if needed."},
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Output folder (required); must be empty or absent unless --overwrite."}
+    )
+    num_fewshot: int = field(default=0, metadata={"help": "Few-shot examples per prompt (paper: 0)."})
+    batch_size: str = field(default="16", metadata={"help": "lm-eval batch size, or 'auto'."})
+    limit: float | None = field(default=None, metadata={"help": "Only the first N documents per task (smoke test)."})
+    device: str | None = field(default=None, metadata={"help": "Device (default: cuda if available, else cpu)."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty output folder."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from MODEL."})
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            raise InherituneError("Name the checkpoint to evaluate: inheritune evaluate MODEL_DIR ...")
+        if self.output_dir is None:
+            raise InherituneError("Name the output folder: --output_dir DIR.")
+
+
+@dataclass
+class PushArguments:
+    """`inheritune push MODEL_DIR REPO_ID`: one Hub commit with the weights, the model card, figures and results."""
+
+    _argument_group_name = "push (publish to the Hub)"
+
+    model: str | None = field(
+        default=None, metadata={"help": "A save_pretrained folder, or a run_inheritune output folder. Positional."}
+    )
+    repo_id: str | None = field(
+        default=None, metadata={"help": "namespace/name (or name, for your own namespace). Positional."}
+    )
+    private: bool = field(default=True, metadata={"help": "Create the repo private; --public (or --no_private) not."})
+    dry_run: bool = field(default=False, metadata={"help": "Write what would be uploaded into --output_dir instead."})
+    output_dir: str | None = field(default=None, metadata={"help": "Dry-run folder (default: ./<repo name>-dry-run)."})
+    overwrite: bool = field(default=False, metadata={"help": "Let --dry_run replace a non-empty --output_dir."})
+    results: str | None = field(
+        default=None, metadata={"help": "Folder with downstream_results.json (what inheritune evaluate wrote)."}
+    )
+    tasks: list[str] | None = field(
+        default=None, metadata={"help": "A run folder: evaluate its final model on these lm-eval tasks first."}
+    )
+    include_path: list[str] | None = field(default=None, metadata={"help": "Folder(s) of local lm-eval tasks."})
+    figure: list[str] = field(default_factory=list, metadata={"help": "Images to upload and show in the card."})
+    base_model: str | None = field(
+        default=None, metadata={"help": "The reference's Hub id (default: from the lineage)."}
+    )
+    license: str | None = field(default=None, metadata={"help": "SPDX license id (default: the base model's)."})
+    dataset_name: list[str] | None = field(
+        default=None, metadata={"help": "Training dataset Hub id(s), named in the card."}
+    )
+    revision: str | None = field(default=None, metadata={"help": "Branch to commit to (default: main)."})
+    commit_message: str | None = field(default=None, metadata={"help": "Commit summary."})
+    endpoint: str | None = field(
+        default=None, metadata={"help": "Hub URL (default: HF_ENDPOINT or https://huggingface.co)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.model is None or self.repo_id is None:
+            raise InherituneError("Name the folder and the repo: inheritune push MODEL_DIR REPO_ID ...")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# recipes: the whole pipeline (with InherituneArguments, DataArguments and TrainingArguments)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RecipeArguments:
+    """What a recipe runs around Inheritune: the reference (trained or given), the diagnosis, the evaluation."""
+
+    _argument_group_name = "recipe (the reference, the diagnosis, the evaluation)"
+
+    name: str = field(default="recipe", metadata={"help": "Name used in the report and the model card."})
+    reference: str | None = field(
+        default=None,
+        metadata={"help": "A trained reference (folder or Hub id). Default: stage 1 trains one from scratch."},
+    )
+    model_type: str = field(default="gpt2", metadata={"help": "Architecture of a reference trained from scratch."})
+    num_layers: int = field(default=24, metadata={"help": "Reference depth L when trained from scratch."})
+    hidden_size: int = field(default=1024, metadata={"help": "Reference width when trained from scratch."})
+    num_attention_heads: int = field(default=16, metadata={"help": "Reference heads when trained from scratch."})
+    num_key_value_heads: int | None = field(default=None, metadata={"help": "KV heads (GQA) for llama-style types."})
+    intermediate_size: int | None = field(default=None, metadata={"help": "MLP width; default: the type's rule."})
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "Config settings of a reference trained from scratch, as in transformers' run_clm.py: "
+            "'resid_pdrop=0.0,scale_attn_by_inverse_layer_idx=true'. Ignored with --reference."
+        },
+    )
+    vocab_size: int | None = field(
+        default=None,
+        metadata={"help": "Embedding rows; default: the tokenizer's size rounded up to a multiple of 64 (50304)."},
+    )
+    tokenizer_vocab_size: int = field(
+        default=4096, metadata={"help": "Vocabulary of the BPE trained on the corpus when no tokenizer is given."}
+    )
+    tokens_per_step: int | None = field(
+        default=None,
+        metadata={
+            "help": "Tokens per optimizer step to keep on any number of processes: gradient_accumulation_steps "
+            "becomes tokens_per_step / (per-device batch x processes x block), rounded, within 10%."
+        },
+    )
+    reference_max_steps: int | None = field(
+        default=None, metadata={"help": "Steps for the reference; default max_steps (the paper: 100K for all)."}
+    )
+    analyze: bool = field(default=True, metadata={"help": "Run the attention diagnosis of the reference."})
+    analyze_samples: int = field(default=100, metadata={"help": "Attention samples (the paper: 100)."})
+    analyze_seq_len: int = field(default=100, metadata={"help": "Tokens per attention sample (the paper: 100)."})
+    eval_tasks: str = field(
+        default="heldout",
+        metadata={
+            "help": "'paper' (the paper's lm-eval suite, needs its datasets), 'heldout' (offline tasks built from "
+            "the validation text), 'none', or comma-separated lm-eval task names."
+        },
+    )
+    eval_limit: float | None = field(default=None, metadata={"help": "lm-eval `limit` per task."})
+    eval_batch_size: int = field(default=16, metadata={"help": "lm-eval batch size."})
+    hub_repo_id: str | None = field(
+        default=None, metadata={"help": "Publish the final model (card, scores) to this repo (--push-to-hub REPO_ID)."}
+    )
+    private: bool = field(default=True, metadata={"help": "Create the Hub repo private."})
+    budget: str | None = field(default=None, metadata={"help": "A named budget from the YAML's `budgets`."})
+    smoke: bool = field(default=False, metadata={"help": "Tiny shapes, embedded corpus, a few steps (CPU)."})
+    plan: bool = field(
+        default=False,
+        metadata={"help": "Print the run's shapes, tokens and compute (no data, no training), then exit."},
+    )
