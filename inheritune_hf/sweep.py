@@ -18,6 +18,7 @@ sliced, and checked for the three properties the method relies on:
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import traceback
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ TINY_SIZES: dict[str, int] = {
     "n_embd": 64,
     "d_model": 64,
     "embed_dim": 64,
+    "embedding_dim": 64,
     "intermediate_size": 128,
     "n_inner": 128,
     "ffn_dim": 128,
@@ -43,6 +45,7 @@ TINY_SIZES: dict[str, int] = {
     "moe_intermediate_size": 32,
     "shared_expert_intermediate_size": 32,
     "expert_intermediate_size": 32,
+    "expert_ffn_hidden_size": 32,
     "num_attention_heads": 4,
     "n_head": 4,
     "num_heads": 4,
@@ -79,11 +82,17 @@ TINY_SIZES: dict[str, int] = {
     "linear_num_value_heads": 4,
     "linear_key_head_dim": 16,
     "linear_value_head_dim": 16,
+    "linear_head_dim": 16,
+    "linear_num_heads": 4,
     "mamba_d_state": 8,
     "mamba_n_heads": 4,
     "mamba_d_head": 16,
     "mamba_headdim": 16,
-    "mamba_expand": 2,
+    "mamba_d_ssm": 64,
+    "mamba_num_heads": 4,
+    # a Mamba-2 mixer is expand * hidden wide and split into heads: 1 * 64 = 4 heads of 16
+    "mamba_expand": 1,
+    "expand": 1,
     "state_size": 8,
     "ssm_state_size": 8,
     "time_step_rank": 8,
@@ -99,6 +108,7 @@ TINY_LAYERS = 6
 # Depths tried in turn when a config class rejects a shallower layer pattern, or offers no k with L/2 <= k < L.
 TINY_DEPTHS = (TINY_LAYERS, 12)
 MIN_VOCAB = 512
+_BASE_KEYS = frozenset(PretrainedConfig().to_dict())
 # The sweep checks four copies of each model at once; keep each well inside a 24 GiB machine.
 MAX_TINY_PARAMETERS = 200_000_000
 
@@ -152,6 +162,30 @@ def _shrink(values: dict) -> dict:
     return values
 
 
+def _derived_keys(config: PretrainedConfig) -> list[str]:
+    """`to_dict()` keys that are not fields of the config class: values its `__post_init__` derives from fields.
+
+    Passed back to `from_dict` they would override what the class derives from the shrunk fields (a linear
+    attention head size copied from the default `head_dim`, say), so the tiny config drops them.
+    """
+    if not dataclasses.is_dataclass(config):
+        return []
+    # attribute_map targets are stored under their own name (`num_experts` behind `num_local_experts`)
+    fields = {field.name for field in dataclasses.fields(config)} | set(getattr(config, "attribute_map", {}).values())
+    return [key for key in config.to_dict() if key not in fields and key not in _BASE_KEYS]
+
+
+def _rebuilt(config: PretrainedConfig, values: dict) -> PretrainedConfig:
+    """`values` built through the config's class, with the derived keys re-derived where the class accepts it."""
+    derived = set(_derived_keys(config))
+    if derived:
+        try:
+            return type(config).from_dict({k: v for k, v in values.items() if k not in derived})
+        except Exception:  # the class needs them passed in: keep them as they are
+            pass
+    return type(config).from_dict(values)
+
+
 def tiny_config(model_type: str, num_layers: int = TINY_LAYERS, shrink: bool = True) -> PretrainedConfig:
     """A tiny config of `model_type`: default config, widths shrunk, depth cut to `num_layers` by `inherit_config`.
 
@@ -162,7 +196,7 @@ def tiny_config(model_type: str, num_layers: int = TINY_LAYERS, shrink: bool = T
     values = config.to_dict()
     if shrink:
         values = _shrink(values)
-    config = type(config).from_dict(values)
+    config = _rebuilt(config, values)
     depth = getattr(decoder_config(config), "num_hidden_layers", None)
     if isinstance(depth, int) and depth > num_layers:
         config = inherit_config(config, num_layers)
@@ -187,6 +221,30 @@ def tiny_config(model_type: str, num_layers: int = TINY_LAYERS, shrink: bool = T
 def _forward(model, ids: torch.Tensor):
     with torch.no_grad():
         return model(input_ids=ids, output_hidden_states=True, use_cache=False)
+
+
+def _block_outputs(model, ids: torch.Tensor) -> list[torch.Tensor]:
+    """The output of each call of a block of the stack, in call order, on an uncached forward pass.
+
+    Read with hooks rather than from `output_hidden_states`, whose layout varies by architecture: most
+    models list the embeddings and then each block's output, some (Mamba) each block's output and then the
+    final norm, so index i is not the same thing everywhere.
+    """
+    outputs: list[torch.Tensor] = []
+
+    def record(module, args, output):
+        first = output[0] if isinstance(output, (tuple, list)) else output
+        if isinstance(first, torch.Tensor):
+            outputs.append(first.detach().clone())
+
+    hooks = [block.register_forward_hook(record) for block in find_decoder_layers(model).layers]
+    try:
+        with torch.no_grad():
+            model(input_ids=ids, use_cache=False)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return outputs
 
 
 def _greedy_without_cache(model, input_ids: torch.Tensor, steps: int) -> torch.Tensor:
@@ -300,6 +358,10 @@ def _check_slice(reference, k: int, n: int, ids, ref_out, new_tokens: int) -> tu
     for i in range(k):
         if not torch.equal(half_out.hidden_states[i], ref_out.hidden_states[i]):
             return "fail", f"hidden state {i} differs after slicing"
+    want, got = _block_outputs(reference, ids), _block_outputs(half, ids)
+    for i in range(k):  # hidden states stop at the input of the last kept block (or its norm); check its output
+        if not torch.equal(got[i], want[i]):
+            return "fail", f"output of block {i} differs after slicing"
     if not torch.equal(_forward(inherit(reference, n).eval(), ids).logits, ref_out.logits):
         return "fail", "k = L logits differ from the reference"
     why = _round_trip_differs(half, ids)
@@ -323,16 +385,20 @@ def _check_skip_one(reference, k: int, ids, ref_out, new_tokens: int) -> tuple[s
         target = inherit(reference, layers=layers).eval()
     except ConfigSliceError as err:
         return "pass", f"non-prefix {layers} refused by the layer pattern: {_short(err, 100)}"
-    blocks = find_decoder_layers(target).layers
-    for position, block in enumerate(blocks):
-        for module in block.modules():
-            index = getattr(module, "layer_idx", position)
-            if isinstance(index, int) and index != position:
-                return "fail", f"non-prefix {layers}: block {position} keeps layer_idx {index}"
-    out = _forward(target, ids)
-    for i in range(k):  # the embeddings and the k-1 shared leading blocks
-        if not torch.equal(out.hidden_states[i], ref_out.hidden_states[i]):
-            return "fail", f"non-prefix {layers}: hidden state {i} differs"
+    source_blocks = find_decoder_layers(reference).layers
+    for position, block in enumerate(find_decoder_layers(target).layers):
+        source = dict(source_blocks[layers[position]].named_modules())
+        for name, module in block.named_modules():
+            index, was = getattr(module, "layer_idx", None), getattr(source.get(name), "layer_idx", None)
+            # a module that held its block's position must hold the new one; others (a shared attention
+            # built with layer_idx=-1 and told its index at call time) keep what they had
+            want = position if was == layers[position] else was
+            if isinstance(index, int) and index != want:
+                return "fail", f"non-prefix {layers}: block {position} ({name or 'block'}) has layer_idx {index}"
+    want, got = _block_outputs(reference, ids), _block_outputs(target, ids)
+    for i in range(k - 1):  # the k-1 leading blocks both models share
+        if not torch.equal(got[i], want[i]):
+            return "fail", f"non-prefix {layers}: output of block {i} differs"
     why = _generation_differs(target, ids[:1, :4], new_tokens)
     if why:
         return "fail", f"non-prefix {layers}: {why}"
@@ -358,6 +424,12 @@ def check_architecture(model_type: str, seed: int = 0, seq_len: int = 12, new_to
         reference = _build_tiny(model_type, seed)
         vocab = min(reference.get_input_embeddings().weight.shape[0], MIN_VOCAB)
         ids = torch.randint(3, vocab, (2, seq_len), generator=torch.Generator().manual_seed(seed))
+        # A depth cut can leave a hybrid pattern without the block kind transformers' `generate` needs (an
+        # attention block among linear-attention ones): a deeper tiny reference keeps one where the default has it.
+        for depth in [d for d in TINY_DEPTHS if d > len(find_decoder_layers(reference))]:
+            if not _generation_differs(reference, ids[:1, :4], new_tokens):
+                break
+            reference = _build_tiny(model_type, seed, min_depth=depth)
         ref_out = _forward(reference, ids)
         perturbed = ids.clone()
         perturbed[:, -1] = (perturbed[:, -1] + 1) % vocab
