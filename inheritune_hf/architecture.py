@@ -220,6 +220,30 @@ def find_decoder_layers(model: nn.Module) -> LayerStack:
     return LayerStack(path=path, layers=layers)
 
 
+def block_outputs(model: PreTrainedModel, input_ids: torch.Tensor) -> list[torch.Tensor]:
+    """The output of each call of a block of the stack, in call order, on one uncached forward pass.
+
+    Read with hooks rather than from `output_hidden_states`, whose layout varies by architecture: most models
+    list the embeddings and then each block's output (the last one often after the final norm), Mamba lists
+    each block's output and then the final norm, so index i is not the same thing everywhere.
+    """
+    outputs: list[torch.Tensor] = []
+
+    def record(module, args, output):
+        first = output[0] if isinstance(output, (tuple, list)) else output
+        if isinstance(first, torch.Tensor):
+            outputs.append(first.detach().clone())
+
+    hooks = [block.register_forward_hook(record) for block in find_decoder_layers(model).layers]
+    try:
+        with torch.no_grad():
+            model(input_ids=input_ids, use_cache=False)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return outputs
+
+
 def model_parts(model: PreTrainedModel, stack: LayerStack) -> dict[str, list[str]]:
     """Names of the modules outside the block stack, grouped by the role they play in the forward pass.
 

@@ -16,10 +16,12 @@ import os
 from collections.abc import Iterable, Sequence
 
 import torch
+from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from .architecture import (
     LayerStack,
+    block_outputs,
     block_signature,
     check_causal_lm,
     decoder_config,
@@ -422,10 +424,21 @@ def _depth_dependent(want: list[tuple], got: list[tuple], depth: tuple[int, int]
 
 
 def _only_flags_differ(want: tuple, got: tuple) -> bool:
-    """Same classes and shapes; only boolean settings differ (such as Gemma 4's `store_full_length_kv`)."""
-    return want[:3] == got[:3] and all(
-        isinstance(value, bool) for key, value in want[3].items() if key in got[3] and value != got[3][key]
+    """Same classes; only boolean settings differ (such as Gemma 4's `store_full_length_kv`), and with them
+    perhaps parameters the target block has in addition (GPT-NeoX-Japanese gives only its last block an
+    output bias): those keep their fresh init, and the forward check shows whether that is exact."""
+    params_kept = set(want[2]) <= set(got[2])
+    return (
+        want[:2] == got[:2]
+        and params_kept
+        and all(isinstance(value, bool) for key, value in want[3].items() if key in got[3] and value != got[3][key])
     )
+
+
+def _extra_parameters(source: nn.Module, target: nn.Module) -> list[str]:
+    """Names of the parameters of target block `target` that source block `source` does not have."""
+    have = {name for name, _ in source.named_parameters()}
+    return [name for name, _ in target.named_parameters() if name not in have]
 
 
 def _check_blocks_match(
@@ -487,9 +500,12 @@ def _check_prefix_by_forward(reference: PreTrainedModel, target: PreTrainedModel
         with torch.no_grad():
             want = reference(input_ids=ids, output_hidden_states=True, use_cache=False).hidden_states
             got = target(input_ids=ids, output_hidden_states=True, use_cache=False).hidden_states
+        # hidden states end at the last kept block's input (or its normed output): compare block outputs too
+        outputs = block_outputs(reference, ids), block_outputs(target, ids)
     finally:
         reference.train(modes[0]), target.train(modes[1])
-    differ = [i for i in range(k) if not torch.equal(want[i], got[i])]
+    differ: list = [i for i in range(k) if not torch.equal(want[i], got[i])]
+    differ += [f"block {i} output" for i in range(k) if not torch.equal(outputs[0][i], outputs[1][i])]
     if differ:
         raise ConfigSliceError(
             f"The first {k} blocks are built with other settings than the reference's (boolean flags) and compute "
@@ -627,6 +643,13 @@ def inherit(
                 )
             state[name] = packed
     missing, unexpected = target.load_state_dict(state, strict=False)
+    if flags_differ:  # parameters only the target's blocks have keep their fresh init; the forward check decides
+        fresh = {
+            f"{target_stack.path}.{new}.{name}"
+            for new, source in enumerate(source_layers)
+            for name in _extra_parameters(stack.layers[source], target_stack.layers[new])
+        }
+        missing = [name for name in missing if name not in fresh]
     # Non-persistent buffers are rebuilt from the config; anything else missing means the slice is wrong.
     if missing or unexpected:
         raise ConfigSliceError(

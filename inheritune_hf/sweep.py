@@ -18,14 +18,23 @@ sliced, and checked for the three properties the method relies on:
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
-from .architecture import decoder_config, find_decoder_layers, meta_model, num_layers_of, per_layer_fields
+from .architecture import (
+    block_outputs,
+    decoder_config,
+    find_decoder_layers,
+    meta_model,
+    num_layers_of,
+    per_layer_fields,
+)
 from .errors import ConfigSliceError
 from .inherit import inherit, inherit_config, valid_num_layers
 
@@ -36,6 +45,7 @@ TINY_SIZES: dict[str, int] = {
     "n_embd": 64,
     "d_model": 64,
     "embed_dim": 64,
+    "embedding_dim": 64,
     "intermediate_size": 128,
     "n_inner": 128,
     "ffn_dim": 128,
@@ -43,6 +53,7 @@ TINY_SIZES: dict[str, int] = {
     "moe_intermediate_size": 32,
     "shared_expert_intermediate_size": 32,
     "expert_intermediate_size": 32,
+    "expert_ffn_hidden_size": 32,
     "num_attention_heads": 4,
     "n_head": 4,
     "num_heads": 4,
@@ -79,11 +90,17 @@ TINY_SIZES: dict[str, int] = {
     "linear_num_value_heads": 4,
     "linear_key_head_dim": 16,
     "linear_value_head_dim": 16,
+    "linear_head_dim": 16,
+    "linear_num_heads": 4,
     "mamba_d_state": 8,
     "mamba_n_heads": 4,
     "mamba_d_head": 16,
     "mamba_headdim": 16,
-    "mamba_expand": 2,
+    "mamba_d_ssm": 64,
+    "mamba_num_heads": 4,
+    # a Mamba-2 mixer is expand * hidden wide and split into heads: 1 * 64 = 4 heads of 16
+    "mamba_expand": 1,
+    "expand": 1,
     "state_size": 8,
     "ssm_state_size": 8,
     "time_step_rank": 8,
@@ -99,6 +116,7 @@ TINY_LAYERS = 6
 # Depths tried in turn when a config class rejects a shallower layer pattern, or offers no k with L/2 <= k < L.
 TINY_DEPTHS = (TINY_LAYERS, 12)
 MIN_VOCAB = 512
+_BASE_KEYS = frozenset(PretrainedConfig().to_dict())
 # The sweep checks four copies of each model at once; keep each well inside a 24 GiB machine.
 MAX_TINY_PARAMETERS = 200_000_000
 
@@ -129,7 +147,10 @@ def _shrink(values: dict) -> dict:
     """Apply `TINY_SIZES` to a config dict and to its nested text config, where the keys exist."""
     for key, size in TINY_SIZES.items():
         value = values.get(key, False)
-        if (isinstance(value, int) and not isinstance(value, bool)) or (value is None and key in REQUIRED_SIZES):
+        # a 0 switches a feature off (no per-layer inputs, no shared experts): keep it off
+        if (isinstance(value, int) and not isinstance(value, bool) and value != 0) or (
+            value is None and key in REQUIRED_SIZES
+        ):
             values[key] = size
     token_ids = [
         v for k, v in values.items() if k.endswith("token_id") and isinstance(v, int) and not isinstance(v, bool)
@@ -152,6 +173,30 @@ def _shrink(values: dict) -> dict:
     return values
 
 
+def _derived_keys(config: PretrainedConfig) -> list[str]:
+    """`to_dict()` keys that are not fields of the config class: values its `__post_init__` derives from fields.
+
+    Passed back to `from_dict` they would override what the class derives from the shrunk fields (a linear
+    attention head size copied from the default `head_dim`, say), so the tiny config drops them.
+    """
+    if not dataclasses.is_dataclass(config):
+        return []
+    # attribute_map targets are stored under their own name (`num_experts` behind `num_local_experts`)
+    fields = {field.name for field in dataclasses.fields(config)} | set(getattr(config, "attribute_map", {}).values())
+    return [key for key in config.to_dict() if key not in fields and key not in _BASE_KEYS]
+
+
+def _rebuilt(config: PretrainedConfig, values: dict) -> PretrainedConfig:
+    """`values` built through the config's class, with the derived keys re-derived where the class accepts it."""
+    derived = set(_derived_keys(config))
+    if derived:
+        try:
+            return type(config).from_dict({k: v for k, v in values.items() if k not in derived})
+        except Exception:  # the class needs them passed in: keep them as they are
+            pass
+    return type(config).from_dict(values)
+
+
 def tiny_config(model_type: str, num_layers: int = TINY_LAYERS, shrink: bool = True) -> PretrainedConfig:
     """A tiny config of `model_type`: default config, widths shrunk, depth cut to `num_layers` by `inherit_config`.
 
@@ -162,7 +207,7 @@ def tiny_config(model_type: str, num_layers: int = TINY_LAYERS, shrink: bool = T
     values = config.to_dict()
     if shrink:
         values = _shrink(values)
-    config = type(config).from_dict(values)
+    config = _rebuilt(config, values)
     depth = getattr(decoder_config(config), "num_hidden_layers", None)
     if isinstance(depth, int) and depth > num_layers:
         config = inherit_config(config, num_layers)
@@ -257,7 +302,7 @@ def _generation_differs(model: PreTrainedModel, prompt: torch.Tensor, new_tokens
     except Exception as err:
         return _short(err)
     same = torch.equal(cached, _greedy_without_cache(model, prompt, new_tokens))
-    return "" if same else "cached greedy generation differs from uncached"
+    return "" if same else GENERATION_DIFFERS
 
 
 def _period(values: list) -> int:
@@ -300,6 +345,10 @@ def _check_slice(reference, k: int, n: int, ids, ref_out, new_tokens: int) -> tu
     for i in range(k):
         if not torch.equal(half_out.hidden_states[i], ref_out.hidden_states[i]):
             return "fail", f"hidden state {i} differs after slicing"
+    want, got = block_outputs(reference, ids), block_outputs(half, ids)
+    for i in range(k):  # hidden states stop at the input of the last kept block (or its norm); check its output
+        if not torch.equal(got[i], want[i]):
+            return "fail", f"output of block {i} differs after slicing"
     if not torch.equal(_forward(inherit(reference, n).eval(), ids).logits, ref_out.logits):
         return "fail", "k = L logits differ from the reference"
     why = _round_trip_differs(half, ids)
@@ -316,36 +365,69 @@ def _check_slice(reference, k: int, n: int, ids, ref_out, new_tokens: int) -> tu
     return "pass", f"{k} of {n} blocks"
 
 
-def _check_skip_one(reference, k: int, ids, ref_out, new_tokens: int) -> tuple[str, str]:
-    """(status, detail) for the non-prefix selection [0, .., k-2, k]: block k-1 of the reference left out."""
-    layers = [*range(k - 1), k]
+GENERATION_DIFFERS = "cached greedy generation differs from uncached"
+
+
+def _check_skip_one(reference, k: int, ids, new_tokens: int) -> tuple[str, str]:
+    """(status, detail) for a non-prefix selection: the first k + 1 blocks with block j left out, j = k-1 first.
+
+    A selection that transformers' `generate` cannot run at all (no attention block left among linear-attention
+    ones) is exchanged for one that leaves out an earlier block; a wrong result is never exchanged.
+    """
+    first_error = ""
+    for skipped in range(k - 1, -1, -1):
+        layers = [i for i in range(k + 1) if i != skipped]
+        status, detail = _check_selection(reference, layers, skipped, ids, new_tokens)
+        if status != "retry":
+            return status, detail
+        first_error = first_error or detail
+    return "fail", first_error
+
+
+def _check_selection(reference, layers: list[int], shared: int, ids, new_tokens: int) -> tuple[str, str]:
+    """(status, detail) for `layers`, whose first `shared` blocks are the reference's first `shared`."""
     try:
         target = inherit(reference, layers=layers).eval()
     except ConfigSliceError as err:
         return "pass", f"non-prefix {layers} refused by the layer pattern: {_short(err, 100)}"
-    blocks = find_decoder_layers(target).layers
-    for position, block in enumerate(blocks):
-        for module in block.modules():
-            index = getattr(module, "layer_idx", position)
-            if isinstance(index, int) and index != position:
-                return "fail", f"non-prefix {layers}: block {position} keeps layer_idx {index}"
-    out = _forward(target, ids)
-    for i in range(k):  # the embeddings and the k-1 shared leading blocks
-        if not torch.equal(out.hidden_states[i], ref_out.hidden_states[i]):
-            return "fail", f"non-prefix {layers}: hidden state {i} differs"
+    source_blocks = find_decoder_layers(reference).layers
+    for position, block in enumerate(find_decoder_layers(target).layers):
+        source = dict(source_blocks[layers[position]].named_modules())
+        for name, module in block.named_modules():
+            index, was = getattr(module, "layer_idx", None), getattr(source.get(name), "layer_idx", None)
+            # a module that held its block's position must hold the new one; others (a shared attention
+            # built with layer_idx=-1 and told its index at call time) keep what they had
+            want = position if was == layers[position] else was
+            if isinstance(index, int) and index != want:
+                return "fail", f"non-prefix {layers}: block {position} ({name or 'block'}) has layer_idx {index}"
+    want, got = block_outputs(reference, ids), block_outputs(target, ids)
+    for i in range(shared):
+        if not torch.equal(got[i], want[i]):
+            return "fail", f"non-prefix {layers}: output of block {i} differs"
     why = _generation_differs(target, ids[:1, :4], new_tokens)
-    if why:
+    if why == GENERATION_DIFFERS:
         return "fail", f"non-prefix {layers}: {why}"
+    if why:
+        return "retry", f"non-prefix {layers}: {why}"
     return "pass", f"non-prefix {layers} exact"
 
 
-def check_architecture(model_type: str, seed: int = 0, seq_len: int = 12, new_tokens: int = 6) -> ArchitectureCheck:
+def check_architecture(
+    model_type: str,
+    seed: int = 0,
+    seq_len: int = 12,
+    new_tokens: int = 6,
+    progress: Callable[[str], None] | None = None,
+) -> ArchitectureCheck:
     """Build a tiny `model_type`, slice it, and check exactness, round trip, generation and a non-prefix slice.
 
     The prefix slice keeps the first k blocks for a k with L/2 <= k < L that the architecture's layer pattern
     allows (`valid_num_layers`; some config classes insist, say, that the last block attends fully), cutting
-    inside the per-layer patterns where it can (`slice_points`); the result names k.
+    inside the per-layer patterns where it can (`slice_points`); the result names k. `progress` is told the
+    phase: "reference" while the tiny reference is built and run on its own, then "slice k=..".
     """
+    report = progress or (lambda phase: None)
+    report("reference")
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     model_class = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type, "")
@@ -358,6 +440,12 @@ def check_architecture(model_type: str, seed: int = 0, seq_len: int = 12, new_to
         reference = _build_tiny(model_type, seed)
         vocab = min(reference.get_input_embeddings().weight.shape[0], MIN_VOCAB)
         ids = torch.randint(3, vocab, (2, seq_len), generator=torch.Generator().manual_seed(seed))
+        # A depth cut can leave a hybrid pattern without the block kind transformers' `generate` needs (an
+        # attention block among linear-attention ones): a deeper tiny reference keeps one where the default has it.
+        for depth in [d for d in TINY_DEPTHS if d > len(find_decoder_layers(reference))]:
+            if not _generation_differs(reference, ids[:1, :4], new_tokens):
+                break
+            reference = _build_tiny(model_type, seed, min_depth=depth)
         ref_out = _forward(reference, ids)
         perturbed = ids.clone()
         perturbed[:, -1] = (perturbed[:, -1] + 1) % vocab
@@ -377,10 +465,11 @@ def check_architecture(model_type: str, seed: int = 0, seq_len: int = 12, new_to
             return ArchitectureCheck(model_type, "fail", f"block stack: {_short(err)}", model_class)
         first_failure = first_failure or (None if points else f"no valid k in {n // 2}..{n - 1}")
         for k in points:
+            report(f"slice k={k} of {n}")
             try:
                 status, reason = _check_slice(reference, k, n, ids, ref_out, new_tokens)
                 if status == "pass":
-                    status, detail = _check_skip_one(reference, k, ids, ref_out, new_tokens)
+                    status, detail = _check_skip_one(reference, k, ids, new_tokens)
                     reason = f"{reason}; {detail}" if status == "pass" else detail
             except ConfigSliceError as err:
                 status, reason = "retry", _short(err)
@@ -393,6 +482,7 @@ def check_architecture(model_type: str, seed: int = 0, seq_len: int = 12, new_to
         deeper = [d for d in TINY_DEPTHS if d > n]
         if not deeper:  # no depth offers a k with L/2 <= k < L that the layer pattern allows
             return ArchitectureCheck(model_type, "fail", f"no k >= L/2 slices cleanly: {first_failure}", model_class)
+        report("reference")
         try:
             reference = _build_tiny(model_type, seed, min_depth=deeper[0])
             ref_out = _forward(reference, ids)

@@ -31,9 +31,9 @@ from inheritune_hf import (
     nearest_valid_num_layers,
     valid_num_layers,
 )
-from inheritune_hf.architecture import depth_keys, num_layers_of, per_layer_fields
+from inheritune_hf.architecture import block_outputs, depth_keys, num_layers_of, per_layer_fields
 from inheritune_hf.inherit import NANOGPT_REINIT
-from inheritune_hf.sweep import check_architecture, slice_points, tiny_config
+from inheritune_hf.sweep import _shrink, check_architecture, slice_points, tiny_config
 
 
 def gpt2(n_layer: int = 4) -> GPT2LMHeadModel:
@@ -417,3 +417,63 @@ def test_runtime_flags_on_the_reference_do_not_block_slicing():
     reference.gradient_checkpointing_enable()
     target = inherit(reference, 2).eval()
     assert torch.equal(run(target).hidden_states[1], run(reference.eval()).hidden_states[1])
+
+
+# ---- regressions of the sweep's generic fixes --------------------------------------------------------------------
+
+
+def _tiny(model_type: str) -> PreTrainedModel:
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(tiny_config(model_type)).eval()
+
+
+def test_block_outputs_compare_a_non_prefix_selection_whatever_the_hidden_state_layout():
+    # Mamba lists each block's *output* as hidden state i (no embeddings first), so hidden state k-1 of
+    # layers=[0, .., k-2, k] is block k's output and differs by construction; the block outputs do not.
+    reference = _tiny("mamba")
+    target = inherit(reference, layers=[0, 1, 3]).eval()
+    ids = IDS.remainder(reference.config.vocab_size)
+    want, got = block_outputs(reference, ids), block_outputs(target, ids)
+    assert [torch.equal(got[i], want[i]) for i in range(2)] == [True, True]
+    assert not torch.equal(run(target, ids).hidden_states[2], run(reference, ids).hidden_states[2])
+
+
+def test_tiny_config_rederives_values_the_class_derives_from_shrunk_fields():
+    # bailing_hybrid copies head_dim and num_attention_heads into linear_head_dim / linear_num_heads; passed
+    # back from the default config they stayed 128 and 32, and one forward pass took 13 s instead of 0.1 s.
+    config = tiny_config("bailing_hybrid")
+    assert (config.linear_head_dim, config.linear_num_heads) == (config.head_dim, config.num_attention_heads) == (8, 4)
+
+
+def test_tiny_config_keeps_zero_sizes_off_and_mamba2_heads_consistent():
+    shrunk = _shrink({"hidden_size": 4096, "hidden_size_per_layer_input": 0, "n_shared_experts": 0})
+    assert shrunk == {"hidden_size": 64, "hidden_size_per_layer_input": 0, "n_shared_experts": 0}
+    config = tiny_config("mamba2")
+    assert config.num_heads * config.head_dim == config.expand * config.hidden_size == 64
+
+
+def test_target_block_with_an_extra_fresh_parameter_is_exact_when_the_forward_pass_says_so():
+    # GPT-NeoX-Japanese gives only its last block an output bias (zero at init): the prefix's last block has it
+    # and the source block has not; the bias keeps its fresh init and every block output stays bit for bit equal.
+    reference = _tiny("gpt_neox_japanese")
+    target = inherit(reference, 3).eval()
+    ids = IDS.remainder(reference.config.vocab_size)
+    assert torch.count_nonzero(find_decoder_layers(target).layers[2].attention.dense_bias) == 0
+    want, got = block_outputs(reference, ids), block_outputs(target, ids)
+    assert all(torch.equal(got[i], want[i]) for i in range(3))
+
+
+def test_an_extra_parameter_that_changes_the_output_is_refused(monkeypatch):
+    from transformers.models.gpt_neox_japanese import modeling_gpt_neox_japanese as japanese
+
+    reference = _tiny("gpt_neox_japanese")
+    original = japanese.GPTNeoXJapanesePreTrainedModel._init_weights
+
+    def nonzero_bias(self, module):
+        original(self, module)
+        if getattr(module, "dense_bias", None) is not None:
+            module.dense_bias.data.fill_(0.5)
+
+    monkeypatch.setattr(japanese.GPTNeoXJapanesePreTrainedModel, "_init_weights", nonzero_bias)
+    with pytest.raises(ConfigSliceError, match="block 2 output"):
+        inherit(reference, 3)
