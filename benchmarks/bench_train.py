@@ -42,7 +42,9 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inheritune_hf.data import embedded_corpus, pack_dataset, train_tokenizer  # noqa: E402
-from inheritune_hf.train import InherituneArguments, run_inheritune, train  # noqa: E402
+from inheritune_hf.rounds import run_inheritune  # noqa: E402
+from inheritune_hf.settings import InherituneArguments  # noqa: E402
+from inheritune_hf.train import train  # noqa: E402
 
 
 def tiny_gpt2(vocab: int, block: int, layers: int, width: int, seed: int) -> GPT2LMHeadModel:

@@ -28,19 +28,14 @@ from .errors import (
     UnsupportedModelError,
 )
 from .evaluate import PAPER_TASKS, DownstreamResults, check_tasks, evaluate_downstream, write_heldout_tasks
-from .inherit import (
-    NANOGPT_REINIT,
-    REINIT_PARTS,
-    inherit,
-    inherit_config,
-    nearest_valid_num_layers,
-    valid_num_layers,
-)
+from .inherit import NANOGPT_REINIT, REINIT_PARTS, grow, inherit
 from .publish import model_card, publish_run, push_to_hub
 from .recipe import run_recipe
 from .report import AttentionReport
+from .rounds import InherituneResult, run_inheritune
 from .settings import DataArguments, InherituneArguments, RecipeArguments
-from .train import grow, run_inheritune, train
+from .slicing import Lineage, inherit_config, nearest_valid_num_layers, valid_num_layers
+from .train import train
 
 __version__ = "0.1.0"
 
@@ -59,9 +54,11 @@ __all__ = [
     "InheritPlan",
     "InherituneArguments",
     "InherituneError",
+    "InherituneResult",
     "InvalidLayersError",
     "LayerStack",
     "LayerStackNotFoundError",
+    "Lineage",
     "OutputExistsError",
     "RecipeArguments",
     "TrainingError",

@@ -6,7 +6,6 @@ decoder's layer count, and which config fields are per-layer. Nothing here names
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 from dataclasses import dataclass
@@ -17,14 +16,6 @@ from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from .errors import LayerStackNotFoundError, UnsupportedModelError
-
-# Name fragments of integer config fields that describe a repeating pattern (every n-th layer is ...).
-# A pattern stays valid for a prefix of the stack; for any other selection the per-block structure check
-# in `inherit` catches a mismatch and names these fields.
-PERIODIC_FIELD_HINTS = ("period", "interval", "step", "freq", "offset", "pattern", "every")
-
-# Depth difference at which a config class is probed to tell per-layer lists from fixed-length ones.
-PROBE_EXTRA = 3
 
 
 @dataclass
@@ -48,11 +39,11 @@ def decoder_config(config: PretrainedConfig) -> PretrainedConfig:
     return text if getattr(text, "num_hidden_layers", None) is not None else config
 
 
-def _is_count(value) -> bool:
+def is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _named_like_depth(key: str) -> bool:
+def named_like_depth(key: str) -> bool:
     """`num_blocks`, `n_layers`, `num_layers_per_stack`...: a count of blocks, not a threshold like `max_window_layers`."""
     return key.startswith(("num_", "n_")) and ("layer" in key or "block" in key)
 
@@ -72,7 +63,7 @@ def meta_model(config: PretrainedConfig, model_class: type | None = None) -> Pre
         return None
 
 
-def _block_lists(model: nn.Module) -> list[tuple[str, nn.ModuleList]]:
+def block_lists(model: nn.Module) -> list[tuple[str, nn.ModuleList]]:
     """ModuleLists of whole transformer blocks (classes the model declares unsplittable), outermost first."""
     no_split = set(getattr(model, "_no_split_modules", None) or [])
     found = [
@@ -87,7 +78,7 @@ def _block_lists(model: nn.Module) -> list[tuple[str, nn.ModuleList]]:
 def _built_stack_length(config_json: str, config_class: type) -> int | None:
     config = config_class.from_dict(json.loads(config_json))
     model = meta_model(config)
-    lists = _block_lists(model) if model is not None else []
+    lists = block_lists(model) if model is not None else []
     return len(lists[0][1]) if lists else None
 
 
@@ -103,7 +94,7 @@ def depth_keys(config: PretrainedConfig) -> list[str]:
     decoder = decoder_config(config)
     values = decoder.to_dict()
     count_key = getattr(decoder, "attribute_map", {}).get("num_hidden_layers", "num_hidden_layers")
-    others = [k for k, v in values.items() if k != count_key and _is_count(v) and v > 0 and _named_like_depth(k)]
+    others = [k for k, v in values.items() if k != count_key and is_count(v) and v > 0 and named_like_depth(k)]
     if count_key in values and not others:
         return [count_key]
     try:
@@ -120,7 +111,7 @@ def num_layers_of(config: PretrainedConfig) -> int:
     """Number of transformer blocks in the decoder described by `config` (the length of its block stack)."""
     decoder = decoder_config(config)
     n = decoder.to_dict().get(depth_keys(config)[0], getattr(decoder, "num_hidden_layers", None))
-    if not _is_count(n):
+    if not is_count(n):
         raise LayerStackNotFoundError(
             f"{type(config).__name__} has no integer `num_hidden_layers` (or an attribute mapped to it), "
             "so its decoder depth is unknown. inheritune_hf needs a decoder-only transformer config."
@@ -301,87 +292,6 @@ def model_parts(model: PreTrainedModel, stack: LayerStack) -> dict[str, list[str
     }
 
 
-def _is_per_layer(key: str, value, n: int, probe: dict) -> bool:
-    """A per-layer list has one entry per block, also when the config class is built at another depth."""
-    if not isinstance(value, (list, tuple)) or len(value) != n:
-        return False
-    probed = probe.get(key)
-    # Built at depth n + PROBE_EXTRA, a per-layer field follows the depth; a fixed-length field (say two
-    # multipliers) keeps its own length and is not per-layer even if it happens to match here.
-    return not isinstance(probed, (list, tuple)) or len(probed) == n + PROBE_EXTRA
-
-
-def _probe_config(config: PretrainedConfig, n: int) -> dict:
-    """The config class's defaults built at a different depth, used to tell per-layer lists apart."""
-    try:
-        probe = type(config)(**dict.fromkeys(depth_keys(config), n + PROBE_EXTRA))
-    except Exception:  # a config class that cannot build from defaults: trust lengths alone
-        return {}
-    if getattr(probe, "num_hidden_layers", None) != n + PROBE_EXTRA:
-        return {}  # the depth is derived from a per-layer list, so the probe tells nothing
-    return probe.to_dict()
-
-
-def per_layer_fields(config: PretrainedConfig) -> dict[str, str]:
-    """Classify the layer-dependent fields of a decoder config.
-
-    Returns ``{field: kind}`` where kind is ``"per_layer"`` (one entry per block), ``"index_list"`` (a list
-    of block indices), ``"index_map"`` (a mapping keyed by block index) or ``"threshold"`` (an integer
-    count of leading blocks, such as ``max_window_layers`` or ``first_k_dense_replace``). Discovered by
-    value, length and type; fields of the generic base config are never layer-dependent.
-    """
-    n = num_layers_of(config)
-    base = set(PretrainedConfig().to_dict())
-    count_keys = set(depth_keys(config))
-    values = config.to_dict()
-    probe = None
-    fields: dict[str, str] = {}
-    for key, value in values.items():
-        if key in base or key in count_keys or isinstance(value, (float, bool)) or value is None:
-            continue
-        if isinstance(value, str):
-            # A string with one character per block (a hybrid pattern such as "M-M*") is per-layer when the
-            # config class builds it at another depth with that depth's length.
-            if len(value) == n and n > 1:
-                if probe is None:
-                    probe = _probe_config(config, n)
-                probed = probe.get(key)
-                if isinstance(probed, str) and len(probed) == n + PROBE_EXTRA:
-                    fields[key] = "per_layer"
-            continue
-        if isinstance(value, (list, tuple)):
-            ints = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-            if ints and list(value) == list(range(n)) and n > 2:
-                fields[key] = "index_list"
-                continue
-            if len(value) == n:
-                if probe is None:
-                    probe = _probe_config(config, n)
-                if _is_per_layer(key, value, n, probe):
-                    fields[key] = "per_layer"
-                    continue
-            named_like_layers = "layer" in key or "idx" in key or "index" in key
-            if ints and named_like_layers and len(set(value)) == len(value) and all(0 <= v < n for v in value):
-                fields[key] = "index_list"
-        elif isinstance(value, dict) and value and ("layer" in key or "per_layer" in key):
-            if all(str(k).lstrip("-").isdigit() for k in value):
-                fields[key] = "index_map"
-        elif (
-            isinstance(value, int)
-            and (key.endswith("_layers") or key.startswith("first_"))
-            and not key.startswith("num_")
-        ):
-            if not any(hint in key for hint in PERIODIC_FIELD_HINTS) and value >= 0:
-                fields[key] = "threshold"
-        elif _is_count(value) and _named_like_depth(key) and 0 < value < n:
-            # `num_kv_shared_layers` counts the *last* blocks (they reuse an earlier block's KV cache),
-            # `num_dense_layers` the first ones; only the blocks the model builds tell which.
-            side = _counted_side(config, key)
-            if side is not None:
-                fields[key] = side
-    return fields
-
-
 def block_signature(block: nn.Module) -> list[tuple]:
     """What a block computes: submodule classes, parameter shapes and scalar settings (sliding window, ...)."""
     signature = []
@@ -394,53 +304,3 @@ def block_signature(block: nn.Module) -> list[tuple]:
         params = tuple((key, tuple(p.shape)) for key, p in module.named_parameters(recurse=False))
         signature.append((name, type(module).__name__, params, scalars))
     return signature
-
-
-@functools.lru_cache(maxsize=64)
-def _counted_side_cached(config_json: str, config_class: type, key: str) -> str | None:
-    values = json.loads(config_json)
-    builds = []
-    for count in (values[key], 0):
-        model = meta_model(config_class.from_dict({**values, key: count}))
-        lists = _block_lists(model) if model is not None else []
-        if not lists:
-            return None
-        builds.append([block_signature(block) for block in lists[0][1]])
-    if len(builds[0]) != len(builds[1]):
-        return None
-    n, count = len(builds[0]), values[key]
-    differ = {i for i, (a, b) in enumerate(zip(*builds, strict=True)) if a != b}
-    if set(range(n - count, n)) <= differ and 0 not in differ:
-        return "trailing"
-    if set(range(count)) <= differ and n - 1 not in differ:
-        return "threshold"
-    return None
-
-
-def _counted_side(config: PretrainedConfig, key: str) -> str | None:
-    """``"trailing"`` if integer field `key` counts the last blocks, ``"threshold"`` if the first ones, else None.
-
-    Found by building the model on the meta device with the field at its value and at 0 and seeing which
-    blocks change; the answer is cached per config.
-    """
-    try:
-        return _counted_side_cached(config.to_json_string(use_diff=False), type(config), key)
-    except Exception:  # the class rejects a count of 0, or the config does not round-trip: leave the field alone
-        return None
-
-
-def periodic_fields(config: PretrainedConfig) -> list[str]:
-    """Integer fields that describe a repeating layer pattern; named in errors when a slice breaks one."""
-    return [
-        key
-        for key, value in config.to_dict().items()
-        if isinstance(value, int)
-        and not isinstance(value, bool)
-        and any(hint in key for hint in PERIODIC_FIELD_HINTS)
-        and ("layer" in key or "attn" in key or "expert" in key or "sparse" in key)
-    ]
-
-
-def clone_config(config: PretrainedConfig) -> PretrainedConfig:
-    """A deep copy that keeps private runtime settings such as the attention implementation."""
-    return copy.deepcopy(config)

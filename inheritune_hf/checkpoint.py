@@ -37,9 +37,9 @@ from huggingface_hub import hf_hub_download, list_repo_files, try_to_load_from_c
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 from .architecture import check_causal_lm, decoder_config, find_decoder_layers
-from .errors import CheckpointError, InvalidLayersError, UnsupportedModelError
-from .inherit import REINIT_PARTS, _check_blocks_match, _inherit_config, inherit, resolve_layers
+from .errors import CheckpointError, UnsupportedModelError
 from .io import atomic_output_dir, check_output_dir, write_json
+from .slicing import Lineage, _check_blocks_match, _inherit_config, check_reinit, reinitialize_parts, resolve_layers
 
 logger = logging.getLogger(__name__)
 
@@ -261,6 +261,17 @@ def _weight_map(source: _Source) -> dict[str, str]:
     )
 
 
+def checkpoint_weight_map(
+    source: str | os.PathLike, revision: str | None = None, token: str | bool | None = None
+) -> dict[str, str]:
+    """Safetensors tensor name -> file name of a checkpoint folder or Hub repo, read from its index or header.
+
+    Raises `CheckpointError` for a checkpoint with only pickle weights, with the one conversion to run: every
+    loader of this package refuses them with this message.
+    """
+    return _weight_map(_open_source(source, revision, token))
+
+
 # ------------------------------------------------------------------------------------------ name mapping
 
 
@@ -390,28 +401,6 @@ def _meta_model(config: PretrainedConfig, trust_remote_code: bool) -> PreTrained
         ) from err
 
 
-def _check_reinit(reinit: list[str], reinit_layers: list[int], num_layers: int, reference: PreTrainedModel) -> None:
-    """The argument checks of in-memory `inherit`, run before any file is read."""
-    unknown = [part for part in reinit if part not in REINIT_PARTS]
-    if unknown:
-        raise InvalidLayersError(f"Unknown reinit part(s) {unknown}; choose from {list(REINIT_PARTS)}.")
-    bad = [i for i in reinit_layers if not isinstance(i, int) or not 0 <= i < num_layers]
-    if bad:
-        raise InvalidLayersError(
-            f"reinit_layers {bad} are not target block positions; the target has {num_layers} blocks "
-            f"(0..{num_layers - 1})."
-        )
-    config = reference.config
-    tied = bool(
-        getattr(decoder_config(config), "tie_word_embeddings", False) or getattr(config, "tie_word_embeddings", False)
-    )
-    if "lm_head" in reinit and tied and reference.get_output_embeddings() is not None:
-        raise InvalidLayersError(
-            "reinit=['lm_head'] on a model with tied word embeddings would also reset the token embeddings. "
-            "Set tie_word_embeddings=False in the reference's config.json first if you want an untied fresh head."
-        )
-
-
 def plan_inherit(
     source: str | os.PathLike,
     num_layers: int | None = None,
@@ -448,23 +437,17 @@ def plan_inherit(
     check_causal_lm(reference)
     stack = find_decoder_layers(reference)
     source_layers = resolve_layers(len(stack), num_layers, layers)
-    reinit = list(dict.fromkeys(reinit))
-    reinit_layers = sorted(set(reinit_layers))
-    _check_reinit(reinit, reinit_layers, len(source_layers), reference)
-
-    lineage = {
-        "method": "inheritune",
-        "paper": "arXiv:2404.08634",
-        "source": str(source),
-        "source_model_type": config.model_type,
-        "source_num_layers": len(stack),
-        "source_layers": source_layers,
-        "num_layers": len(source_layers),
-        "random_init": bool(random_init),
-        "reinitialized": ["all"] if random_init else [],
-    }
+    reinit, reinit_layers = check_reinit(reinit, reinit_layers, len(source_layers), reference)
+    lineage = Lineage(
+        source=str(source),
+        source_model_type=config.model_type,
+        source_num_layers=len(stack),
+        source_layers=source_layers,
+        random_init=bool(random_init),
+        reinitialized=["all"] if random_init else [],
+    )
     new_config = _inherit_config(
-        config, source_layers, lineage=lineage, source_stack=stack, model_class=type(reference)
+        config, source_layers, lineage=lineage.to_dict(), source_stack=stack, model_class=type(reference)
     )
     if not getattr(new_config, "architectures", None):
         new_config.architectures = [type(reference).__name__]
@@ -629,14 +612,13 @@ def _write_weights(plan: InheritPlan, folder: Path, max_shard_size: int) -> None
 
 
 def _apply_reinit(model: PreTrainedModel, plan: InheritPlan) -> PreTrainedModel:
-    """Re-initialise the requested parts with in-memory `inherit` (an identity slice of the target)."""
+    """Re-initialise the requested parts of the loaded target, as in-memory `inherit` does."""
     if not plan.reinit and not plan.reinit_layers:
         return model
-    lineage = dict(plan.config.inheritune)
-    result = inherit(model, len(lineage["source_layers"]), reinit=plan.reinit, reinit_layers=plan.reinit_layers)
-    lineage["reinitialized"] = result.config.inheritune["reinitialized"]
-    result.config.inheritune = lineage
-    return result
+    lineage = Lineage.from_dict(plan.config.inheritune)
+    lineage.reinitialized = reinitialize_parts(model, plan.reinit, plan.reinit_layers)
+    model.config.inheritune = lineage.to_dict()
+    return model
 
 
 def _write_target(plan: InheritPlan, folder: Path, max_shard_size: int) -> None:

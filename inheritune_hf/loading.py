@@ -45,10 +45,10 @@ def _refuse_pickle_weights(name_or_path: str | os.PathLike, kwargs: dict[str, An
     The source's file list is read only on this error path, through `checkpoint`'s own reader, so the message
     (and the conversion it names) is written in one place.
     """
-    from .checkpoint import _open_source, _weight_map
+    from .checkpoint import checkpoint_weight_map
 
-    source = _open_source(name_or_path, kwargs.get("revision"), kwargs.get("token"))
-    _weight_map(source)  # raises the pickle-only (or no-weights) error; returns when safetensors are there
+    # raises the pickle-only (or no-weights) error; returns when safetensors are there
+    checkpoint_weight_map(name_or_path, kwargs.get("revision"), kwargs.get("token"))
 
 
 def load_causal_lm_config(name_or_path: str | os.PathLike, **kwargs: Any) -> PretrainedConfig:

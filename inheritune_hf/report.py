@@ -116,7 +116,7 @@ class AttentionReport:
         suggestions = self._raw_suggestions()
         if config is None:
             return suggestions
-        from .inherit import nearest_valid_num_layers  # the report stays importable without the slicing code
+        from .slicing import nearest_valid_num_layers  # the report stays importable without the slicing code
 
         moved = {}
         for key, (wish, reason) in suggestions.items():

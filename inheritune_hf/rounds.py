@@ -47,11 +47,12 @@ from .fingerprint import (
     settings_differences,
     training_fingerprint,
 )
-from .inherit import inherit, nearest_valid_num_layers, valid_num_layers
+from .inherit import grow, inherit
 from .io import atomic_path, check_output_dir, jsonable, read_json, replace_dir, write_json
 from .loading import load_causal_lm
 from .settings import InherituneArguments
-from .train import check_training_inputs, evaluate_loss, grow, train
+from .slicing import nearest_valid_num_layers, valid_num_layers
+from .train import check_training_inputs, evaluate_loss, train
 
 RUN_FILE = "run.json"
 ROUNDS_FILE = "rounds.json"

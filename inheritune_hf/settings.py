@@ -18,8 +18,10 @@ from typing import Any
 
 from .errors import DataError, InherituneError, InvalidLayersError, TrainingError
 
-#: The parts `inherit` can re-initialise instead of copying (kept equal to `inheritune_hf.inherit.REINIT_PARTS`).
+#: The parts `inherit` can re-initialise instead of copying.
 REINIT_PARTS = ("position_embeddings", "embedding_norm", "final_norm", "lm_head", "blocks")
+#: What the authors' nanoGPT code left at fresh init: position embeddings and the final norm.
+NANOGPT_REINIT = ("position_embeddings", "final_norm")
 #: How a round grows: the paper's `restart` from the reference, or `continue` the trained blocks.
 GROWTH_STRATEGIES = ("restart", "continue")
 #: `dataset_name` of the offline corpus: this Python's standard library sources.

@@ -1,19 +1,17 @@
-"""Train and grow: Algorithm 1 of Inheritune on `transformers.Trainer`.
+"""Step 3 of the method, one round of it: train an inherited model with `transformers.Trainer`.
 
-1. Inherit the reference's first l = L/2 blocks (`inherit`).
-2. Train them on the same data (`train`, a thin layer over `Trainer`).
-3. Compare the validation loss with the reference's on the same validation blocks.
-4. While it is worse, grow by 2 blocks (`grow`) and train again, until it matches or reaches `max_layers`.
-
-`run_inheritune` runs the rounds and keeps the run on disk so an interrupted run resumes where it stopped.
-Everything trains through `Trainer`, so Accelerate carries it from one CPU to many GPUs, FSDP or DeepSpeed
-with the user's own `accelerate launch` config; there is no training loop or launcher here.
+`train` is a thin layer over `Trainer` (the eval-loss curve, tokens seen, an optional stop at a target loss);
+`evaluate_loss` measures a validation loss the same way; `check_training_inputs` refuses data that would train
+silently on nothing. The rounds of Algorithm 1 (inherit, train, compare, grow) are in `rounds.py`, which builds on
+this module; `grow` sits beside `inherit`. Everything trains through `Trainer`, so Accelerate carries it from one
+CPU to many GPUs, FSDP or DeepSpeed with the user's own `accelerate launch` config; there is no training loop or
+launcher here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import datasets
@@ -27,12 +25,10 @@ from transformers import (
     default_data_collator,
 )
 
-from .architecture import find_decoder_layers, num_layers_of
 from .data import MIN_DISTINCT_IDS, NO_TOKENIZER_HINT
 from .errors import DataError, TrainingError
-from .inherit import inherit
 from .loading import check_block_size
-from .settings import GROWTH_STRATEGIES, as_target_loss
+from .settings import as_target_loss
 
 # ---------------------------------------------------------------------------------------------------------------
 # train: one round
@@ -195,88 +191,36 @@ def evaluate_loss(model: PreTrainedModel, eval_dataset, args: TrainingArguments)
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def grow(
-    model: PreTrainedModel,
-    reference: PreTrainedModel,
-    num_new: int = 2,
-    strategy: str = "restart",
-    *,
-    reinit: Iterable[str] = (),
-) -> PreTrainedModel:
-    """A model with `num_new` more blocks than `model` (which has l), made from `reference`.
-
-    - ``"restart"`` (the paper's rule): a fresh `inherit` of the reference's first l + num_new blocks; the
-      trained `model` is only used for its depth.
-    - ``"continue"``: the trained model's l blocks, embeddings, final norm and head are kept exactly, and the
-      reference's next blocks l .. l+num_new-1 are appended, so the earlier round's work is not thrown away.
-
-    Both are built by `inherit`, so the config is rebuilt for the new depth, each block's `layer_idx` is its
-    position, and tied embeddings stay tied. `reinit` is passed to `inherit` (it matters for "restart").
-    """
-    if strategy not in GROWTH_STRATEGIES:
-        raise TrainingError(f"strategy must be one of {GROWTH_STRATEGIES}, got {strategy!r}.")
-    if num_new < 1:
-        raise TrainingError(f"num_new must be at least 1, got {num_new}.")
-    have, depth = num_layers_of(model.config), num_layers_of(reference.config)
-    if have + num_new > depth:
-        raise TrainingError(
-            f"Cannot grow {have} blocks by {num_new}: the reference has only {depth}. "
-            f"Lower num_new / grow_by or max_layers (at most {depth})."
-        )
-    grown = inherit(reference, have + num_new, reinit=reinit)
-    if strategy == "restart":
-        return grown
-
-    trained = model.state_dict()
-    stack = find_decoder_layers(grown).path
-    new_blocks = tuple(f"{stack}.{i}." for i in range(have, have + num_new))
-    try:
-        missing, unexpected = grown.load_state_dict(trained, strict=False)
-    except RuntimeError as err:
-        raise TrainingError(f"The trained model does not fit the reference's architecture: {err}") from err
-    stray = [k for k in missing if not k.startswith(new_blocks)]
-    if unexpected or stray:
-        raise TrainingError(
-            "The trained model does not match the reference's architecture "
-            f"(unexpected: {list(unexpected)[:5]}, missing: {stray[:5]}); 'continue' needs the same model class."
-        )
-    lineage = dict(getattr(grown.config, "inheritune", None) or {})
-    lineage["grown_from"] = {
-        "strategy": "continue",
-        "kept_layers": have,
-        "new_source_layers": list(range(have, have + num_new)),
-    }
-    grown.config.inheritune = lineage
-    return grown
+# Names that moved in 0.2: the old imports keep working, with a warning, until 0.3.
+_MOVED = {
+    "InherituneArguments": "settings",
+    "grow": "inherit",
+    "run_inheritune": "rounds",
+    "InherituneResult": "rounds",
+}
 
 
 def __getattr__(name: str):
-    """`InherituneArguments` moved to `inheritune_hf.settings`; the old import works, with a warning, until 0.3."""
-    if name == "InherituneArguments":
+    """Names that moved out of `train` (settings, `grow` beside `inherit`, the loop in `rounds`) still import."""
+    if name in _MOVED:
+        import importlib
         import warnings
 
-        from . import settings
-
+        home = _MOVED[name]
         warnings.warn(
-            "inheritune_hf.train.InherituneArguments moved to inheritune_hf.settings (or import it from "
-            "inheritune_hf); the old import goes away in 0.3.",
+            f"inheritune_hf.train.{name} moved to inheritune_hf.{home} (or import it from inheritune_hf); the old "
+            "import goes away in 0.3.",
             DeprecationWarning,
             stacklevel=2,
         )
-        return settings.InherituneArguments
+        return getattr(importlib.import_module(f"{__package__}.{home}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-from .rounds import InherituneResult, run_inheritune  # noqa: E402  (the loop builds on train and grow above)
-
 __all__ = [
-    "InherituneResult",
     "TargetLossCallback",
     "TrainResult",
-    "as_target_loss",
     "check_training_inputs",
     "evaluate_loss",
-    "grow",
-    "run_inheritune",
     "train",
 ]

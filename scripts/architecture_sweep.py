@@ -1,4 +1,4 @@
-"""Run `inheritune_hf.sweep.check_architecture` over every causal-LM model type and write a Markdown table.
+"""Run `inheritune_hf.testing.check_architecture` over every causal-LM model type and write a Markdown table.
 
     python scripts/architecture_sweep.py --out docs/architectures.md     (also: make sweep)
 
@@ -20,7 +20,7 @@ import torch
 import transformers
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-from inheritune_hf.sweep import ArchitectureCheck, check_architecture
+from inheritune_hf.testing import ArchitectureCheck, check_architecture
 
 
 class SweepTimeout(BaseException):

@@ -22,7 +22,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _train_setup import blocks, tiny_model, trained_reference, training_args  # noqa: E402
 from transformers import GPT2LMHeadModel, TrainerCallback  # noqa: E402
 
-from inheritune_hf.train import InherituneArguments, run_inheritune, train  # noqa: E402
+from inheritune_hf.rounds import run_inheritune  # noqa: E402
+from inheritune_hf.settings import InherituneArguments  # noqa: E402
+from inheritune_hf.train import train  # noqa: E402
 
 
 class BlockAfterSave(TrainerCallback):

@@ -4,12 +4,11 @@ layers, is the same under eager and sdpa, and refuses bad input with clear error
 import datasets
 import pytest
 import torch
+from conftest import tiny_gpt2, tiny_llama
 from legacy_attention_model import LegacyConfig, LegacyForCausalLM
 from transformers import (
     AutoModelForCausalLM,
-    GPT2Config,
     GPT2LMHeadModel,
-    LlamaConfig,
     LlamaForCausalLM,
     MambaConfig,
     MambaForCausalLM,
@@ -35,24 +34,20 @@ TEXT = " ".join(
 
 def gpt2(n_layer: int = 4, attn: str = "sdpa", init: float = 0.02) -> GPT2LMHeadModel:
     """A tiny GPT-2; a large `init` makes attention peaky so that ranks differ between heads and layers."""
-    torch.manual_seed(0)
-    config = GPT2Config(n_layer=n_layer, n_embd=64, n_head=4, vocab_size=VOCAB, n_positions=64, initializer_range=init)
-    config._attn_implementation = attn
-    return GPT2LMHeadModel(config).eval()
+    model = tiny_gpt2(n_layer, n_embd=64, vocab_size=VOCAB, initializer_range=init)
+    model.set_attn_implementation(attn)
+    return model
 
 
 def llama(kv_heads: int) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        num_hidden_layers=3,
+    return tiny_llama(
+        3,
         hidden_size=64,
         intermediate_size=128,
-        num_attention_heads=4,
         num_key_value_heads=kv_heads,
         vocab_size=VOCAB,
         max_position_embeddings=64,
     )
-    return LlamaForCausalLM(config).eval()
 
 
 def stream(n: int = 3000, seed: int = 0) -> torch.Tensor:

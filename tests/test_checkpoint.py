@@ -10,37 +10,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_gpt2 as gpt2
+from conftest import tiny_llama as llama
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, T5Config
+from transformers import AutoModelForCausalLM, T5Config
 
 from inheritune_hf import CheckpointError, InvalidLayersError, OutputExistsError, UnsupportedModelError
 from inheritune_hf import checkpoint as checkpoint_module
 from inheritune_hf.checkpoint import inherit_checkpoint, plan_inherit, read_safetensors_header
 from inheritune_hf.inherit import NANOGPT_REINIT, inherit
-from inheritune_hf.sweep import tiny_config
-
-
-def llama(num_layers: int = 4, dtype: torch.dtype = torch.float32) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        num_hidden_layers=num_layers,
-        hidden_size=32,
-        intermediate_size=64,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=97,
-        tie_word_embeddings=False,
-    )
-    return LlamaForCausalLM(config).to(dtype).eval()
-
-
-def gpt2(n_layer: int = 4) -> GPT2LMHeadModel:
-    torch.manual_seed(0)
-    config = GPT2Config(
-        n_layer=n_layer, n_embd=32, n_head=4, vocab_size=97, n_positions=64, bos_token_id=0, eos_token_id=0
-    )
-    return GPT2LMHeadModel(config).eval()
+from inheritune_hf.testing import tiny_config
 
 
 def save(model, folder: Path, max_shard_size: str | int = "50GB") -> Path:
@@ -150,7 +130,7 @@ def test_more_architectures_slice_exactly(model_type, tmp_path):
 
 
 def test_dtype_is_kept_by_default(tmp_path):
-    src = save(llama(dtype=torch.bfloat16), tmp_path / "src")
+    src = save(llama().to(torch.bfloat16), tmp_path / "src")
     out = inherit(src, 2, out=tmp_path / "out")
     assert {t.dtype for t in load_file(out / "model.safetensors").values()} == {torch.bfloat16}
     assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
@@ -307,7 +287,7 @@ def test_random_init_reads_no_weights(sharded_llama, tmp_path):
 
 
 def test_random_init_keeps_the_reference_dtype(tmp_path):
-    src = save(llama(dtype=torch.bfloat16), tmp_path / "src")
+    src = save(llama().to(torch.bfloat16), tmp_path / "src")
     out = inherit(src, 2, random_init=True, out=tmp_path / "out")
     assert AutoModelForCausalLM.from_pretrained(out).dtype == torch.bfloat16
 

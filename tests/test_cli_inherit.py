@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from conftest import tiny_llama
+from transformers import AutoModelForCausalLM
 
 from inheritune_hf import checkpoint as checkpoint_module
 from inheritune_hf.cli import main
@@ -16,17 +17,8 @@ from inheritune_hf.inherit import inherit
 
 @pytest.fixture
 def src(tmp_path) -> Path:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        num_hidden_layers=4,
-        hidden_size=32,
-        intermediate_size=64,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=97,
-    )
     folder = tmp_path / "src"
-    LlamaForCausalLM(config).save_pretrained(folder, max_shard_size="10KB")
+    tiny_llama().save_pretrained(folder, max_shard_size="10KB")
     return folder
 
 

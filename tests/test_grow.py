@@ -10,10 +10,12 @@ from _train_setup import blocks, tiny_model, trained_reference, training_args
 from transformers import AutoModelForCausalLM
 
 from inheritune_hf.errors import OutputExistsError, TrainingError
-from inheritune_hf.inherit import inherit, valid_num_layers
-from inheritune_hf.rounds import round_depths
-from inheritune_hf.sweep import tiny_config
-from inheritune_hf.train import InherituneArguments, evaluate_loss, grow, run_inheritune
+from inheritune_hf.inherit import grow, inherit
+from inheritune_hf.rounds import round_depths, run_inheritune
+from inheritune_hf.settings import InherituneArguments
+from inheritune_hf.slicing import valid_num_layers
+from inheritune_hf.testing import tiny_config
+from inheritune_hf.train import evaluate_loss
 
 
 def block_state(model, index: int) -> dict[str, torch.Tensor]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_gpt2 as gpt2
+from conftest import tiny_llama as llama
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -12,10 +14,6 @@ from transformers import (
     BartForConditionalGeneration,
     BertConfig,
     BertForMaskedLM,
-    GPT2Config,
-    GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForCausalLM,
     PretrainedConfig,
     PreTrainedModel,
 )
@@ -31,32 +29,10 @@ from inheritune_hf import (
     nearest_valid_num_layers,
     valid_num_layers,
 )
-from inheritune_hf.architecture import block_outputs, depth_keys, num_layers_of, per_layer_fields
+from inheritune_hf.architecture import block_outputs, depth_keys, num_layers_of
 from inheritune_hf.inherit import NANOGPT_REINIT
-from inheritune_hf.sweep import _shrink, check_architecture, slice_points, tiny_config
-
-
-def gpt2(n_layer: int = 4) -> GPT2LMHeadModel:
-    torch.manual_seed(0)
-    config = GPT2Config(
-        n_layer=n_layer, n_embd=32, n_head=4, vocab_size=97, n_positions=64, bos_token_id=0, eos_token_id=0
-    )
-    return GPT2LMHeadModel(config).eval()
-
-
-def llama(num_layers: int = 4, tie: bool = False) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        num_hidden_layers=num_layers,
-        hidden_size=32,
-        intermediate_size=64,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=97,
-        tie_word_embeddings=tie,
-    )
-    return LlamaForCausalLM(config).eval()
-
+from inheritune_hf.slicing import per_layer_fields
+from inheritune_hf.testing import _shrink, check_architecture, slice_points, tiny_config
 
 MODELS = {"gpt2": gpt2, "llama": llama}
 IDS = torch.randint(1, 97, (2, 11), generator=torch.Generator().manual_seed(1))
@@ -139,7 +115,7 @@ def test_explicit_layers_allow_duplicates_and_renumber_layer_idx():
 
 
 def test_tied_embeddings_stay_tied():
-    target = inherit(llama(4, tie=True), 2)
+    target = inherit(llama(4, tie_word_embeddings=True), 2)
     assert target.lm_head.weight is target.model.embed_tokens.weight
     target = inherit(gpt2(), 2)
     assert target.lm_head.weight is target.transformer.wte.weight

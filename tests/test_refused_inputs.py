@@ -8,6 +8,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+from conftest import tiny_gpt2
 from transformers import (
     AutoTokenizer,
     BertConfig,
@@ -32,8 +33,8 @@ from inheritune_hf.errors import (
 from inheritune_hf.loading import check_block_size, context_length, load_causal_lm
 from inheritune_hf.recipe import main as recipe_main
 from inheritune_hf.recipe import parse_recipe_args
+from inheritune_hf.rounds import run_inheritune
 from inheritune_hf.settings import InherituneArguments
-from inheritune_hf.train import run_inheritune
 
 VOCAB = 300
 CONTEXT = 64
@@ -41,11 +42,7 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
 def gpt2(vocab_size: int = VOCAB) -> GPT2LMHeadModel:
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=vocab_size, n_positions=CONTEXT, n_embd=32, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0
-    )
-    return GPT2LMHeadModel(config)
+    return tiny_gpt2(2, n_head=2, vocab_size=vocab_size, n_positions=CONTEXT)
 
 
 def bert_encoder() -> BertLMHeadModel:

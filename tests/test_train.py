@@ -8,7 +8,8 @@ from _train_setup import BLOCK, VOCAB, blocks, tiny_model, tokenizer, training_a
 from transformers import HfArgumentParser, TrainingArguments
 
 from inheritune_hf.errors import DataError, TrainingError
-from inheritune_hf.train import InherituneArguments, train
+from inheritune_hf.settings import InherituneArguments
+from inheritune_hf.train import train
 
 
 def test_train_returns_the_eval_curve_and_final_loss(tmp_path):

@@ -45,7 +45,7 @@ def run(argv: list[str]) -> int:
 
     from ..data import causal_lm_datasets
     from ..loading import check_block_size, load_causal_lm, load_causal_lm_config
-    from ..train import run_inheritune
+    from ..rounds import run_inheritune
 
     inheritune_args, data_args, training_args = parse(argv)
     if not inheritune_args.reference_model:
