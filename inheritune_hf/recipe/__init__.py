@@ -59,8 +59,13 @@ __all__ = [
 def __getattr__(name: str):
     """`RecipeArguments` moved to `inheritune_hf.settings`; the old import works, with a warning, until 0.3."""
     if name in ("RecipeArguments", "InherituneArguments", "DataArguments"):
+        import sys
         import warnings
 
+        # `from package import name` looks the name up twice, first from importlib's `_handle_fromlist`: warn once,
+        # on the second look-up, which comes from the importing line itself (so `stacklevel` points at it).
+        if sys._getframe(1).f_code.co_name == "_handle_fromlist":
+            return getattr(_settings, name)
         warnings.warn(
             f"inheritune_hf.recipe.{name} moved to inheritune_hf.settings; the old import goes away in 0.3.",
             DeprecationWarning,
