@@ -389,3 +389,25 @@ def test_reference_diagnosis_and_eval_task_stages_alone(tmp_path):
     for choice, tasks in [("none", None), ("arc_easy, piqa", ["arc_easy", "piqa"])]:
         recipe.eval_tasks = choice
         assert eval_tasks(recipe, None, blocks, tmp_path) == (tasks, None)
+
+
+def test_recipe_files_import_only_downward():
+    # plan and report stand alone; stages builds on plan; run (the orchestration) on all three. No private names
+    # of the library below (rounds, train, publish...) are imported.
+    import ast
+
+    import inheritune_hf.recipe as package
+
+    folder = Path(package.__file__).parent
+    imported = {}
+    for path in folder.glob("*.py"):
+        nodes = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom) and n.level]
+        imported[path.stem] = {n.module for n in nodes if n.level == 1 and n.module}
+        assert not [a.name for n in nodes for a in n.names if a.name.startswith("_") and a.name != "__"], path
+    assert imported == {
+        "plan": set(),
+        "report": set(),
+        "stages": {"plan"},
+        "run": {"plan", "report", "stages"},
+        "__init__": {"plan", "report", "run", "stages"},
+    }
