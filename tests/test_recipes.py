@@ -319,3 +319,95 @@ def test_smoke_path_streams_its_data_with_a_named_tokenizer(tmp_path, no_network
     run = json.loads((out / "inheritune" / "run.json").read_text())
     assert run["config"]["train_data"]["streaming"] is True and no_network == []
     assert AutoTokenizer.from_pretrained(out / "model").vocab_size == 512
+
+
+# ---------------------------------------------------------------------------------------------- stages, one at a time
+# A notebook user runs any one stage of the recipe with plain objects, without parsing a YAML file.
+
+
+def test_plan_stage_alone_from_dataclasses(tmp_path, monkeypatch):
+    from transformers import TrainingArguments
+
+    from inheritune_hf import DataArguments, InherituneArguments, RecipeArguments
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    recipe = RecipeArguments(
+        name="mine", num_layers=6, hidden_size=64, num_attention_heads=4, tokenizer_vocab_size=500
+    )
+    training_args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=10, per_device_train_batch_size=2, use_cpu=True, report_to="none"
+    )
+    plan = plan_recipe(recipe, InherituneArguments(random_baseline=True), DataArguments(block_size=32), training_args)
+    assert [r["layers"] for r in plan["rows"]] == [6, 3, 5, 6, 3]  # reference, L/2, +2, capped at L, baseline
+    assert plan["tokens_per_step"] == 2 * 32 and plan["rows"][0]["tokens"] == 10 * 64
+    assert plan["rows"][0]["params"] > plan["rows"][1]["params"] == plan["rows"][-1]["params"]
+    assert format_plan(plan).startswith("# mine: plan\n") and not any(tmp_path.iterdir())
+
+
+def test_report_stage_renders_given_rows():
+    from inheritune_hf.evaluate import DownstreamResult, DownstreamResults
+    from inheritune_hf.recipe import format_report
+
+    rows = [
+        {"model": "reference (4L)", "layers": 4, "params": 270_000, "val_loss": 6.1475, "tokens": 20480},
+        {"model": "Inheritune (2L)", "layers": 2, "params": 170_000, "val_loss": 5.9, "tokens": None},
+    ]
+    scores = {"Inheritune (2L)": DownstreamResults([DownstreamResult("heldout_ppl", "word_perplexity", 1234.56)])}
+    text = format_report("mine", rows, scores, matched=True, reference_source="trained from scratch")
+    assert text.splitlines()[:5] == [
+        "# mine: Inheritune vs. its reference and the random-init baseline",
+        "",
+        "| model | layers | params | val loss | train tokens | heldout_ppl word_perplexity |",
+        "|---|---|---|---|---|---|",
+        "| reference (4L) | 4 | 0.27M | 6.1475 | 20480 |  |",
+    ]
+    assert "| Inheritune (2L) | 2 | 0.17M | 5.9000 |  | 1234.6 |" in text
+    assert "Inheritune matched the reference's validation loss." in text
+    assert "Reference: trained from scratch." in text and "Attention diagnosis" not in text
+    assert "did NOT match" in format_report("mine", rows, {}, matched=False)
+
+
+def test_reference_diagnosis_and_eval_task_stages_alone(tmp_path):
+    import torch
+    from datasets import Dataset
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from inheritune_hf import AttentionReport, RecipeArguments
+    from inheritune_hf.recipe import diagnose, eval_tasks, train_or_load_reference
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=32))
+    recipe = RecipeArguments(reference="given/model", analyze_samples=2, analyze_seq_len=16)
+    reference, info = train_or_load_reference(recipe, None, None, None, None, None, tmp_path, given=model)
+    assert reference is model and info == {"source": "given/model"} and not any(tmp_path.iterdir())
+
+    blocks = Dataset.from_dict({"input_ids": torch.randint(0, 100, (4, 32)).tolist()}).with_format("torch")
+    report = diagnose(recipe, reference, blocks, tmp_path, seed=0)
+    assert isinstance(report, AttentionReport) and len(report.max_rank) == 2
+    assert {p.name for p in (tmp_path / "analysis").iterdir()} == {"report.json", "report.csv", "attention_rank.png"}
+
+    for choice, tasks in [("none", None), ("arc_easy, piqa", ["arc_easy", "piqa"])]:
+        recipe.eval_tasks = choice
+        assert eval_tasks(recipe, None, blocks, tmp_path) == (tasks, None)
+
+
+def test_recipe_files_import_only_downward():
+    # plan and report stand alone; stages builds on plan; run (the orchestration) on all three. No private names
+    # of the library below (rounds, train, publish...) are imported.
+    import ast
+
+    import inheritune_hf.recipe as package
+
+    folder = Path(package.__file__).parent
+    imported = {}
+    for path in folder.glob("*.py"):
+        nodes = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom) and n.level]
+        imported[path.stem] = {n.module for n in nodes if n.level == 1 and n.module}
+        assert not [a.name for n in nodes for a in n.names if a.name.startswith("_") and a.name != "__"], path
+    assert imported == {
+        "plan": set(),
+        "report": set(),
+        "stages": {"plan"},
+        "run": {"plan", "report", "stages"},
+        "__init__": {"plan", "report", "run", "stages"},
+    }

@@ -1,0 +1,84 @@
+"""`report.md`: the recipe's comparison table, the paper's Table 1 in miniature, and the attention diagnosis.
+
+Rendering only: `format_report` takes the rows a run measured (or any rows a notebook user builds) and returns
+Markdown; the caller writes it (atomically) and prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
+
+    from ..evaluate import DownstreamResults
+    from ..report import AttentionReport
+
+REPORT_FILE = "report.md"
+
+
+def format_cell(value: Any) -> str:
+    """One table cell of report.md: losses and scores to 4 decimals (1 past 100, for perplexities), counts as is.
+
+    Not `publish.card.cell`: the model card writes thousands separators and 4 significant digits past 1000, and
+    report.md has always shown plain counts; the two tables are read by different people and stay as they are.
+    """
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
+    return "" if value is None else str(value)
+
+
+def format_report(
+    name: str,
+    rows: Sequence[Mapping[str, Any]],
+    results_by_name: Mapping[str, DownstreamResults | None],
+    matched: bool,
+    *,
+    analysis: AttentionReport | None = None,
+    reference_config: PretrainedConfig | None = None,
+    reference_source: str | None = None,
+) -> str:
+    """report.md's text: the comparison table (layers, params, val loss, tokens, downstream scores) and verdict.
+
+    `rows` hold `model`, `layers`, `params`, `val_loss` and `tokens` (the reference first, then Inheritune and the
+    random-init baseline); `results_by_name` maps a row's `model` to its lm-eval scores, if it was scored.
+    With the reference's attention `analysis`, the lazy layers and the suggested starting depths are added (moved to
+    depths `reference_config`'s layer pattern allows, when given).
+    """
+    metrics = []
+    for results in results_by_name.values():
+        for row in results.rows if results else []:
+            key = (row.task, row.metric)
+            if key not in metrics:
+                metrics.append(key)
+    header = ["model", "layers", "params", "val loss", "train tokens"] + [f"{t} {m}" for t, m in metrics]
+    lines = [f"# {name}: Inheritune vs. its reference and the random-init baseline", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        results = results_by_name.get(row["model"])
+        scores = []
+        for task, metric in metrics:
+            try:
+                scores.append(format_cell(results.get(task, metric).value) if results else "")
+            except (KeyError, ValueError):
+                scores.append("")
+        cells = [row["model"], row["layers"], f"{row['params'] / 1e6:.2f}M", row["val_loss"], row["tokens"]]
+        lines.append("| " + " | ".join(format_cell(c) for c in cells + scores) + " |")
+    verdict = "matched" if matched else "did NOT match"
+    lines += ["", f"Inheritune {verdict} the reference's validation loss."]
+    if analysis is not None:
+        lazy = analysis.lazy_layers
+        lines += [
+            "",
+            f"Attention diagnosis of the reference: lazy (rank-1) layers {lazy or 'none'} of {len(analysis.max_rank)};"
+            f" {100 * analysis.rank_one_fraction:.0f}% of heads near rank 1. See `analysis/attention_rank.png`.",
+        ]
+        for key, suggestion in analysis.suggest_num_layers(reference_config).items():
+            lines.append(f"- suggested start ({key}): {suggestion.num_layers} layers: {suggestion.reason}")
+    lines += [
+        "",
+        f"Reference: {reference_source}.",
+        "Figures: `analysis/attention_rank.png`, `inheritune/loss_curves.png`. Model folder with its card: `model/`.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,263 @@
+"""The recipe end to end: parse a recipe's settings, run its stages in the paper's order, write report.md.
+
+A recipe script (`recipes/gpt2_medium.py`, `recipes/tiny.py`, ...) is a YAML file of settings and a call to
+`main`. Settings come from four dataclasses parsed together by `InherituneParser` (an `HfArgumentParser`, the one
+every entry point uses): `RecipeArguments`, `InherituneArguments`, `DataArguments` (all in `inheritune_hf.settings`)
+and `transformers.TrainingArguments`. A YAML file (the script's own, or `--config FILE`) gives defaults, named
+budgets inside it (`budgets: {small: {...}}`, chosen with `--budget`) override them, `--smoke` swaps in tiny shapes
+and the embedded corpus (the same code path, a few steps), and any flag overrides all of these. `--plan` prints
+what the run would cost (`plan_recipe`) and runs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainingArguments
+
+from ..errors import InherituneError
+from ..io import atomic_write_text
+from ..publish import check_repo_id
+from ..settings import DataArguments, InherituneArguments, RecipeArguments
+from .plan import accumulation_for, check_recipe, format_plan, parameter_count, plan_recipe, processes
+from .report import REPORT_FILE, format_report
+from .stages import (
+    compared_models,
+    diagnose,
+    eval_tasks,
+    evaluate_models,
+    inheritune_rounds,
+    prepare_inputs,
+    publish_model,
+    push_model,
+    train_or_load_reference,
+)
+
+#: `--smoke`: the same code path on tiny shapes, the embedded corpus and a few steps, on CPU.
+SMOKE_SETTINGS: dict[str, Any] = {
+    "reference": None,
+    "num_layers": 4,
+    "hidden_size": 64,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 128,
+    "vocab_size": None,
+    "tokenizer_vocab_size": 512,
+    "reference_max_steps": None,
+    "tokens_per_step": None,
+    "analyze_samples": 4,
+    "analyze_seq_len": 32,
+    "eval_tasks": "heldout",
+    "eval_limit": 8,
+    "dataset_name": None,
+    "dataset_config_name": None,
+    "dataset_revision": None,
+    "streaming": False,
+    "tokenizer_name": None,
+    "corpus_max_bytes": 800_000,
+    "block_size": 64,
+    "max_steps": 3,
+    "warmup_steps": 1,
+    "per_device_train_batch_size": 4,
+    "per_device_eval_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "eval_strategy": "no",
+    "save_strategy": "no",
+    "logging_steps": 1,
+    "max_eval_blocks": 8,
+    "start_layers": None,
+    "max_layers": None,
+    "bf16": False,
+    "tf32": None,
+    "torch_compile": False,
+    "optim": "adamw_torch",
+    "use_cpu": True,
+    "report_to": "none",
+    "dataloader_num_workers": 0,
+}
+
+PARSED_TYPES = (RecipeArguments, InherituneArguments, DataArguments, TrainingArguments)
+
+
+def parse_recipe_args(
+    argv: Sequence[str] | None = None, default_config: str | Path | None = None
+) -> tuple[RecipeArguments, InherituneArguments, DataArguments, TrainingArguments]:
+    """Parse a recipe's settings: YAML defaults, then the chosen budget, then `--smoke`, then flags.
+
+    The YAML file is the script's own (`default_config`) unless `--config FILE` names another. `--budget`,
+    `--smoke` and `--plan` are read first because they change the settings the flags then override.
+    """
+    from ..cli.parser import InherituneParser  # the CLI sits above the library; it is imported when used
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = InherituneParser(
+        PARSED_TYPES,
+        prog=Path(sys.argv[0]).name or "recipe",
+        description="The paper's pipeline: reference, diagnosis, Inheritune, evaluation, Hub-ready model.",
+        summarized=[TrainingArguments],
+    )
+    config, argv = parser.config_file(argv)
+    config = config or default_config
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--budget", default=None)
+    pre.add_argument("--smoke", action="store_true")
+    pre.add_argument("--plan", action="store_true")
+    pre.add_argument("--push-to-hub", "--push_to_hub", dest="push_to_hub", default=None)
+    known, rest = pre.parse_known_args(argv)
+
+    settings = parser.read_config(config) if config is not None else {}
+    budgets = settings.pop("budgets", {}) or {}
+    budget = known.budget or settings.get("budget")
+    if budget is not None:
+        if budget not in budgets:
+            raise InherituneError(f"Unknown budget {budget!r}; this recipe defines {sorted(budgets) or 'none'}.")
+        settings.update(budgets[budget])
+        settings["budget"] = budget
+    if known.smoke:
+        settings.update(SMOKE_SETTINGS)
+        settings["smoke"] = True
+        settings["output_dir"] = str(Path(settings.get("output_dir", "outputs/recipe")).with_name("smoke"))
+    if known.plan:
+        # Planning trains nothing, so the GPU-only precision settings must not stop it on a laptop.
+        settings.update({"plan": True, "bf16": False, "tf32": None, "use_cpu": True})
+    # `--push-to-hub REPO_ID` names a repo; TrainingArguments' own boolean `push_to_hub` would make Trainer
+    # push every checkpoint, which a recipe never wants.
+    settings["push_to_hub"] = False
+    if known.push_to_hub:
+        settings["hub_repo_id"] = known.push_to_hub
+
+    recipe, inheritune_args, data_args, training_args = parser.parse(rest, config=settings, source=str(config))
+    training_args.push_to_hub = False
+    if recipe.tokens_per_step:
+        training_args.gradient_accumulation_steps = accumulation_for(
+            recipe.tokens_per_step, training_args.per_device_train_batch_size, processes(), data_args.block_size
+        )
+    return recipe, inheritune_args, data_args, training_args
+
+
+@dataclass
+class RecipeResult:
+    """Where a recipe run left its artifacts and the comparison it measured."""
+
+    output_dir: Path
+    rows: list[dict[str, Any]]
+    matched: bool
+    report: Path
+
+
+def run_recipe(
+    recipe: RecipeArguments,
+    inheritune_args: InherituneArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+) -> RecipeResult:
+    """Run the stages (`inheritune_hf.recipe.stages`) under `training_args.output_dir` and return where all went.
+
+    `reference/`, `analysis/`, `inheritune/`, `evaluation/` and `model/` (the Hub-ready folder, pushed with
+    `--push-to-hub REPO_ID`), and `report.md`, the comparison table, which is also printed.
+    """
+    from accelerate import PartialState
+
+    check_recipe(recipe)
+    if recipe.hub_repo_id:
+        check_repo_id(recipe.hub_repo_id)
+    state = PartialState()
+    out = Path(training_args.output_dir)
+    say = print if state.is_main_process else (lambda *a, **k: None)
+
+    inputs = prepare_inputs(recipe, data_args)
+    tokenizer, train_set, eval_set = inputs.tokenizer, inputs.train_set, inputs.eval_set
+    say(f"[data] {len(eval_set)} validation blocks of {data_args.block_size} tokens from {inputs.data_info['source']}")
+    out.mkdir(parents=True, exist_ok=True)
+
+    reference, reference_info = train_or_load_reference(
+        recipe,
+        tokenizer,
+        train_set,
+        eval_set,
+        data_args,
+        training_args,
+        out,
+        overwrite=inheritune_args.overwrite,
+        given=inputs.given_reference,
+    )
+    say(f"[1/5 reference] {reference_info['source']}: {parameter_count(reference) / 1e6:.2f}M parameters")
+
+    analysis = None
+    if recipe.analyze and state.is_main_process:
+        analysis = diagnose(recipe, reference, eval_set, out, training_args.seed)
+        say(f"[2/5 analysis] lazy layers {analysis.lazy_layers or 'none'} -> {out / 'analysis'}")
+
+    run_dir = out / "inheritune"
+    result = inheritune_rounds(
+        reference,
+        train_set,
+        eval_set,
+        inheritune_args,
+        training_args,
+        run_dir,
+        tokenizer=tokenizer,
+        metadata={"dataset": inputs.data_info["source"], "data": inputs.data_info, "recipe": recipe.name},
+        figure=out / "analysis" / "attention_rank.png" if analysis is not None else None,
+    )
+    final = result.rounds[-1]
+    say(
+        f"[3/5 inheritune] {len(result.rounds)} round(s), final {final['layers']} layers, val loss "
+        f"{final['val_loss']:.4f} vs reference {result.reference_loss:.4f}: "
+        f"{'matched' if result.matched else 'not matched'}"
+    )
+    rows, models = compared_models(reference, reference_info, result)
+
+    results_by_name: dict[str, Any] = {}
+    tasks, include_path = eval_tasks(recipe, tokenizer, eval_set, out)
+    if tasks is not None and state.is_main_process:
+        results_by_name = evaluate_models(
+            models,
+            tokenizer,
+            tasks,
+            out / "evaluation",
+            include_path=include_path,
+            batch_size=recipe.eval_batch_size,
+            limit=recipe.eval_limit,
+        )
+        say(f"[4/5 evaluation] {len(rows)} models on {', '.join(tasks) if isinstance(tasks, list) else 'paper tasks'}")
+
+    final_results = results_by_name.get(rows[1]["model"])
+    if state.is_main_process:
+        folder = publish_model(recipe, data_args, run_dir, out / "model", final_results)
+        say(f"[5/5 model] Hub-ready folder with its card -> {folder}")
+        if recipe.hub_repo_id:
+            say(f"[5/5 push] {push_model(recipe, data_args, run_dir, final_results)}")
+
+    text = format_report(
+        recipe.name,
+        rows,
+        results_by_name,
+        result.matched,
+        analysis=analysis,
+        reference_config=reference.config,
+        reference_source=reference_info.get("source"),
+    )
+    report = atomic_write_text(out / REPORT_FILE, text)
+    if state.is_main_process:
+        print("\n" + report.read_text())
+    return RecipeResult(output_dir=out, rows=rows, matched=result.matched, report=report)
+
+
+def main(default_config: str | Path | None = None, argv: Sequence[str] | None = None) -> int:
+    """Entry point of a recipe script: parse (YAML + budget + --smoke + flags), run, report errors clearly."""
+    try:
+        parsed = parse_recipe_args(argv, default_config)
+        if parsed[0].plan:
+            print(format_plan(plan_recipe(*parsed)))
+        else:
+            run_recipe(*parsed)
+    except InherituneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
