@@ -15,7 +15,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, Pre
 
 from ..architecture import num_layers_of
 from ..errors import InherituneError
-from ..inherit import inherit_config
+from ..rounds import round_depths
+from ..slicing import inherit_config
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -138,9 +139,6 @@ def plan_recipe(
     usual 6 x parameters x tokens estimate (the attention T^2 term left out). Tokens per step count
     `WORLD_SIZE` processes (1 unless launched). Returns the plan; `format_plan` renders it, as `--plan` prints it.
     """
-    # Imported here: `train` and `rounds` still import each other, and the package imports `recipe` before them.
-    from ..rounds import round_depths
-
     check_recipe(recipe)
     if recipe.reference:
         try:

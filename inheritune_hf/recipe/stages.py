@@ -33,6 +33,8 @@ from ..fingerprint import config_fingerprint, dataset_fingerprint, settings_diff
 from ..io import atomic_write_bytes, jsonable, read_json, write_json
 from ..loading import check_block_size, load_causal_lm, load_causal_lm_config
 from ..publish import publish_run
+from ..rounds import InherituneResult, run_inheritune
+from ..train import train
 from .plan import parameter_count, reference_config
 
 if TYPE_CHECKING:
@@ -41,7 +43,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from ..report import AttentionReport
-    from ..rounds import InherituneResult
     from ..settings import DataArguments, InherituneArguments, RecipeArguments
 
 
@@ -128,9 +129,6 @@ def train_or_load_reference(
     settings and data (a resumed or repeated run); otherwise it is retrained with `overwrite`, or refused.
     """
     from accelerate import PartialState
-
-    # Imported here: `train` and `rounds` still import each other, and the package imports `recipe` before them.
-    from ..train import train
 
     if recipe.reference:
         return given if given is not None else load_causal_lm(recipe.reference), {"source": recipe.reference}
@@ -222,8 +220,6 @@ def inheritune_rounds(
     """Algorithm 1 under `run_dir` (`run_inheritune`: inherit L/2 blocks, train, grow by 2 until matched, and
     the random-init baseline when asked). `figure` (the diagnosis's attention-rank plot) is copied beside the
     rounds so the model card shows it."""
-    from ..rounds import run_inheritune  # imported here: see train_or_load_reference
-
     result = run_inheritune(
         reference,
         train_set,
