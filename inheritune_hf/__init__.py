@@ -32,7 +32,7 @@ from .inherit import NANOGPT_REINIT, REINIT_PARTS, grow, inherit
 from .publish import model_card, publish_run, push_to_hub
 from .recipe import run_recipe
 from .report import AttentionReport
-from .rounds import InherituneResult, run_inheritune
+from .rounds import InherituneResult, round_depths, run_inheritune
 from .settings import DataArguments, InherituneArguments, RecipeArguments
 from .slicing import Lineage, inherit_config, nearest_valid_num_layers, valid_num_layers
 from .train import train
@@ -78,6 +78,7 @@ __all__ = [
     "plan_inherit",
     "publish_run",
     "push_to_hub",
+    "round_depths",
     "run_inheritune",
     "run_recipe",
     "train",

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import datasets
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from .errors import DataError
+from .errors import DataError, moved
 from .settings import EMBEDDED_CORPUS
 
 if TYPE_CHECKING:
@@ -452,14 +452,5 @@ def causal_lm_datasets(
 def __getattr__(name: str):
     """`DataArguments` moved to `inheritune_hf.settings`; the old import works, with a warning, until 0.3."""
     if name == "DataArguments":
-        import warnings
-
-        from . import settings
-
-        warnings.warn(
-            "inheritune_hf.data.DataArguments moved to inheritune_hf.settings; the old import goes away in 0.3.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return settings.DataArguments
+        return moved(__name__, name, "inheritune_hf.settings")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,20 +5,14 @@ Importing a name from here still works and warns, so code written against 0.1 ke
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
-from . import io
+from .errors import moved
 
 _MOVED = ("atomic_output_dir", "check_output_dir")
 
 
 def __getattr__(name: str) -> Any:
     if name in _MOVED:
-        warnings.warn(
-            f"inheritune_hf.output.{name} moved to inheritune_hf.io.{name}; the old import goes in the next release.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(io, name)
+        return moved(__name__, name, "inheritune_hf.io")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

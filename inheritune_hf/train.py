@@ -26,7 +26,7 @@ from transformers import (
 )
 
 from .data import MIN_DISTINCT_IDS, NO_TOKENIZER_HINT
-from .errors import DataError, TrainingError
+from .errors import DataError, TrainingError, moved
 from .loading import check_block_size
 from .settings import as_target_loss
 
@@ -203,17 +203,7 @@ _MOVED = {
 def __getattr__(name: str):
     """Names that moved out of `train` (settings, `grow` beside `inherit`, the loop in `rounds`) still import."""
     if name in _MOVED:
-        import importlib
-        import warnings
-
-        home = _MOVED[name]
-        warnings.warn(
-            f"inheritune_hf.train.{name} moved to inheritune_hf.{home} (or import it from inheritune_hf); the old "
-            "import goes away in 0.3.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(f"{__package__}.{home}"), name)
+        return moved(__name__, name, f"inheritune_hf.{_MOVED[name]}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

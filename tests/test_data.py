@@ -10,7 +10,6 @@ from _train_setup import BLOCK, CORPUS_BYTES, VOCAB, blocks, corpus, tokenizer
 from transformers import HfArgumentParser, TrainingArguments
 
 from inheritune_hf.data import (
-    DataArguments,
     causal_lm_datasets,
     corpus_fingerprint,
     embedded_corpus,
@@ -18,6 +17,7 @@ from inheritune_hf.data import (
     pack_dataset,
 )
 from inheritune_hf.errors import DataError
+from inheritune_hf.settings import DataArguments
 
 
 def test_embedded_corpus_is_standard_library_source_split_by_path():
