@@ -48,7 +48,13 @@ SAFE_INDEX = "model.safetensors.index.json"
 SHARD_NAME = "model-{index:05d}-of-{total:05d}.safetensors"
 
 #: Pickle weight files: never opened, because unpickling runs arbitrary code.
-PICKLE_PATTERNS = ("*.bin", "*.bin.index.json", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+PICKLE_PATTERNS = ("*.bin", "*.bin.index.json", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
+
+
+def is_pickle(name: str) -> bool:
+    """A pickled weight file (or the index of pickled shards): never read, never uploaded; loading one can run code."""
+    return any(fnmatch.fnmatch(name, pattern) for pattern in PICKLE_PATTERNS)
+
 
 #: Files that travel with the weights unchanged: tokenizer, chat template, generation settings.
 COMPANION_PATTERNS = (
@@ -245,7 +251,7 @@ def _weight_map(source: _Source) -> dict[str, str]:
         return dict(weight_map)
     if SAFE_WEIGHTS in source.files:
         return dict.fromkeys(read_safetensors_header(source.fetch(SAFE_WEIGHTS)), SAFE_WEIGHTS)
-    pickles = [name for name in source.files if any(fnmatch.fnmatch(name, p) for p in PICKLE_PATTERNS)]
+    pickles = [name for name in source.files if is_pickle(name)]
     if pickles:
         raise CheckpointError(
             f"{source.name} holds only pickle weights ({', '.join(pickles[:3])}). inheritune never unpickles files, "
@@ -444,7 +450,6 @@ def plan_inherit(
         source_num_layers=len(stack),
         source_layers=source_layers,
         random_init=bool(random_init),
-        reinitialized=["all"] if random_init else [],
     )
     new_config = _inherit_config(
         config, source_layers, lineage=lineage.to_dict(), source_stack=stack, model_class=type(reference)

@@ -112,7 +112,6 @@ def inherit(
         source_num_layers=len(stack),
         source_layers=source_layers,
         random_init=bool(random_init),
-        reinitialized=["all"] if random_init else [],
     )
     config = _inherit_config(
         model.config, source_layers, lineage=lineage.to_dict(), source_stack=stack, model_class=type(model)

@@ -685,6 +685,10 @@ class Lineage:
     method: str = "inheritune"
     paper: str = "arXiv:2404.08634"
 
+    def __post_init__(self) -> None:
+        if self.random_init and not self.reinitialized:
+            self.reinitialized = ["all"]  # the same-size baseline: nothing was inherited
+
     @property
     def num_layers(self) -> int:
         return len(self.source_layers)

@@ -359,9 +359,9 @@ def test_report_stage_renders_given_rows():
         "",
         "| model | layers | params | val loss | train tokens | heldout_ppl word_perplexity |",
         "|---|---|---|---|---|---|",
-        "| reference (4L) | 4 | 0.27M | 6.1475 | 20480 |  |",
+        "| reference (4L) | 4 | 0.27M | 6.1475 | 20,480 |  |",
     ]
-    assert "| Inheritune (2L) | 2 | 0.17M | 5.9000 |  | 1234.6 |" in text
+    assert "| Inheritune (2L) | 2 | 0.17M | 5.9000 |  | 1235 |" in text
     assert "Inheritune matched the reference's validation loss." in text
     assert "Reference: trained from scratch." in text and "Attention diagnosis" not in text
     assert "did NOT match" in format_report("mine", rows, {}, matched=False)

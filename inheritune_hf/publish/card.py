@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError
+from ..markdown import cell
 
 if TYPE_CHECKING:  # pragma: no cover
     from huggingface_hub import ModelCard
@@ -207,16 +208,6 @@ def card_variables(
         "validation": dict(validation),
         "results": results,
     }
-
-
-def cell(value: Any) -> str:
-    """One markdown table cell: 4 decimals for losses, thousands separators for token counts, pipes escaped."""
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.4g}"
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
-        return f"{value:,}"
-    text = json.dumps(value) if isinstance(value, list | dict) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def base_model_license(

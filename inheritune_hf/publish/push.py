@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..checkpoint import is_pickle
 from ..errors import CheckpointError, HubError
 from ..io import atomic_output_dir, json_text
 from .card import REPO_ID, model_card
@@ -41,7 +42,6 @@ __all__ = ["STALE_WEIGHT_PATTERNS", "check_repo_id", "push_to_hub", "resolve_end
 logger = logging.getLogger(__name__)
 
 # Weight formats that are pickles: never uploaded (loading them can run arbitrary code).
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # Trainer state that belongs to a run, not to a published model.
 _TRAINER_FILES = re.compile(r"^(optimizer|scheduler|rng_state|scaler|training_args|trainer_state)\b")
 #: `push_to_hub`'s default `delete_patterns`: remote weight files (and shard indexes) the new upload does not have
@@ -73,12 +73,12 @@ def upload_plan(
     for path in sorted(folder.iterdir()):
         if not path.is_file() or path.name.startswith("."):
             continue
-        if path.name.endswith(_PICKLE_SUFFIXES) or _TRAINER_FILES.match(path.name):
+        if is_pickle(path.name) or _TRAINER_FILES.match(path.name):
             skipped.append(path.name)
             continue
         plan[path.name] = path
     if not any(name.endswith(".safetensors") for name in plan):
-        pickles = [name for name in skipped if name.endswith(_PICKLE_SUFFIXES)]
+        pickles = [name for name in skipped if is_pickle(name)]
         raise CheckpointError(
             f"{folder} has no .safetensors weights"
             + (f" (only pickles: {pickles})" if pickles else "")
@@ -96,7 +96,7 @@ def upload_plan(
         local = Path(local)
         if not local.is_file():
             raise CheckpointError(f"Extra file {local} does not exist.")
-        if local.name.endswith(_PICKLE_SUFFIXES):
+        if is_pickle(local.name):
             raise CheckpointError(f"Refusing to upload the pickle {local}; save it as safetensors or JSON.")
         plan[str(path_in_repo)] = local
     if card is not None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..markdown import cell
+
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
 
@@ -16,17 +18,6 @@ if TYPE_CHECKING:
     from ..report import AttentionReport
 
 REPORT_FILE = "report.md"
-
-
-def format_cell(value: Any) -> str:
-    """One table cell of report.md: losses and scores to 4 decimals (1 past 100, for perplexities), counts as is.
-
-    Not `publish.card.cell`: the model card writes thousands separators and 4 significant digits past 1000, and
-    report.md has always shown plain counts; the two tables are read by different people and stay as they are.
-    """
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
-    return "" if value is None else str(value)
 
 
 def format_report(
@@ -60,11 +51,11 @@ def format_report(
         scores = []
         for task, metric in metrics:
             try:
-                scores.append(format_cell(results.get(task, metric).value) if results else "")
+                scores.append(cell(results.get(task, metric).value) if results else "")
             except (KeyError, ValueError):
                 scores.append("")
         cells = [row["model"], row["layers"], f"{row['params'] / 1e6:.2f}M", row["val_loss"], row["tokens"]]
-        lines.append("| " + " | ".join(format_cell(c) for c in cells + scores) + " |")
+        lines.append("| " + " | ".join(cell(c) for c in cells + scores) + " |")
     verdict = "matched" if matched else "did NOT match"
     lines += ["", f"Inheritune {verdict} the reference's validation loss."]
     if analysis is not None:

@@ -1,0 +1,19 @@
+"""The one way this package writes a markdown table cell: the model card, report.md and the evaluation tables."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def cell(value: Any) -> str:
+    """One markdown table cell: losses to 4 decimals (4 significant digits past 1000), thousands separators for
+    counts from 10,000, lists and dicts as JSON, nothing for None, and pipes escaped so a value cannot split the row."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+        return f"{value:,}"
+    text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
