@@ -208,7 +208,11 @@ class InherituneArguments:
         default=None, metadata={"help": "CLI: the trained reference model (Hub name or save_pretrained folder)."}
     )
     start_layers: int | None = field(
-        default=None, metadata={"help": "Blocks inherited in the first round. Default: half the reference's (L/2)."}
+        default=None,
+        metadata={
+            "help": "Blocks inherited in the first round. Default: half the reference's (L/2), moved to the nearest depth "
+            "its layer pattern allows (valid_num_layers)."
+        },
     )
     grow_by: int = field(default=2, metadata={"help": "Blocks added per round (the paper: 2)."})
     max_layers: int | None = field(
