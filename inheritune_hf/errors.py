@@ -106,8 +106,8 @@ def moved(old_module: str, name: str, new_module: str, stacklevel: int = 3):
 
     value = getattr(importlib.import_module(new_module), name)
     warnings.warn(
-        f"{old_module}.{name} moved to {new_module} (public names also import from inheritune_hf); the old import "
-        "goes away in 0.3.",
+        f"{old_module}.{name} moved to {new_module}.{name} (public names also import from inheritune_hf); the old "
+        "import goes away in 0.3.",
         DeprecationWarning,
         stacklevel=stacklevel,
     )
