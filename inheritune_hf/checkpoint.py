@@ -444,13 +444,7 @@ def plan_inherit(
     stack = find_decoder_layers(reference)
     source_layers = resolve_layers(len(stack), num_layers, layers)
     reinit, reinit_layers = check_reinit(reinit, reinit_layers, len(source_layers), reference)
-    lineage = Lineage(
-        source=str(source),
-        source_model_type=config.model_type,
-        source_num_layers=len(stack),
-        source_layers=source_layers,
-        random_init=bool(random_init),
-    )
+    lineage = Lineage(str(source), config.model_type, len(stack), source_layers, bool(random_init))
     new_config = _inherit_config(
         config, source_layers, lineage=lineage.to_dict(), source_stack=stack, model_class=type(reference)
     )

@@ -106,13 +106,7 @@ def inherit(
     stack = find_decoder_layers(model)
     source_layers = resolve_layers(len(stack), num_layers, layers)
     reinit, reinit_layers = check_reinit(reinit, reinit_layers, len(source_layers), model)
-    lineage = Lineage(
-        source=_source_name(model),
-        source_model_type=model.config.model_type,
-        source_num_layers=len(stack),
-        source_layers=source_layers,
-        random_init=bool(random_init),
-    )
+    lineage = Lineage(_source_name(model), model.config.model_type, len(stack), source_layers, bool(random_init))
     config = _inherit_config(
         model.config, source_layers, lineage=lineage.to_dict(), source_stack=stack, model_class=type(model)
     )
