@@ -97,8 +97,8 @@ class DownstreamResult:
 class DownstreamResults:
     """The rows of a downstream evaluation plus lm-eval's raw results JSON, kept beside them unchanged.
 
-    Rows are in the order tasks were asked for. `average` is the paper's "Avg": the mean of the accuracy-type
-    rows (those where higher is better), as a fraction in [0, 1]; the paper prints it times 100.
+    Rows are in the order tasks were asked for. `average` is the paper's "Avg": the mean over tasks of one
+    accuracy-type row each (higher is better), as a fraction in [0, 1]; the paper prints it times 100.
     """
 
     rows: list[DownstreamResult]
@@ -106,9 +106,16 @@ class DownstreamResults:
 
     @property
     def average(self) -> float | None:
-        """Mean of the accuracy-type rows (higher is better), or None when there are none."""
-        values = [row.value for row in self.rows if row.higher_is_better]
-        return sum(values) / len(values) if values else None
+        """Mean over tasks of one accuracy-type number each (higher is better), or None when there are none.
+
+        A task scored by several accuracies (acc and acc_norm) counts once, by the first one asked for: the
+        paper's Avg has one column per task (acc_norm for HellaSwag, acc elsewhere, as in `PAPER_TASKS`).
+        """
+        per_task: dict[str, float] = {}
+        for row in self.rows:
+            if row.higher_is_better:
+                per_task.setdefault(row.task, row.value)
+        return sum(per_task.values()) / len(per_task) if per_task else None
 
     def get(self, task: str, metric: str) -> DownstreamResult:
         """The row for `metric` of `task`; a KeyError names what is available otherwise."""

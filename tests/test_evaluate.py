@@ -161,9 +161,8 @@ def test_every_number_is_in_its_range(random_results):
         assert 0.0 <= row.value <= 1.0
         assert (row.value * n) == pytest.approx(round(row.value * n))  # a count of right answers over n documents
         assert row.stderr == pytest.approx(math.sqrt(row.value * (1 - row.value) / (n - 1)))
-    assert random_results.average == pytest.approx(
-        (random_results.get("toy_mc", "acc").value + random_results.get("toy_mc", "acc_norm").value) / 2
-    )
+    # one task, one number in the average: the first accuracy asked for (acc), not acc and acc_norm as two tasks
+    assert random_results.average == pytest.approx(random_results.get("toy_mc", "acc").value)
 
 
 def test_raw_lm_eval_json_is_kept_beside_the_rows(random_results):
@@ -230,6 +229,15 @@ def _paper_like() -> DownstreamResults:
 def test_average_is_the_mean_of_accuracies_only():
     assert _paper_like().average == pytest.approx(0.4)
     assert DownstreamResults(rows=[]).average is None
+
+
+def test_average_counts_each_task_once():
+    rows = [
+        DownstreamResult("hellaswag", "acc_norm", 0.30, higher_is_better=True),
+        DownstreamResult("hellaswag", "acc", 0.28, higher_is_better=True),
+        DownstreamResult("arc_easy", "acc", 0.50, higher_is_better=True),
+    ]
+    assert DownstreamResults(rows=rows).average == pytest.approx((0.30 + 0.50) / 2)
 
 
 def test_markdown_prints_accuracies_in_percent_and_perplexities_as_is():

@@ -613,3 +613,36 @@ def test_from_pretrained_by_repo_id_with_hf_endpoint_in_a_fresh_process(hub, mod
     )
     env = dict(os.environ, HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HOME=str(tmp_path / "hf-home"))
     assert subprocess.run([sys.executable, "-c", code], env=env, timeout=300).returncode == 0
+
+
+def test_the_card_states_its_verdict_and_only_true_sentences(model):
+    rows = [
+        {"kind": "inheritune", "round": 1, "layers": 2, "val_loss": 3.25, "reference_val_loss": 3.0, "matched": False},
+        {
+            "kind": "inheritune",
+            "round": 2,
+            "layers": 4,
+            "val_loss": 3.125,
+            "reference_val_loss": 3.0,
+            "matched": False,
+        },
+    ]
+    text = str(model_card(model, rounds=rows, license="mit", training={"learning_rate": 1.5e-4, "adam_epsilon": 1e-8}))
+    assert (
+        "**Did not match** the reference's validation loss: the last round (round 2, 4 layers) reached 3.1250" in text
+    )
+    assert "(+0.1250)" in text and "**Matched**" not in text
+    assert "is then trained on the reference's data" in text
+    assert "Table 1 compares the same three models" not in text  # no random-init baseline in these rounds
+    assert "| learning_rate | 0.00015 |" in text and "| adam_epsilon | 1e-08 |" in text
+
+    matched = [
+        {**rows[0], "matched": True, "val_loss": 2.9},
+        {"kind": "random_baseline", "layers": 2, "val_loss": 3.4},
+    ]
+    text = str(model_card(model, rounds=matched, license="mit"))
+    assert "**Matched** the reference's validation loss (round 1, 2 layers): 2.9000 against 3.0000." in text
+    assert "Table 1 compares the same three models" in text
+
+    sliced_only = str(model_card(model, license="mit"))
+    assert "is then trained" not in sliced_only and "Matched" not in sliced_only

@@ -117,6 +117,12 @@ def model_card(
     source = lineage.get("source")
     if base_model is None and isinstance(source, str) and is_hub_id(source):
         base_model = source
+    if base_model is None and source:
+        logger.warning(
+            "model_card: the reference %s is not a Hub id, so the card has no base_model; pass base_model= "
+            "(CLI: --base_model) with the reference's Hub id.",
+            source,
+        )
     if license is None:
         for candidate in (base_model, source):
             if isinstance(candidate, str) and Path(candidate).is_dir():
@@ -124,7 +130,10 @@ def model_card(
                 if license:
                     break
     if license is None:
-        logger.warning("model_card: no license given and none found for the base model; pass license=.")
+        logger.warning(
+            "model_card: no license given and none found for the base model; pass license= (CLI: --license) "
+            "with an SPDX id, normally the reference's."
+        )
     name = model_name or (repo_id.split("/")[-1] if repo_id else None) or "inheritune-model"
     datasets = [datasets] if isinstance(datasets, str) else list(datasets or [])
     if not datasets and training and isinstance(training.get("dataset"), str) and is_hub_id(training["dataset"]):
@@ -176,8 +185,10 @@ def card_variables(
 
     Formatted: `model_name`, `paper_url`, `citation`, `usage_id` (the repo id, or a placeholder path),
     `source_link` (markdown), `layers`, `source_depth`, `inherited_blocks` ("0-2, 5"), `reinitialized` (None when
-    nothing was), `grown_from`, `rounds_table` (rows of cells), `training_table` and `validation_table` (pairs of
-    cells), `downstream_table` (markdown, or None), `figures` (pairs of caption and file name).
+    nothing was), `grown_from`, `trained` (whether growth rounds are known), `verdict` (one line: matched or not, by
+    how much; None without rounds), `has_baseline`, `rounds_table` (rows of cells), `training_table` and
+    `validation_table` (pairs of cells), `downstream_table` (markdown, or None), `figures` (pairs of caption and
+    file name).
     Raw, for templates that want their own layout: `lineage`, `rounds`, `training`, `validation`, `results`.
     """
     source = base_model or lineage.get("source") or "the reference model"
@@ -194,6 +205,9 @@ def card_variables(
         "inherited_blocks": (_ranges(lineage["source_layers"]) if lineage.get("source_layers") is not None else None),
         "reinitialized": ", ".join(cell(part) for part in reinitialized) if reinitialized else None,
         "grown_from": cell(lineage["grown_from"]) if lineage.get("grown_from") else None,
+        "trained": bool(grown),
+        "verdict": _verdict(grown),
+        "has_baseline": any(row.get("kind") == "random_baseline" for row in rounds),
         "rounds_table": [
             [cell(row.get(key, "-")) for key in _ROUND_COLUMNS] + ["yes" if row.get("matched") else "no"]
             for row in grown
@@ -208,6 +222,21 @@ def card_variables(
         "validation": dict(validation),
         "results": results,
     }
+
+
+def _verdict(grown: Sequence[Mapping[str, Any]]) -> str | None:
+    """One line on whether the growth rounds matched the reference's validation loss, from rounds.json's rows."""
+    if not grown or grown[-1].get("val_loss") is None or grown[-1].get("reference_val_loss") is None:
+        return None
+    last = grown[-1]
+    loss, reference = float(last["val_loss"]), float(last["reference_val_loss"])
+    where = f"round {last.get('round')}, {last.get('layers')} layers"
+    if last.get("matched"):
+        return f"**Matched** the reference's validation loss ({where}): {cell(loss)} against {cell(reference)}."
+    return (
+        f"**Did not match** the reference's validation loss: the last round ({where}) reached {cell(loss)} against "
+        f"{cell(reference)} (+{cell(loss - reference)})."
+    )
 
 
 def base_model_license(
