@@ -120,6 +120,8 @@ def _prepare_output(out: Path, config: dict, args: InherituneArguments, state: P
         return _read_json(out / ROUNDS_FILE) if (out / ROUNDS_FILE).exists() else []
     if args.resume and out.is_dir() and any(out.iterdir()):
         raise TrainingError(f"Cannot resume {out}: it has no {RUN_FILE}, so it is not an Inheritune run.")
+    if args.resume:  # an empty or missing folder: a typo in output_dir must not start a week's run afresh
+        raise TrainingError(f"Nothing to resume in {out}: it has no {RUN_FILE}. Drop --resume to start a new run.")
     if not args.resume:
         check_output_dir(out, overwrite=args.overwrite)
     state.wait_for_everyone()  # every process has checked before the main one writes

@@ -27,6 +27,7 @@ from inheritune_hf.data import embedded_corpus, pack_dataset, train_tokenizer
 from inheritune_hf.errors import (
     CheckpointError,
     DataError,
+    TrainingError,
     UnknownArgumentError,
     UnsupportedModelError,
 )
@@ -195,6 +196,15 @@ def test_run_inheritune_checks_the_reference_before_writing(out):
     with pytest.raises(UnsupportedModelError, match="causal LM"):
         run_inheritune(bert_encoder(), packed, packed, InherituneArguments(), args)
     assert_nothing_written(out)  # no run.json, no folder
+
+
+def test_resume_with_nothing_to_resume_is_refused(out):
+    ids = torch.randint(1, VOCAB, (8, 16))
+    packed = datasets.Dataset.from_dict({"input_ids": ids.tolist(), "labels": ids.tolist()}).with_format("torch")
+    args = TrainingArguments(output_dir=str(out), max_steps=1, use_cpu=True, report_to="none")
+    with pytest.raises(TrainingError, match="Nothing to resume .* Drop --resume"):
+        run_inheritune(gpt2(), packed, packed, InherituneArguments(resume=True), args)
+    assert_nothing_written(out)
 
 
 def test_inheritune_run_refuses_an_encoder_reference_before_writing(folders, out, capsys):

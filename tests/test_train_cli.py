@@ -8,6 +8,7 @@ import pytest
 from _train_setup import BLOCK, CORPUS_BYTES, tokenizer, trained_reference
 
 from inheritune_hf.cli import main
+from inheritune_hf.errors import TrainingError
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +80,19 @@ def test_bad_input_exits_with_a_clear_error_before_training(reference_dir, tmp_p
     assert main(["run", *common_flags(reference_dir, out), "--start_layers", "2", "--max_layers", "6"]) == 2
     assert "cannot grow beyond the reference" in capsys.readouterr().err
     assert not (out / "rounds.json").exists()
+
+
+def test_run_chooses_the_defaults_a_user_would(tmp_path):
+    from inheritune_hf.cli import run as run_command
+
+    def settings(*argv):
+        _, _, training_args = run_command.parse(list(argv))
+        return run_command._defaults_a_user_would_choose(list(argv), training_args)
+
+    with pytest.raises(TrainingError, match="--output_dir DIR"):
+        settings("--reference_model", "ref")
+    chosen = settings("--output_dir", str(tmp_path), "--eval_steps", "5")
+    assert chosen.eval_strategy == "steps" and chosen.eval_steps == 5
+    assert chosen.save_total_limit == run_command.SAVE_TOTAL_LIMIT
+    kept = settings("--output_dir", str(tmp_path), "--save_total_limit", "5", "--eval_strategy", "epoch")
+    assert kept.save_total_limit == 5 and kept.eval_strategy == "epoch"

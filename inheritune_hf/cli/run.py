@@ -40,6 +40,29 @@ def parse(argv: list[str]):
     return parser().parse(argv)
 
 
+#: Checkpoints kept per round when --save_total_limit is not given: the last, and the best one Trainer tracks.
+SAVE_TOTAL_LIMIT = 2
+
+
+def _defaults_a_user_would_choose(argv: list[str], training_args):
+    """Trainer's defaults where they would quietly spoil a long run: no run folder named (Trainer would write to
+    ./trainer_output), `--eval_steps` without `--eval_strategy steps` (nothing would be evaluated, so the loss curve
+    has one point), and every checkpoint kept with its optimizer state (a disk full of them over many rounds)."""
+    import dataclasses
+
+    from transformers.trainer_utils import IntervalStrategy
+
+    named = {arg.split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")}
+    if training_args.output_dir in (None, "trainer_output") and "--output_dir" not in named:
+        raise TrainingError("Name the run's folder: --output_dir DIR (rounds, checkpoints and run.json go there).")
+    changes = {}
+    if training_args.eval_strategy == IntervalStrategy.NO and training_args.eval_steps is not None:
+        changes["eval_strategy"] = "steps"
+    if training_args.save_total_limit is None:
+        changes["save_total_limit"] = SAVE_TOTAL_LIMIT
+    return dataclasses.replace(training_args, **changes) if changes else training_args
+
+
 def run(argv: list[str]) -> int:
     from transformers import AutoTokenizer
 
@@ -50,6 +73,7 @@ def run(argv: list[str]) -> int:
     inheritune_args, data_args, training_args = parse(argv)
     if not inheritune_args.reference_model:
         raise TrainingError("Name the trained reference model: --reference_model NAME_OR_PATH.")
+    training_args = _defaults_a_user_would_choose(argv, training_args)
     # Everything is checked before anything is written, cheapest first: the output folder, the reference's kind
     # and context (its config), the tokenizer, the weights' format (loading), then the tokenizer on a sample of
     # the data against the reference's embeddings (before the corpus is tokenized).
