@@ -345,3 +345,19 @@ def test_heldout_tasks_from_plain_text_separate_a_trained_model_from_chance(tmp_
 def test_heldout_tasks_need_enough_distinct_endings(tmp_path):
     with pytest.raises(EvaluationError, match="different endings"):
         write_heldout_tasks(["the cat fish .", "the cat fish ."], tmp_path)
+
+
+def test_cli_evaluate_takes_a_run_folder_and_scores_its_final_round(model_dir, task_dir, tmp_path, random_results):
+    import shutil
+
+    from inheritune_hf.cli import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(model_dir, run_dir / "round-2-4L" / "model")
+    (run_dir / "run.json").write_text("{}")
+    rows = [{"kind": "inheritune", "round": 2, "layers": 4, "checkpoint": "round-2-4L/model", "matched": True}]
+    (run_dir / "rounds.json").write_text(json.dumps(rows))
+    out = tmp_path / "eval"
+    argv = ["evaluate", str(run_dir), "--tasks", "toy_mc", "--include_path", str(task_dir), "--output_dir", str(out)]
+    assert main(argv) == 0
+    assert DownstreamResults.load(out).get("toy_mc", "acc").value == random_results.get("toy_mc", "acc").value

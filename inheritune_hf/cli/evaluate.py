@@ -41,9 +41,14 @@ def run(args: EvaluateArguments) -> int:
     from ..evaluate import PAPER_TASKS, check_tasks, evaluate_downstream
 
     model_dir = Path(args.model)
+    if (model_dir / "run.json").is_file():  # an `inheritune run` folder: its final round, as `push` publishes it
+        from ..publish import final_model_dir
+
+        model_dir = final_model_dir(model_dir)
     if not (model_dir / "config.json").is_file():
         raise CheckpointError(
-            f"{model_dir} is not a checkpoint folder (no config.json). Pass a save_pretrained folder."
+            f"{model_dir} is not a checkpoint folder (no config.json). Pass a save_pretrained folder or the "
+            "output_dir of `inheritune run`."
         )
     check_output_dir(args.output_dir, args.overwrite)
     tasks = args.tasks if args.tasks is not None else PAPER_TASKS
