@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from _train_setup import BLOCK, blocks, tiny_model, trained_reference, training_args
-from transformers import HfArgumentParser, default_data_collator
+from transformers import GPT2LMHeadModel, HfArgumentParser, default_data_collator
 
 from inheritune_hf.distill import DistillationTrainer, distillation_kl, distillation_weight_at
 from inheritune_hf.errors import TrainingError
@@ -172,3 +176,45 @@ def test_rounds_json_counts_the_teachers_flops_and_a_resume_with_other_distillat
     assert (out / "rounds.json").read_text() == table
     same = InherituneArguments(start_layers=2, reference_loss=100.0, plot=False, resume=True, distillation_weight=0.5)
     assert run_inheritune(reference, train_blocks, val_blocks, same, training_args(out, max_steps=4)).rounds == [row]
+
+
+def _distilled_train(out: Path, reference: Path, batch: int) -> None:
+    """One distilled round (alpha 0.5, T 2) from the saved `reference`; the main process writes out/result.json."""
+    train_blocks, val_blocks = blocks()
+    args = training_args(out / "trainer", per_device_train_batch_size=batch)
+    teacher = GPT2LMHeadModel.from_pretrained(reference)
+    result = train(
+        tiny_model(2, seed=3), train_blocks, val_blocks, args, teacher=teacher, distillation_weight=0.5,
+        distillation_temperature=2.0,
+    )  # fmt: skip
+    if args.process_index == 0:
+        summary = {"eval_curve": result.eval_curve, "world_size": args.world_size, "tokens": result.tokens}
+        (out / "result.json").write_text(json.dumps(summary))
+
+
+def test_a_two_process_gloo_distilled_run_matches_one_process(tmp_path):
+    # As in test_train_ddp.py: `--multi_gpu` with use_cpu=True, as `--cpu --num_processes 2` runs one process.
+    trained_reference().save_pretrained(tmp_path / "reference")
+    _distilled_train(tmp_path / "single", tmp_path / "reference", batch=8)
+    accelerate = Path(sys.executable).with_name("accelerate")
+    launched = subprocess.run(
+        [
+            str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no",
+            __file__, str(tmp_path / "ddp"), str(tmp_path / "reference"),
+        ],
+        env={**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    one = json.loads((tmp_path / "single" / "result.json").read_text())
+    two = json.loads((tmp_path / "ddp" / "result.json").read_text())
+    assert (one["world_size"], two["world_size"]) == (1, 2)
+    assert one["tokens"] == two["tokens"] == 12 * 8 * BLOCK  # 2 processes x 4 blocks: the same global batch
+    assert [p["step"] for p in one["eval_curve"]] == [p["step"] for p in two["eval_curve"]] == [4, 8, 12]
+    for p, q in zip(one["eval_curve"], two["eval_curve"], strict=True):
+        assert p["eval_loss"] == pytest.approx(q["eval_loss"], abs=2e-2)  # the same tolerance as test_train_ddp.py
+
+
+if __name__ == "__main__":  # the DDP test's script: accelerate launch tests/test_distill.py OUT REFERENCE
+    _distilled_train(Path(sys.argv[1]), Path(sys.argv[2]), batch=4)
