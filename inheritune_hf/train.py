@@ -1,6 +1,7 @@
 """Step 3 of the method, one round of it: train an inherited model with `transformers.Trainer`.
 
-`train` is a thin layer over `Trainer` (the eval-loss curve, tokens seen, an optional stop at a target loss);
+`train` is a thin layer over `Trainer` (the eval-loss curve, tokens and FLOPs spent, an optional stop at a target
+loss, and optionally distillation from the reference through `distill.DistillationTrainer`);
 `evaluate_loss` measures a validation loss the same way; `check_training_inputs` refuses data that would train
 silently on nothing. The rounds of Algorithm 1 (inherit, train, compare, grow) are in `rounds.py`, which builds on
 this module; `grow` sits beside `inherit`. Everything trains through `Trainer`, so Accelerate carries it from one
