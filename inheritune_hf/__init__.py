@@ -14,6 +14,7 @@ step that needs them, so `import inheritune_hf` works without them.
 from .analyze import analyze_attention, attention_mass, attention_rank
 from .architecture import LayerStack, find_decoder_layers
 from .checkpoint import InheritPlan, inherit_checkpoint, plan_inherit
+from .distill import DistillationTrainer, distillation_kl
 from .errors import (
     CheckpointError,
     ConfigSliceError,
@@ -48,6 +49,7 @@ __all__ = [
     "ConfigSliceError",
     "DataArguments",
     "DataError",
+    "DistillationTrainer",
     "DownstreamResults",
     "EvaluationError",
     "HubError",
@@ -67,6 +69,7 @@ __all__ = [
     "attention_mass",
     "attention_rank",
     "check_tasks",
+    "distillation_kl",
     "evaluate_downstream",
     "find_decoder_layers",
     "grow",

@@ -5,7 +5,8 @@ compare, grow, until a round matches the target or reaches `max_layers`. Its out
 
     output_dir/
       run.json                 settings, reference and data fingerprints (a resume must match them)
-      rounds.json              the table: one row per round (and the random baseline, if asked)
+      rounds.json              the table: one row per round (and the random baseline, if asked), with the
+                               tokens and training FLOPs spent (the teacher's forwards included when distilling)
       round-1-12L/             one round: Trainer checkpoints (checkpoint-N/), then
         model/                 the trained model (save_pretrained, safetensors), written atomically
         eval_curve.json        [{"step", "tokens", "eval_loss"}]
@@ -60,6 +61,7 @@ FIGURE_FILE = "loss_curves.png"
 
 # InherituneArguments that do not change the result, so a resume may differ in them.
 _FREE_KEYS = ("reference_model", "resume", "overwrite", "plot")
+_DISTILLATION_KEYS = ("distillation_weight", "distillation_temperature", "distillation_schedule")
 
 
 @dataclass
@@ -82,6 +84,11 @@ class InherituneResult:
 
 def _run_config(reference, train_dataset, eval_dataset, args: InherituneArguments, training_args) -> dict[str, Any]:
     inheritune = {k: v for k, v in dataclasses.asdict(args).items() if k not in _FREE_KEYS}
+    if not args.distillation_weight:
+        # Without distillation its temperature and schedule change nothing, and a folder written before they
+        # existed (which records none of them) must stay resumable.
+        for key in _DISTILLATION_KEYS:
+            inheritune.pop(key)
     return jsonable(
         {
             "inheritune": inheritune,
@@ -184,6 +191,7 @@ def plot_loss_curves(rounds: Sequence[dict], reference_loss: float, path: Path, 
 def _train_round(
     name: str,
     build_model,
+    reference: PreTrainedModel,
     out: Path,
     train_dataset,
     eval_dataset,
@@ -198,6 +206,7 @@ def _train_round(
     """Build (seeded, so a resumed run builds the same model) and train one round in `out / name`.
 
     `schedule` overrides training arguments for this round (a growth round's peak learning rate and warmup).
+    With `args.distillation_weight` > 0 the `reference` is the teacher.
     """
     directory = out / name
     set_seed(training_args.seed)
@@ -213,6 +222,10 @@ def _train_round(
         tokenizer=tokenizer,
         callbacks=callbacks,
         resume_from_checkpoint=resume,
+        teacher=reference,
+        distillation_weight=args.distillation_weight,
+        distillation_temperature=args.distillation_temperature,
+        distillation_schedule=args.distillation_schedule,
     )
     _save_model(result, directory / "model", state)
     if state.is_main_process:
@@ -317,7 +330,7 @@ def run_inheritune(
         if state.is_main_process:
             write_json(out / ROUNDS_FILE, done)
 
-    common = (out, train_dataset, eval_dataset, args, training_args, target, tokenizer, callbacks, state)
+    common = (reference, out, train_dataset, eval_dataset, args, training_args, target, tokenizer, callbacks, state)
     model, layers, index = None, depths[0], 1
     while True:
         name = f"round-{index}-{layers}L"
@@ -349,6 +362,9 @@ def run_inheritune(
                 "steps": result.steps,
                 "tokens": result.tokens,
                 "cumulative_tokens": tokens_before + result.tokens,
+                "flops": result.flops,
+                "cumulative_flops": (rows[-1].get("cumulative_flops", math.nan) if rows else 0.0) + result.flops,
+                "distillation_weight": args.distillation_weight,
                 "val_loss": result.final_loss,
                 "reference_val_loss": reference_loss,
                 "target_loss": target,
@@ -379,6 +395,9 @@ def run_inheritune(
             "steps": result.steps,
             "tokens": result.tokens,
             "cumulative_tokens": result.tokens,
+            "flops": result.flops,
+            "cumulative_flops": result.flops,
+            "distillation_weight": args.distillation_weight,
             "val_loss": result.final_loss,
             "reference_val_loss": reference_loss,
             "target_loss": target,

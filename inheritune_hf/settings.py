@@ -24,10 +24,30 @@ REINIT_PARTS = ("position_embeddings", "embedding_norm", "final_norm", "lm_head"
 NANOGPT_REINIT = ("position_embeddings", "final_norm")
 #: How a round grows: the paper's `restart` from the reference, or `continue` the trained blocks.
 GROWTH_STRATEGIES = ("restart", "continue")
+#: How the distillation weight alpha moves over a round: held, or decayed linearly to 0 at the round's last step.
+DISTILLATION_SCHEDULES = ("constant", "linear_decay")
 #: `dataset_name` of the offline corpus: this Python's standard library sources.
 EMBEDDED_CORPUS = "stdlib"
 #: Weight dtypes `inheritune inherit --dtype` casts to.
 DTYPES = ("float32", "float16", "bfloat16")
+
+
+def check_distillation(weight: float, temperature: float, schedule: str) -> None:
+    """Refuse distillation settings that would train on a meaningless loss, with one line that says why.
+
+    The loss is `(1 - alpha) * CE + alpha * T^2 * KL(teacher || student)`: alpha outside [0, 1] makes one term
+    negative (training would push away from the data or the teacher), and T must be a positive finite number.
+    """
+    if not (isinstance(weight, int | float) and math.isfinite(weight) and 0.0 <= weight <= 1.0):
+        raise TrainingError(
+            f"distillation_weight (alpha) must lie in [0, 1] (0: the paper's plain loss), got {weight!r}."
+        )
+    if not (isinstance(temperature, int | float) and math.isfinite(temperature) and temperature > 0):
+        raise TrainingError(
+            f"distillation_temperature must be a finite number > 0 (1: no softening), got {temperature!r}."
+        )
+    if schedule not in DISTILLATION_SCHEDULES:
+        raise TrainingError(f"distillation_schedule must be one of {DISTILLATION_SCHEDULES}, got {schedule!r}.")
 
 
 def as_target_loss(value: Any) -> float:
@@ -268,6 +288,24 @@ class InherituneArguments:
         default=False,
         metadata={"help": "Also train the same-size random-init model on one round's budget (the paper's baseline)."},
     )
+    distillation_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "alpha in [0, 1]: each round (and the random baseline) trains on (1 - alpha) * CE + alpha * T^2 * "
+            "KL(reference || model) over the same tokens, the reference as teacher. 0 (default): the paper's plain loss."
+        },
+    )
+    distillation_temperature: float = field(
+        default=1.0, metadata={"help": "T > 0: the softmax temperature of the distillation term (1: none)."}
+    )
+    distillation_schedule: str = field(
+        default="constant",
+        metadata={
+            "help": "alpha over a round: 'constant', or 'linear_decay' to 0 at the round's last step (the student may "
+            "end better than its teacher once the teacher stops pulling).",
+            "choices": list(DISTILLATION_SCHEDULES),
+        },
+    )
     resume: bool = field(
         default=False, metadata={"help": "Resume an interrupted run in output_dir at the round and step it reached."}
     )
@@ -288,6 +326,7 @@ class InherituneArguments:
         if self.start_layers is not None and self.start_layers < 1:
             raise TrainingError(f"start_layers must be at least 1, got {self.start_layers}.")
         _check_reinit(self.reinit, TrainingError)
+        check_distillation(self.distillation_weight, self.distillation_temperature, self.distillation_schedule)
         if self.max_eval_blocks is not None and self.max_eval_blocks < 1:
             raise TrainingError(f"max_eval_blocks must be at least 1, got {self.max_eval_blocks}.")
         if self.target_loss != "reference":

@@ -1,6 +1,7 @@
 """Step 3 of the method, one round of it: train an inherited model with `transformers.Trainer`.
 
-`train` is a thin layer over `Trainer` (the eval-loss curve, tokens seen, an optional stop at a target loss);
+`train` is a thin layer over `Trainer` (the eval-loss curve, tokens and FLOPs spent, an optional stop at a target
+loss, and optionally distillation from the reference through `distill.DistillationTrainer`);
 `evaluate_loss` measures a validation loss the same way; `check_training_inputs` refuses data that would train
 silently on nothing. The rounds of Algorithm 1 (inherit, train, compare, grow) are in `rounds.py`, which builds on
 this module; `grow` sits beside `inherit`. Everything trains through `Trainer`, so Accelerate carries it from one
@@ -26,9 +27,10 @@ from transformers import (
 )
 
 from .data import MIN_DISTINCT_IDS, NO_TOKENIZER_HINT
+from .distill import DistillationTrainer, training_flops
 from .errors import DataError, TrainingError, moved
 from .loading import check_block_size
-from .settings import as_target_loss
+from .settings import as_target_loss, check_distillation
 
 # ---------------------------------------------------------------------------------------------------------------
 # train: one round
@@ -45,6 +47,7 @@ class TrainResult:
     tokens: int
     reached_target: bool
     trainer: Trainer = field(repr=False)
+    flops: float = 0.0  # training compute, the teacher's forwards included (`distill.training_flops`)
 
 
 class TargetLossCallback(TrainerCallback):
@@ -114,6 +117,11 @@ def check_training_inputs(
             )
 
 
+def _vocabulary_size(model: PreTrainedModel) -> int:
+    head = model.get_output_embeddings()
+    return head.weight.shape[0] if head is not None else model.config.vocab_size
+
+
 def _eval_curve(log_history: list[dict], tokens_per_step: int) -> list[dict[str, float]]:
     curve: dict[int, float] = {}
     for entry in log_history:
@@ -132,6 +140,10 @@ def train(
     tokenizer: PreTrainedTokenizerBase | None = None,
     callbacks: Sequence[TrainerCallback] = (),
     resume_from_checkpoint: str | bool | None = None,
+    teacher: PreTrainedModel | None = None,
+    distillation_weight: float = 0.0,
+    distillation_temperature: float = 1.0,
+    distillation_schedule: str = "constant",
 ) -> TrainResult:
     """Train `model` with `Trainer` on packed blocks; stop early at `target_loss` if given.
 
@@ -139,7 +151,12 @@ def train(
     distribution all come from them (and from `accelerate launch`). A target needs periodic evaluation
     (`eval_strategy="steps"`). The model is trained in place. Returns the eval-loss curve (one point per
     evaluation, with the tokens seen so far), the final validation loss (evaluated at the last step if no
-    evaluation fell there), the steps and training tokens spent, and whether the target was reached.
+    evaluation fell there), the steps, training tokens and FLOPs spent, and whether the target was reached.
+
+    With a `teacher` and `distillation_weight` alpha > 0 the training loss is `(1 - alpha) * CE + alpha * T^2 *
+    KL(teacher || model)` (`distill.DistillationTrainer`; T is `distillation_temperature`, alpha held or decayed by
+    `distillation_schedule`), and the FLOPs include the teacher's forwards. alpha = 0 trains exactly as without a
+    teacher: the same `Trainer`, the same weights.
     """
     target = None if target_loss is None else as_target_loss(target_loss)
     if isinstance(train_dataset, datasets.IterableDataset) and args.max_steps <= 0:
@@ -149,9 +166,30 @@ def train(
             "A target loss needs periodic evaluation: set eval_strategy='steps' and eval_steps in TrainingArguments."
         )
     check_training_inputs(model, train_dataset, eval_dataset, tokenizer)
+    check_distillation(distillation_weight, distillation_temperature, distillation_schedule)
+    distilling = distillation_weight > 0
+    if distilling and teacher is None:
+        raise TrainingError("distillation_weight > 0 needs a teacher (the reference) to distill from.")
+    if distilling and _vocabulary_size(teacher) != _vocabulary_size(model):
+        raise TrainingError(
+            f"The teacher's vocabulary ({_vocabulary_size(teacher)} logits) differs from the model's "
+            f"({_vocabulary_size(model)}): distill only from the reference the model was inherited from."
+        )
+    # Counted before Trainer wraps the model: FSDP or DeepSpeed would hide the full parameter count.
+    student_parameters = model.num_parameters()
+    teacher_parameters = teacher.num_parameters() if distilling else 0
 
     stopper = TargetLossCallback(target) if target is not None else None
-    trainer = Trainer(
+    distillation = {}
+    if distilling:
+        distillation = dict(
+            teacher=teacher,
+            distillation_weight=distillation_weight,
+            distillation_temperature=distillation_temperature,
+            distillation_schedule=distillation_schedule,
+        )
+    trainer = (DistillationTrainer if distilling else Trainer)(
+        **distillation,
         model=model,
         args=args,
         train_dataset=train_dataset,
@@ -177,6 +215,7 @@ def train(
         tokens=step * tokens_per_step,
         reached_target=target is not None and final <= target,
         trainer=trainer,
+        flops=training_flops(student_parameters, step * tokens_per_step, teacher_parameters),
     )
 
 
