@@ -122,6 +122,7 @@ def parse_recipe_args(
         settings.update(SMOKE_SETTINGS)
         settings["smoke"] = True
         settings["output_dir"] = str(Path(settings.get("output_dir", "outputs/recipe")).with_name("smoke"))
+    planned_bf16 = settings.get("bf16", False)
     if known.plan:
         # Planning trains nothing, so the GPU-only precision settings must not stop it on a laptop.
         settings.update({"plan": True, "bf16": False, "tf32": None, "use_cpu": True})
@@ -133,6 +134,8 @@ def parse_recipe_args(
 
     recipe, inheritune_args, data_args, training_args = parser.parse(rest, config=settings, source=str(config))
     training_args.push_to_hub = False
+    if known.plan:  # the plan's memory estimate is for the precision the run will train in, not the laptop's
+        training_args.bf16 = bool(planned_bf16)
     if recipe.tokens_per_step:
         training_args.gradient_accumulation_steps = accumulation_for(
             recipe.tokens_per_step, training_args.per_device_train_batch_size, processes(), data_args.block_size
