@@ -128,8 +128,8 @@ def inherit(
         )
     if out is not None or checkpoint_options:
         raise TypeError("out= and checkpoint options apply only when `model` is a checkpoint path or Hub id.")
-    _check_weights_in_memory(model)
     check_causal_lm(model)
+    _check_weights_in_memory(model)
     stack = find_decoder_layers(model)
     source_layers = resolve_layers(len(stack), num_layers, layers)
     reinit, reinit_layers = check_reinit(reinit, reinit_layers, len(source_layers), model)

@@ -72,7 +72,7 @@ def test_refusal_comes_before_any_work(monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("inherit did work before refusing")
 
-    monkeypatch.setattr(module, "check_causal_lm", must_not_run)
+    monkeypatch.setattr(module, "find_decoder_layers", must_not_run)
     model = gpt2()
     model.is_quantized = True
     refused(model, "quantized")
