@@ -17,7 +17,7 @@ from transformers import PreTrainedModel
 
 from .architecture import check_causal_lm, find_decoder_layers, num_layers_of
 from .checkpoint import inherit_checkpoint
-from .errors import ConfigSliceError, TrainingError
+from .errors import ConfigSliceError, InherituneError, TrainingError
 from .settings import GROWTH_STRATEGIES, NANOGPT_REINIT, REINIT_PARTS
 from .slicing import (
     Lineage,
@@ -49,6 +49,32 @@ __all__ = [
 
 def _source_name(model: PreTrainedModel) -> str:
     return getattr(model.config, "_name_or_path", "") or getattr(model, "name_or_path", "") or type(model).__name__
+
+
+def _check_weights_in_memory(model: PreTrainedModel) -> None:
+    """Refuse a reference whose weights are not plain tensors in memory, before any work.
+
+    Slicing copies the reference's state dict: a model built on the meta device or offloaded to disk has no values
+    to copy (the target would be "sliced" into empty tensors, or fail deep inside `load_state_dict`), a model
+    spread over devices by a `device_map` would be rebuilt on one of them, and a quantized one holds packed
+    weights a fresh model of the same class cannot take. Slicing from the files needs none of them in memory.
+    """
+    way_out = 'Slice it from its files instead, without loading it: inherit("path/or/hub-id", num_layers=k, out=...).'
+    name = _source_name(model)
+    if getattr(model, "hf_quantizer", None) is not None or getattr(model, "is_quantized", False):
+        raise InherituneError(f"The reference {name} is quantized; its weights cannot be sliced in memory. {way_out}")
+    placement = {str(device) for device in (getattr(model, "hf_device_map", None) or {}).values()}
+    if placement & {"disk", "meta"}:
+        raise InherituneError(
+            f"The reference {name} was loaded with a device_map that offloaded weights to disk. {way_out}"
+        )
+    if len(placement) > 1:
+        raise InherituneError(
+            f"The reference {name} is spread over several devices by a device_map ({', '.join(sorted(placement))})."
+            f" {way_out}"
+        )
+    if any(tensor.is_meta for tensor in (*model.parameters(), *model.buffers())):
+        raise InherituneError(f"The reference {name} has weights on the meta device (no values to copy). {way_out}")
 
 
 def inherit(
@@ -103,6 +129,7 @@ def inherit(
     if out is not None or checkpoint_options:
         raise TypeError("out= and checkpoint options apply only when `model` is a checkpoint path or Hub id.")
     check_causal_lm(model)
+    _check_weights_in_memory(model)
     stack = find_decoder_layers(model)
     source_layers = resolve_layers(len(stack), num_layers, layers)
     reinit, reinit_layers = check_reinit(reinit, reinit_layers, len(source_layers), model)

@@ -153,6 +153,9 @@ def _save_model(result, directory: Path, state: PartialState) -> None:
     state.wait_for_everyone()
 
 
+save_trained_model = _save_model  # public: the recipe saves its reference the same way, once, gathered
+
+
 def plot_loss_curves(rounds: Sequence[dict], reference_loss: float, path: Path, target_loss: float | None = None):
     """Eval loss against cumulative training tokens: each round, the baseline (dashed), the reference."""
     import matplotlib

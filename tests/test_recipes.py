@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from huggingface_hub import ModelCard
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from inheritune_hf import InherituneError
 from inheritune_hf.recipe import (
@@ -201,7 +201,10 @@ def test_plan_builds_the_full_size_recipe_offline(name, tmp_path, no_network, ca
     assert start["layers"] == layers // 2 and start["params"] < 0.6 * reference["params"]
     assert plan["tokens_per_step"] == per_step and reference["tokens"] == per_step * 100_000
     assert reference["flops"] == 6 * reference["params"] * reference["tokens"]
-    assert plan["rows"][-1]["model"] == "random-init baseline" and plan["rows"][-1]["params"] == start["params"]
+    # the baseline has the final depth (run_inheritune trains it at the last round's): budgeted as every round ran
+    baseline = plan["rows"][-1]
+    assert baseline["model"] == "random-init baseline (final depth)"
+    assert baseline["layers"] == layers and baseline["params"] == reference["params"]
     assert no_network == []
 
 
@@ -338,9 +341,13 @@ def test_plan_stage_alone_from_dataclasses(tmp_path, monkeypatch):
         output_dir=str(tmp_path), max_steps=10, per_device_train_batch_size=2, use_cpu=True, report_to="none"
     )
     plan = plan_recipe(recipe, InherituneArguments(random_baseline=True), DataArguments(block_size=32), training_args)
-    assert [r["layers"] for r in plan["rows"]] == [6, 3, 5, 6, 3]  # reference, L/2, +2, capped at L, baseline
+    # reference, L/2, +2, capped at L, and the baseline at the final depth
+    assert [r["layers"] for r in plan["rows"]] == [6, 3, 5, 6, 6]
     assert plan["tokens_per_step"] == 2 * 32 and plan["rows"][0]["tokens"] == 10 * 64
-    assert plan["rows"][0]["params"] > plan["rows"][1]["params"] == plan["rows"][-1]["params"]
+    assert (
+        plan["rows"][0]["params"] > plan["rows"][1]["params"]
+        and plan["rows"][-1]["params"] == plan["rows"][3]["params"]
+    )
     assert format_plan(plan).startswith("# mine: plan\n") and not any(tmp_path.iterdir())
 
 
@@ -411,3 +418,42 @@ def test_recipe_files_import_only_downward():
         "run": {"plan", "report", "stages"},
         "__init__": {"plan", "report", "run", "stages"},
     }
+
+
+def test_plan_memory_of_gpt2_xl_on_the_papers_batch(monkeypatch):
+    from inheritune_hf.recipe.plan import training_memory
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    plan = plan_recipe(*parse_recipe_args(["--plan"], RECIPES / "gpt2_xl.yaml"))
+    reference = plan["rows"][0]
+    params = reference["params"]
+    assert abs(params - 1_557.7e6) < 0.05e6 and plan["bf16"] and plan["devices"] == 8
+    config = AutoConfig.for_model("gpt2", n_layer=48, n_embd=1600, n_head=25, vocab_size=50304, n_positions=1024)
+    ddp = training_memory(config, params, micro_batch=4, seq_len=1024, devices=8, strategy="DDP")
+    assert ddp["bf16 copy"] == 2 * params  # GPT-2 XL's weights in bf16: 2 bytes x 1,557.7M
+    assert ddp["weights"] == 4 * params and ddp["gradients"] == 4 * params and ddp["adamw"] == 8 * params
+    tokens = 4 * 1024
+    assert ddp["activations"] == 48 * 34 * tokens * 1600 + tokens * 50304 * 6
+    assert ddp["total"] / 2**30 == pytest.approx(37.2, abs=0.05)
+    assert reference["memory"]["DDP"] == ddp["total"]
+    zero2 = training_memory(config, params, micro_batch=4, seq_len=1024, devices=8, strategy="ZeRO-2")
+    fsdp = training_memory(config, params, micro_batch=4, seq_len=1024, devices=8, strategy="FSDP (full shard)")
+    assert zero2["weights"] == 4 * params and zero2["gradients"] == 4 * params / 8 and zero2["adamw"] == params
+    assert fsdp["weights"] == params / 2 and fsdp["activations"] == ddp["activations"]
+    checkpointed = training_memory(config, params, micro_batch=4, seq_len=1024, activation_checkpointing=True)
+    assert checkpointed["activations"] == 48 * 2 * tokens * 1600 + 34 * tokens * 1600 + tokens * 50304 * 6
+    assert ddp["total"] > zero2["total"] > fsdp["total"]
+
+
+def test_plan_worst_case_covers_every_growth_round_at_a_stated_mfu(monkeypatch):
+    from inheritune_hf.recipe.plan import ASSUMED_MFU, PEAK_BF16_FLOPS, gpu_hours
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    plan = plan_recipe(*parse_recipe_args(["--plan"], RECIPES / "gpt2_medium.yaml"))
+    worst, rows = plan["worst_case"], plan["rows"]
+    assert worst["rounds"] == 7  # 12, 14, ..., 24 layers: every round Algorithm 1 may run
+    assert worst["flops"] > sum(r["flops"] for r in rows)  # the 4 rounds the table leaves out are counted
+    assert worst["memory"]["DDP"] == max(r["memory"]["DDP"] for r in rows) == rows[0]["memory"]["DDP"]
+    assert rows[0]["gpu_hours"] == rows[0]["flops"] / (PEAK_BF16_FLOPS * ASSUMED_MFU) / 3600
+    assert gpu_hours(989e12 * 0.4 * 3600) == pytest.approx(1.0)
+    assert "GPU-hours at an assumed 40% MFU of 989 TFLOP/s" in format_plan(plan)

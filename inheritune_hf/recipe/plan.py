@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel, TrainingArguments
 
-from ..architecture import num_layers_of
+from ..architecture import find_decoder_layers, num_layers_of
 from ..errors import InherituneError
 from ..rounds import round_depths
 from ..slicing import inherit_config
@@ -127,17 +127,112 @@ def meta_parameter_count(config: PretrainedConfig) -> int:
     return parameter_count(model)
 
 
+def prefix_parameter_counts(config: PretrainedConfig) -> dict[int, int]:
+    """Parameter count of the model keeping the first k blocks, for every k, from one model on the meta device.
+
+    Algorithm 1's rounds keep prefixes of the reference's blocks, so counting each block once prices every round
+    (13 for GPT-2 XL) without building a model per depth.
+    """
+    import torch
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    blocks = [sum(p.numel() for p in layer.parameters()) for layer in find_decoder_layers(model).layers]
+    total = parameter_count(model)
+    return {k: total - sum(blocks[k:]) for k in range(len(blocks) + 1)}
+
+
+#: Dense bf16 peak of an H100 / H200 SXM (989 TFLOP/s): the GPU-hours are stated against it.
+PEAK_BF16_FLOPS = 989e12
+#: The model FLOPs utilisation the GPU-hours assume: a stated guess for GPT-2-sized models under Trainer, not a
+#: measurement (`make gpu-check` measures it).
+ASSUMED_MFU = 0.40
+#: Bytes per parameter that every process keeps while training: fp32 master weights, fp32 gradients and AdamW's
+#: two fp32 moments. Trainer's `bf16` is autocast: the weights stay fp32, and each matmul reads a bf16 copy.
+WEIGHT_BYTES, GRADIENT_BYTES, ADAMW_BYTES, BF16_COPY_BYTES = 4, 4, 8, 2
+#: Activation bytes one block keeps per token and hidden unit in 16 bits, for a GPT block with a 4h MLP and fused
+#: (sdpa / flash) attention, which stores no T x T scores (Korthikanti et al. 2022, "Reducing Activation
+#: Recomputation in Large Transformer Models": 34 s b h per layer; their 5 a s^2 b term is the scores').
+ACTIVATION_FACTOR = 34
+#: The strategies the memory estimate covers, and which states each shards over the processes.
+STRATEGIES = {
+    "DDP": (),
+    "ZeRO-2": ("gradients", "adamw"),
+    "FSDP (full shard)": ("weights", "gradients", "adamw", "bf16 copy"),
+}
+
+
+def training_memory(
+    config: PretrainedConfig,
+    params: int,
+    *,
+    micro_batch: int,
+    seq_len: int,
+    devices: int = 1,
+    bf16: bool = True,
+    strategy: str = "DDP",
+    activation_checkpointing: bool = False,
+) -> dict[str, float]:
+    """Bytes one device holds while training `config`'s model (`params` parameters), part by part.
+
+    Why an estimate: it decides the batch, the process count and the strategy before a GPU is rented. Weights,
+    gradients and AdamW states are `params` x 4, 4 and 8 bytes (fp32, as Trainer keeps them under bf16 autocast),
+    plus the 2-byte bf16 copy autocast makes; `strategy` shards some of them over `devices` (DDP: none; ZeRO-2:
+    gradients and AdamW states; FSDP full shard: all). Activations per block are 34 x tokens x hidden bytes in 16
+    bits (doubled in fp32); with activation checkpointing, each block keeps only its input (2 bytes per token and
+    hidden unit) and one block's activations live at a time, during its recomputation. The logits add tokens x
+    vocabulary x 6 bytes (the 16-bit logits and their fp32 copy for the loss). Allocator fragmentation, CUDA
+    context and communication buffers are not counted: leave 10-20% free.
+    """
+    if strategy not in STRATEGIES:
+        raise InherituneError(f"Unknown strategy {strategy!r}; the estimate covers {', '.join(STRATEGIES)}.")
+    text = config.get_text_config()
+    tokens, hidden, layers = micro_batch * seq_len, text.hidden_size, text.num_hidden_layers
+    sharded = STRATEGIES[strategy]
+
+    def share(part: str, nbytes: float) -> float:
+        return nbytes / devices if part in sharded else nbytes
+
+    scale = 1 if bf16 else 2
+    per_block = ACTIVATION_FACTOR * tokens * hidden * scale
+    if activation_checkpointing:
+        activations = layers * 2 * tokens * hidden * scale + per_block
+    else:
+        activations = layers * per_block
+    activations += tokens * text.vocab_size * (6 if bf16 else 8)
+    parts = {
+        "weights": share("weights", WEIGHT_BYTES * params),
+        "bf16 copy": share("bf16 copy", BF16_COPY_BYTES * params) if bf16 else 0.0,
+        "gradients": share("gradients", GRADIENT_BYTES * params),
+        "adamw": share("adamw", ADAMW_BYTES * params),
+        "activations": float(activations),
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def gpu_hours(flops: float, mfu: float = ASSUMED_MFU, peak: float = PEAK_BF16_FLOPS) -> float:
+    """GPU-hours of `flops` at `mfu` of `peak` FLOP/s: the compute bill, stated against an assumed utilisation."""
+    return flops / (peak * mfu) / 3600
+
+
 def plan_recipe(
     recipe: RecipeArguments,
     inheritune_args: InherituneArguments,
     data_args: DataArguments,
     training_args: TrainingArguments,
+    *,
+    devices_for_memory: int = 8,
 ) -> dict[str, Any]:
-    """What a run will cost, before it starts: shapes, tokens per step and per run, and compute.
+    """What a run will cost, before it starts: shapes, tokens per step and per run, compute, GPU-hours and memory.
 
     Models are built on the meta device, so the full-size recipes plan in seconds on a laptop. Compute is the
     usual 6 x parameters x tokens estimate (the attention T^2 term left out). Tokens per step count
-    `WORLD_SIZE` processes (1 unless launched). Returns the plan; `format_plan` renders it, as `--plan` prints it.
+    `WORLD_SIZE` processes (1 unless launched). GPU-hours are stated at `ASSUMED_MFU` of an H100's dense bf16 peak;
+    per-device memory (`training_memory`) is for DDP, ZeRO-2 and FSDP on `WORLD_SIZE` devices, or on
+    `devices_for_memory` when that is more (a plan on a laptop budgets a node of 8). The worst case sums the compute
+    of every round Algorithm 1 may run and takes the largest memory of any run. Returns the plan; `format_plan`
+    renders it, as `--plan` prints it.
     """
     check_recipe(recipe)
     if recipe.reference:
@@ -157,8 +252,30 @@ def plan_recipe(
     per_step = training_args.per_device_train_batch_size * accumulation * count * data_args.block_size
     steps = training_args.max_steps if training_args.max_steps > 0 else None
 
+    devices = max(count, devices_for_memory)
+    bf16 = bool(training_args.bf16)
+
+    def memory(model_config, params: int) -> dict[str, float]:
+        """Per-device totals by strategy, without and with activation checkpointing."""
+        return {
+            f"{strategy}{', ckpt' if checkpointing else ''}": training_memory(
+                model_config,
+                params,
+                micro_batch=training_args.per_device_train_batch_size,
+                seq_len=data_args.block_size,
+                devices=devices,
+                bf16=bf16,
+                strategy=strategy,
+                activation_checkpointing=checkpointing,
+            )["total"]
+            for strategy in STRATEGIES
+            for checkpointing in (False, True)
+        }
+
+    counts = prefix_parameter_counts(config) if config is not None else {}
+
     def row(name: str, model_config, layers: int | None, run_steps: int | None) -> dict[str, Any]:
-        params = meta_parameter_count(model_config) if model_config is not None else None
+        params = counts.get(layers) if model_config is not None else None
         tokens = per_step * run_steps if run_steps else None
         flops = 6 * params * tokens if params and tokens else None
         return {
@@ -168,9 +285,11 @@ def plan_recipe(
             "steps": run_steps,
             "tokens": tokens,
             "flops": flops,
+            "gpu_hours": gpu_hours(flops) if flops else None,
+            "memory": memory(model_config, params) if params else None,
         }
 
-    rows, notes = [], []
+    rows, notes, worst = [], [], {}
     if config is None:
         notes.append(f"The reference {recipe.reference} is not readable here (offline?), so its sizes are unknown.")
     else:
@@ -193,7 +312,22 @@ def plan_recipe(
                 "as soon as the reference's validation loss is matched; each round trains the full schedule."
             )
         if inheritune_args.random_baseline:
-            rows.append(row("random-init baseline", inherit_config(config, depths[0]), depths[0], steps))
+            # run_inheritune trains the baseline at the final round's depth (the paper compares equal sizes);
+            # the plan budgets the deepest one, as if every round ran.
+            rows.append(
+                row("random-init baseline (final depth)", inherit_config(config, depths[-1]), depths[-1], steps)
+            )
+            if len(depths) > 1:
+                notes.append(
+                    f"The random-init baseline is trained at the final depth: {depths[0]} layers if round 1 matches,"
+                    f" up to {depths[-1]} if every round runs (budgeted here)."
+                )
+        every_round = [row("", inherit_config(config, k), k, steps) for k in depths]
+        worst["rounds"] = len(depths)
+        worst["flops"] = sum(r["flops"] or 0 for r in [rows[0], *every_round, *rows[len(shown) + 1 :]]) or None
+        worst["gpu_hours"] = gpu_hours(worst["flops"]) if worst["flops"] else None
+        measured = [r["memory"] for r in [rows[0], *every_round, *rows[len(shown) + 1 :]] if r["memory"]]
+        worst["memory"] = {key: max(m[key] for m in measured) for key in measured[0]} if measured else None
     return {
         "name": recipe.name,
         "processes": count,
@@ -207,6 +341,11 @@ def plan_recipe(
         "epochs": None if steps else training_args.num_train_epochs,
         "rows": rows,
         "notes": notes,
+        "devices": devices,
+        "bf16": bf16,
+        "mfu": ASSUMED_MFU,
+        "peak_flops": PEAK_BF16_FLOPS,
+        "worst_case": worst,
     }
 
 
@@ -236,7 +375,40 @@ def format_plan(plan: dict[str, Any]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [""] + plan["notes"] if plan["notes"] else []
+    lines += _format_costs(plan)
     return "\n".join(lines) + "\n"
+
+
+def _format_costs(plan: dict[str, Any]) -> list[str]:
+    """GPU-hours and per-device memory, per run and in the worst case over the growth rounds."""
+    worst = plan.get("worst_case") or {}
+    measured = [r for r in plan["rows"] if r.get("memory")]
+    if not measured:
+        return []
+    precision = "bf16 autocast over fp32 master weights" if plan["bf16"] else "fp32"
+    lines = [
+        "",
+        f"Compute: GPU-hours at an assumed {plan['mfu']:.0%} MFU of {plan['peak_flops'] / 1e12:,.0f} TFLOP/s (H100/H200"
+        " dense bf16; an A100 is 312). Memory per device, in GiB, on "
+        f"{plan['devices']} devices ({precision}; weights, gradients, AdamW states, activations; ckpt = activation"
+        " checkpointing; without allocator and communication overheads).",
+        "",
+    ]
+    reference = plan["rows"][0]
+    if reference.get("params"):
+        lines[-2] += (
+            f" The rounds also keep the reference's fp32 weights ({4 * reference['params'] / 2**30:,.1f} GiB) where it"
+            " was trained or loaded."
+        )
+    keys = list(measured[0]["memory"])
+    lines += ["| run | GPU-hours | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    gib = 2**30
+    for r in measured + (
+        [{"model": f"worst case ({worst['rounds']} rounds)", **worst}] if worst.get("memory") else []
+    ):
+        hours = "?" if r.get("gpu_hours") is None else f"{r['gpu_hours']:,.0f}"
+        lines.append(f"| {r['model']} | {hours} | " + " | ".join(f"{r['memory'][k] / gib:,.1f}" for k in keys) + " |")
+    return lines
 
 
 def _si(x: float) -> str:

@@ -122,6 +122,7 @@ def parse_recipe_args(
         settings.update(SMOKE_SETTINGS)
         settings["smoke"] = True
         settings["output_dir"] = str(Path(settings.get("output_dir", "outputs/recipe")).with_name("smoke"))
+    planned_bf16 = settings.get("bf16", False)
     if known.plan:
         # Planning trains nothing, so the GPU-only precision settings must not stop it on a laptop.
         settings.update({"plan": True, "bf16": False, "tf32": None, "use_cpu": True})
@@ -133,6 +134,8 @@ def parse_recipe_args(
 
     recipe, inheritune_args, data_args, training_args = parser.parse(rest, config=settings, source=str(config))
     training_args.push_to_hub = False
+    if known.plan:  # the plan's memory estimate is for the precision the run will train in, not the laptop's
+        training_args.bf16 = bool(planned_bf16)
     if recipe.tokens_per_step:
         training_args.gradient_accumulation_steps = accumulation_for(
             recipe.tokens_per_step, training_args.per_device_train_batch_size, processes(), data_args.block_size
@@ -170,10 +173,15 @@ def run_recipe(
     out = Path(training_args.output_dir)
     say = print if state.is_main_process else (lambda *a, **k: None)
 
-    inputs = prepare_inputs(recipe, data_args)
+    # The main process reads, tokenizes and packs first (downloads and the datasets cache are written once), then
+    # the others, from its cache where there is one.
+    with training_args.main_process_first(desc="tokenizer and data"):
+        inputs = prepare_inputs(recipe, data_args)
     tokenizer, train_set, eval_set = inputs.tokenizer, inputs.train_set, inputs.eval_set
     say(f"[data] {len(eval_set)} validation blocks of {data_args.block_size} tokens from {inputs.data_info['source']}")
-    out.mkdir(parents=True, exist_ok=True)
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+    state.wait_for_everyone()
 
     reference, reference_info = train_or_load_reference(
         recipe,
@@ -192,6 +200,7 @@ def run_recipe(
     if recipe.analyze and state.is_main_process:
         analysis = diagnose(recipe, reference, eval_set, out, training_args.seed)
         say(f"[2/5 analysis] lazy layers {analysis.lazy_layers or 'none'} -> {out / 'analysis'}")
+    state.wait_for_everyone()  # the others wait while the main process diagnoses (one forward pass per sample)
 
     run_dir = out / "inheritune"
     result = inheritune_rounds(
@@ -211,7 +220,7 @@ def run_recipe(
         f"{final['val_loss']:.4f} vs reference {result.reference_loss:.4f}: "
         f"{'matched' if result.matched else 'not matched'}"
     )
-    rows, models = compared_models(reference, reference_info, result)
+    rows, models = compared_models(reference, reference_info, result, load_models=state.is_main_process)
 
     results_by_name: dict[str, Any] = {}
     tasks, include_path = eval_tasks(recipe, tokenizer, eval_set, out)
@@ -243,9 +252,13 @@ def run_recipe(
         reference_config=reference.config,
         reference_source=reference_info.get("source"),
     )
-    report = atomic_write_text(out / REPORT_FILE, text)
+    report = out / REPORT_FILE
     if state.is_main_process:
-        print("\n" + report.read_text())
+        atomic_write_text(report, text)
+        print("\n" + text)
+    # The others wait for the main process's evaluation and writes, so the launch ends when the run does. Its
+    # lm-eval must finish within TrainingArguments' `ddp_timeout` (1800 s by default; raise it for the paper suite).
+    state.wait_for_everyone()
     return RecipeResult(output_dir=out, rows=rows, matched=result.matched, report=report)
 
 

@@ -33,9 +33,9 @@ from ..fingerprint import config_fingerprint, dataset_fingerprint, settings_diff
 from ..io import atomic_write_bytes, jsonable, read_json, write_json
 from ..loading import check_block_size, load_causal_lm, load_causal_lm_config
 from ..publish import publish_run
-from ..rounds import InherituneResult, run_inheritune
+from ..rounds import InherituneResult, run_inheritune, save_trained_model
 from ..train import train
-from .plan import parameter_count, reference_config
+from .plan import meta_parameter_count, parameter_count, reference_config
 
 if TYPE_CHECKING:
     import datasets
@@ -163,8 +163,10 @@ def train_or_load_reference(
     model = AutoModelForCausalLM.from_config(config)
     result = train(model, train_set, eval_set, args, tokenizer=tokenizer)
     model.config._name_or_path = f"{recipe.name}-reference-{recipe.num_layers}L"
-    model.save_pretrained(final)
-    tokenizer.save_pretrained(final)
+    # Trainer.save_model, as every round is saved: the full state dict gathered under FSDP / ZeRO-3, the files
+    # (weights and tokenizer) written once, by the main process, and renamed into place.
+    state = PartialState()
+    save_trained_model(result, final, state)
     info = {
         "source": "trained from scratch",
         "layers": recipe.num_layers,
@@ -174,7 +176,9 @@ def train_or_load_reference(
         "eval_curve": result.eval_curve,
         "settings": settings,
     }
-    write_json(folder / "reference.json", info)
+    if state.is_main_process:
+        write_json(folder / "reference.json", info)
+    state.wait_for_everyone()  # no process reads the folder before its record is written
     return model, info
 
 
@@ -219,7 +223,9 @@ def inheritune_rounds(
 ) -> InherituneResult:
     """Algorithm 1 under `run_dir` (`run_inheritune`: inherit L/2 blocks, train, grow by 2 until matched, and
     the random-init baseline when asked). `figure` (the diagnosis's attention-rank plot) is copied beside the
-    rounds so the model card shows it."""
+    rounds, by the main process, so the model card shows it."""
+    from accelerate import PartialState
+
     result = run_inheritune(
         reference,
         train_set,
@@ -229,18 +235,24 @@ def inheritune_rounds(
         tokenizer=tokenizer,
         metadata=metadata,
     )
-    if figure is not None:
+    if figure is not None and PartialState().is_main_process:
         atomic_write_bytes(run_dir / figure.name, figure.read_bytes())
     return result
 
 
 def compared_models(
-    reference: PreTrainedModel, reference_info: Mapping[str, Any], result: InherituneResult
+    reference: PreTrainedModel,
+    reference_info: Mapping[str, Any],
+    result: InherituneResult,
+    *,
+    load_models: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, PreTrainedModel]]:
     """The paper's comparison: the reference, the final Inheritune model and the same-size random-init baseline.
 
     Returns the table rows (`model`, `layers`, `params`, `val_loss`, `tokens`; Inheritune's tokens count every
-    round) and the models by row name, read back from the run folder.
+    round) and the models by row name, read back from the run folder. Parameters are counted from each saved
+    config on the meta device, so `load_models=False` (the processes that do not evaluate, under `accelerate
+    launch`) gets the same rows without holding two more models in memory.
     """
     depth = reference.config.get_text_config().num_hidden_layers
     rows = [
@@ -255,18 +267,19 @@ def compared_models(
     models = {rows[0]["model"]: reference}
     compared = [("inheritune", result.rounds[-1])] + ([("baseline", result.baseline)] if result.baseline else [])
     for kind, row in compared:
-        model = load_causal_lm(result.output_dir / row["checkpoint"])
+        folder = result.output_dir / row["checkpoint"]
         label = "Inheritune" if kind == "inheritune" else "random init (same size)"
         rows.append(
             {
                 "model": f"{label} ({row['layers']}L)",
                 "layers": row["layers"],
-                "params": parameter_count(model),
+                "params": meta_parameter_count(load_causal_lm_config(folder)),
                 "val_loss": row["val_loss"],
                 "tokens": row.get("cumulative_tokens", row.get("tokens")),
             }
         )
-        models[rows[-1]["model"]] = model
+        if load_models:
+            models[rows[-1]["model"]] = load_causal_lm(folder)
     return rows, models
 
 
