@@ -16,6 +16,14 @@ machine, CPU time is steadier than wall time.
 
     .venv/bin/python benchmarks/bench_attention.py            # 24 and 12 layers, ~15 min on 2 cores
     .venv/bin/python benchmarks/bench_attention.py --layers 24 --samples 8   # quicker look
+
+`--ratio` answers the other question, what the whole report costs beside the floor it cannot beat: the time of
+`analyze_attention` (rank, mass, Block Influence, angular distances) over a plain forward pass of the model's
+body (`model.base_model`, sdpa, no statistics, no LM head) on the same samples, beside the full model's forward
+(with the LM head) and the naive way, each the best of `--repeats` alternating runs (issue 12: goal <= 1.2x at
+GPT-2-medium width, 12 layers, T=256, 8 samples):
+
+    .venv/bin/python benchmarks/bench_attention.py --ratio --layers 12 --samples 8
 """
 
 from __future__ import annotations
@@ -135,6 +143,54 @@ def inheritune(model, ids, batch_size: int) -> tuple[list[list[float]], float]:
     return report.rank, stats_seconds
 
 
+def ratio(args: argparse.Namespace) -> None:
+    """Best-of-`repeats` wall and CPU time of each way over the same samples, and their ratio to the body."""
+    import torch
+
+    import inheritune_hf.analyze as analyze
+
+    model, ids = build(args.layers[0], args.samples, args.seq_len)
+    model.set_attn_implementation("sdpa")
+
+    def body():
+        with torch.inference_mode():
+            for batch in ids.split(args.batch_size):
+                model.base_model(input_ids=batch, use_cache=False)
+
+    def full_model():
+        with torch.inference_mode():
+            for batch in ids.split(args.batch_size):
+                model(input_ids=batch, use_cache=False)
+
+    def report():
+        analyze.analyze_attention(
+            model, input_ids=ids, num_samples=ids.shape[0], seq_len=ids.shape[1], batch_size=args.batch_size,
+            progress=False,
+        )  # fmt: skip
+
+    def naive_way():
+        naive(model, ids, args.batch_size)
+        model.set_attn_implementation("sdpa")
+
+    ways = {"body (floor)": body, "full model": full_model, "report": report, "naive": naive_way}
+    body()  # warm-up: first-call allocations and kernel selection
+    best = {name: (float("inf"), float("inf")) for name in ways}
+    for _ in range(args.repeats):
+        for name, way in ways.items():
+            start, cpu_start = time.perf_counter(), time.process_time()
+            way()
+            wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+            best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
+    floor_wall, floor_cpu = best["body (floor)"]
+    print(
+        f"{args.layers[0]} layers, d=1024, {args.samples} samples x T={args.seq_len}, batch {args.batch_size}, "
+        f"best of {args.repeats}, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(f"{'way':<14}  {'wall s':>7}  {'CPU s':>7}  {'/ body wall':>11}  {'/ body CPU':>10}")
+    for name, (wall, cpu) in best.items():
+        print(f"{name:<14}  {wall:>7.2f}  {cpu:>7.2f}  {wall / floor_wall:>10.2f}x  {cpu / floor_cpu:>9.2f}x")
+
+
 def child(args: argparse.Namespace) -> None:
     model, ids = build(args.layers, args.samples, args.seq_len)
     method = {"naive": naive, "inheritune": inheritune}[args.child]
@@ -176,8 +232,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--ratio", action="store_true", help="the report's cost over a plain body forward pass")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--child", choices=["naive", "inheritune"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.ratio:
+        return ratio(args)
     if args.child:
         args.layers = args.layers[0]
         return child(args)

@@ -34,6 +34,7 @@ from .publish import model_card, publish_run, push_to_hub
 from .recipe import run_recipe
 from .report import AttentionReport
 from .rounds import InherituneResult, round_depths, run_inheritune
+from .selection import SELECTION_CRITERIA, LayerSelection, select_layers
 from .settings import DataArguments, InherituneArguments, RecipeArguments
 from .slicing import Lineage, inherit_config, nearest_valid_num_layers, valid_num_layers
 from .train import train
@@ -44,6 +45,7 @@ __all__ = [
     "NANOGPT_REINIT",
     "PAPER_TASKS",
     "REINIT_PARTS",
+    "SELECTION_CRITERIA",
     "AttentionReport",
     "CheckpointError",
     "ConfigSliceError",
@@ -58,6 +60,7 @@ __all__ = [
     "InherituneError",
     "InherituneResult",
     "InvalidLayersError",
+    "LayerSelection",
     "LayerStack",
     "LayerStackNotFoundError",
     "Lineage",
@@ -84,6 +87,7 @@ __all__ = [
     "round_depths",
     "run_inheritune",
     "run_recipe",
+    "select_layers",
     "train",
     "valid_num_layers",
     "write_heldout_tasks",

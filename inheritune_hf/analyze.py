@@ -12,12 +12,22 @@ Rank(h, l) and mass(h, l) are means over samples of these per-sample numbers (ne
 matrix). MaxRank(l) = max over heads, AvgMass(l) = mean over heads, and a layer is *lazy* when MaxRank(l)
 rounds to 1. `analyze_attention` computes all of this inside one forward pass per batch, one layer at a
 time, and returns an `AttentionReport`.
+
+The same pass also measures what the peers choose blocks by, at each block's input x_l and output y_l (read by
+hooks on the block stack, so before any final norm):
+
+- **Block Influence** (ShortGPT, Men et al. 2024): BI_l = 1 - mean over all tokens of cos(x_l, y_l); a block
+  that barely turns the residual stream has BI near 0 and is the first to drop;
+- **angular distance** (Gromov et al. 2024, PruneMe): d(x_l, x_{l+n}) = arccos(cos(x_l, x_{l+n})) / pi of the
+  last token, averaged over samples. The report keeps the mean over samples of this distance for every pair of
+  block boundaries (an (L+1) x (L+1) matrix), so a span of any n is answered without another pass.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +37,8 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
-from .architecture import check_causal_lm
-from .errors import DataError, InherituneError, UnsupportedModelError
+from .architecture import check_causal_lm, find_decoder_layers
+from .errors import DataError, InherituneError, LayerStackNotFoundError, UnsupportedModelError
 from .loading import context_length
 from .report import AttentionReport, LayerSuggestion
 
@@ -318,6 +328,94 @@ class _Accumulator:
             self.counts[position] += probs.shape[0]
 
 
+class _BlockStates:
+    """Running sums of Block Influence and of the pairwise last-token angular distances between block boundaries.
+
+    Boundary l is the input of block l (x_l) and boundary L the output of the last block, so the span of blocks
+    l..l+n-1 maps boundary l to boundary l+n. Only the last token of each boundary is kept, and only until the end
+    of the forward pass: memory is one (batch, L+1, d) tensor, flat in the sequence length.
+    """
+
+    def __init__(self, blocks: nn.ModuleList) -> None:
+        self.blocks = blocks
+        n = len(blocks)
+        self.bi_sums = torch.zeros(n, dtype=torch.float64)
+        self.bi_tokens = torch.zeros(n, dtype=torch.float64)
+        self.angular_sums = torch.zeros(n + 1, n + 1, dtype=torch.float64)
+        self.samples = 0
+        self.inputs: dict[int, torch.Tensor] = {}
+        self.last: list[torch.Tensor | None] = [None] * (n + 1)
+
+    @staticmethod
+    def _hidden(value: Any) -> torch.Tensor | None:
+        first = value[0] if isinstance(value, (tuple, list)) and value else value
+        return first if isinstance(first, torch.Tensor) and first.dim() == 3 else None
+
+    def _before(self, index: int):
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            x = self._hidden(args[0] if args else kwargs.get("hidden_states"))
+            if x is not None:
+                self.inputs[index] = x
+                self.last[index] = x[:, -1].detach().double().cpu()
+
+        return hook
+
+    def _after(self, index: int):
+        @torch.no_grad()
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+            x, y = self.inputs.pop(index, None), self._hidden(output)
+            if x is None or y is None or x.shape != y.shape:
+                return
+            # fp32 at least: a bf16 cosine near 1 would round a small BI to 0.
+            dtype = torch.promote_types(x.dtype, torch.float32)
+            cos = torch.nn.functional.cosine_similarity(x.to(dtype), y.to(dtype), dim=-1)
+            self.bi_sums[index] += cos.sum().double().cpu()
+            self.bi_tokens[index] += cos.numel()
+            if index == len(self.blocks) - 1:
+                self.last[index + 1] = y[:, -1].detach().double().cpu()
+
+        return hook
+
+    @contextlib.contextmanager
+    def hooked(self) -> Iterator[None]:
+        handles = []
+        for index, block in enumerate(self.blocks):
+            handles.append(block.register_forward_pre_hook(self._before(index), with_kwargs=True))
+            handles.append(block.register_forward_hook(self._after(index), with_kwargs=True))
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def finish_forward(self) -> None:
+        """Add this batch's pairwise angular distances (fp64: arccos is steep near cos = 1) and clear the states."""
+        states, self.last = self.last, [None] * (len(self.blocks) + 1)
+        self.inputs.clear()
+        if any(state is None for state in states):
+            return
+        unit = torch.nn.functional.normalize(torch.stack(states, dim=1), dim=-1)  # [batch, L+1, d]
+        cos = (unit @ unit.mT).clamp(-1.0, 1.0)
+        self.angular_sums += (torch.arccos(cos) / math.pi).sum(dim=0)
+        self.samples += unit.shape[0]
+
+    def block_influence(self) -> list[float] | None:
+        if not self.bi_tokens.all():
+            return None
+        return (1.0 - self.bi_sums / self.bi_tokens).tolist()
+
+    def angular(self) -> list[list[float]] | None:
+        return (self.angular_sums / self.samples).tolist() if self.samples else None
+
+
+def _block_states(model: nn.Module) -> _BlockStates | None:
+    """Hooks on the decoder's block stack, or None for a model whose stack cannot be found (no BI then)."""
+    try:
+        return _BlockStates(find_decoder_layers(model).layers)
+    except (LayerStackNotFoundError, UnsupportedModelError, AttributeError):
+        return None
+
+
 _ACTIVE: contextvars.ContextVar[_Accumulator | None] = contextvars.ContextVar(
     "inheritune_attention_stats", default=None
 )
@@ -385,8 +483,6 @@ def _attention_interface_capture(model: nn.Module, accumulator: _Accumulator) ->
 
 def _attention_modules_by_layer(model: nn.Module) -> list[nn.Module]:
     """For models outside the attention interface: the first `*Attention*` module inside each decoder block."""
-    from .architecture import find_decoder_layers
-
     found = []
     for block in find_decoder_layers(model).layers:
         for module in block.modules():
@@ -476,7 +572,9 @@ def analyze_attention(
     and drops them, so memory stays at one layer's attention whatever the depth. Models that load with
     `sdpa` or flash attention are switched to this path and restored afterwards; models outside the
     interface fall back to forward hooks on their attention modules. Only the backbone runs (no LM head).
-    Tokenizing stops after `max_tokens` tokens (default: 100 x num_samples x seq_len).
+    Tokenizing stops after `max_tokens` tokens (default: 100 x num_samples x seq_len). Hooks on the block stack
+    add Block Influence and the pairwise angular distances between block boundaries (see the module docstring)
+    from the same pass; they are None for a model whose block stack cannot be found.
 
     Raises `DataError` for a source that cannot give the samples, `UnsupportedModelError` for a model with
     no attention layers or one that is not a decoder-only causal LM (encoder-only, encoder-decoder), `InherituneError` for tau / eta outside (0, 1].
@@ -505,6 +603,8 @@ def analyze_attention(
     samples = _draw_samples(tokens, num_samples, seq_len, seed)
 
     accumulator = _Accumulator(model, tau, eta)
+    states = _block_states(model)
+    hooked = states.hooked() if states is not None else contextlib.nullcontext()
     use_interface = type(model)._can_set_attn_implementation() if hasattr(model, "set_attn_implementation") else False
     capture = _attention_interface_capture if use_interface else _hook_capture
     backbone = getattr(model, "base_model", model)  # the LM head's logits are not needed
@@ -515,11 +615,13 @@ def analyze_attention(
         from tqdm.auto import tqdm
 
         batches = samples.split(batch_size)
-        with capture(model, accumulator) as forward_kwargs, torch.inference_mode():
+        with capture(model, accumulator) as forward_kwargs, hooked, torch.inference_mode():
             for batch in tqdm(batches, desc="attention rank", unit="batch", disable=not progress):
                 accumulator.start_forward()
                 backbone(input_ids=batch.to(device), use_cache=False, **forward_kwargs)
                 accumulator.finish_forward()
+                if states is not None:
+                    states.finish_forward()
                 if not accumulator.names:
                     raise UnsupportedModelError(
                         f"{type(model).__name__} ran without calling any attention layer; rank and mass are "
@@ -537,6 +639,8 @@ def analyze_attention(
         layer_names=accumulator.names,
         num_layers=_num_layers(model, len(rank)),
         model_name=_model_name(model),
+        block_influence=states.block_influence() if states is not None else None,
+        angular=states.angular() if states is not None else None,
         settings={
             "tau": tau,
             "eta": eta,

@@ -1,7 +1,8 @@
 """`AttentionReport`: the result of `analyze_attention`, with the paper's per-layer summaries and exports.
 
 Rows are attention layers in the order the model calls them; `layers[i]` is the decoder block index of row
-i (they differ only in hybrid models where some blocks have no attention).
+i (they differ only in hybrid models where some blocks have no attention). The block measures of the peers
+(`block_influence`, `angular_distance`) are indexed by decoder block, all L of them.
 """
 
 from __future__ import annotations
@@ -42,7 +43,13 @@ class AttentionReport:
     - `rank[i][h]`: mean over samples of k*, the fewest singular values holding `tau` of the squared spectrum;
     - `mass[i][h]`: mean over samples of m*, the fewest columns holding `eta` of the squared Frobenius norm;
     - `max_rank[i]` (MaxRank) = max over heads, `avg_mass[i]` (AvgMass) = mean over heads;
-    - `lazy_layers`: the blocks whose MaxRank rounds to 1 (every head attends in a rank-1 pattern).
+    - `lazy_layers`: the blocks whose MaxRank rounds to 1 (every head attends in a rank-1 pattern);
+    - `block_influence[b]` (ShortGPT): 1 - mean over tokens of cos(x_b, y_b), block b's input and output;
+    - `angular[i][j]` (Gromov et al.): mean over samples of arccos(cos(x_i, x_j)) / pi of the last token, x_i
+      the input of block i (x_L the last block's output); `angular_distance(n)` reads the spans of n blocks.
+
+    The block measures are None in reports written before they existed, or for a model whose block stack was
+    not found.
     """
 
     rank: list[list[float]]
@@ -52,6 +59,8 @@ class AttentionReport:
     num_layers: int
     model_name: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    block_influence: list[float] | None = None
+    angular: list[list[float]] | None = None
 
     def __post_init__(self) -> None:
         if not (len(self.rank) == len(self.mass) == len(self.layers) == len(self.layer_names)):
@@ -59,6 +68,34 @@ class AttentionReport:
                 "AttentionReport needs one entry per attention layer in rank, mass, layers and layer_names; got "
                 f"{len(self.rank)}, {len(self.mass)}, {len(self.layers)}, {len(self.layer_names)}."
             )
+        if self.block_influence is not None and len(self.block_influence) != self.num_layers:
+            raise InherituneError(
+                f"block_influence needs one value per block ({self.num_layers}), got {len(self.block_influence)}."
+            )
+        if self.angular is not None and (
+            len(self.angular) != self.num_layers + 1 or any(len(row) != self.num_layers + 1 for row in self.angular)
+        ):
+            raise InherituneError(
+                f"angular needs a {self.num_layers + 1} x {self.num_layers + 1} matrix (one row and column per block "
+                "boundary)."
+            )
+
+    # -- the peers' block measures ------------------------------------------------------------------------------
+
+    def angular_distance(self, n: int = 1) -> list[float]:
+        """Gromov et al.'s d(x_l, x_{l+n}) for each span of n blocks starting at block l = 0 .. L - n.
+
+        The mean over samples of arccos(cos(x_l, x_{l+n})) / pi of the last token; the span whose distance is
+        smallest changes the representation least, and is the one Gromov et al. drop.
+        """
+        if self.angular is None:
+            raise InherituneError(
+                "This report has no angular distances (written before they existed, or the model's block stack "
+                "was not found); run analyze_attention again."
+            )
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= self.num_layers:
+            raise InherituneError(f"The span n must be an integer in 1..{self.num_layers}, got {n!r}.")
+        return [self.angular[start][start + n] for start in range(self.num_layers + 1 - n)]
 
     # -- the paper's summaries ----------------------------------------------------------------------------------
 
@@ -163,12 +200,24 @@ class AttentionReport:
         data["max_rank"] = self.max_rank
         data["avg_mass"] = self.avg_mass
         data["lazy_layers"] = self.lazy_layers
+        if self.angular is not None:
+            data["angular_distance_1"] = self.angular_distance(1)
         data["suggested_num_layers"] = {key: value._asdict() for key, value in self.suggest_num_layers().items()}
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AttentionReport:
-        names = ("rank", "mass", "layers", "layer_names", "num_layers", "model_name", "settings")
+        names = (
+            "rank",
+            "mass",
+            "layers",
+            "layer_names",
+            "num_layers",
+            "model_name",
+            "settings",
+            "block_influence",
+            "angular",
+        )
         missing = [name for name in names[:5] if name not in data]
         if missing:
             raise InherituneError(f"Not an AttentionReport: missing {missing}.")
@@ -193,10 +242,21 @@ class AttentionReport:
         return cls.from_dict(json.loads(text))
 
     def records(self) -> list[dict[str, Any]]:
-        """One row per (layer, head): the long format of `to_dataframe` and `to_csv`."""
+        """One row per (layer, head): the long format of `to_dataframe` and `to_csv`.
+
+        Where the report has them, each row also carries its block's Block Influence and the angular distance
+        of the one-block span starting there (d(x_l, x_{l+1})); other spans come from `angular_distance(n)`.
+        """
         rows = []
+        influence = self.block_influence
+        angular = self.angular_distance(1) if self.angular is not None else None
         for i, (layer, name) in enumerate(zip(self.layers, self.layer_names, strict=True)):
             max_rank, avg_mass = self.max_rank[i], self.avg_mass[i]
+            block = {}
+            if influence is not None and 0 <= layer < len(influence):
+                block["block_influence"] = influence[layer]
+            if angular is not None and 0 <= layer < len(angular):
+                block["angular_distance_1"] = angular[layer]
             for head, (rank, mass) in enumerate(zip(self.rank[i], self.mass[i], strict=True)):
                 rows.append(
                     {
@@ -208,6 +268,7 @@ class AttentionReport:
                         "layer_max_rank": max_rank,
                         "layer_avg_mass": avg_mass,
                         "layer_lazy": _lazy(max_rank),
+                        **block,
                     }
                 )
         return rows
@@ -243,9 +304,11 @@ class AttentionReport:
     def __str__(self) -> str:
         return f"AttentionReport({self.model_name}, {self.settings})\n{self.table()}"
 
-    def plot(self, path: str | os.PathLike) -> Path:
+    def plot(self, path: str | os.PathLike, angular_span: int = 1) -> Path:
         """Save the paper's Figures 2-3 in one image: a layers x heads heatmap of rank (rank-1 heads marked)
-        beside per-layer MaxRank and AvgMass curves (lazy layers shaded). Needs matplotlib."""
+        beside per-layer MaxRank and AvgMass curves (lazy layers shaded), and, where the report has them, a third
+        panel with the peers' measures per block: Block Influence (ShortGPT) and the angular distance of the span
+        of `angular_span` blocks starting there (Gromov et al.). Needs matplotlib."""
         try:
             import matplotlib
 
@@ -256,7 +319,12 @@ class AttentionReport:
 
         heads = max((len(row) for row in self.rank), default=0)
         grid = [[row[h] if h < len(row) else math.nan for h in range(heads)] for row in self.rank]
-        fig, (ax_map, ax_curve) = plt.subplots(1, 2, figsize=(12, max(4.0, 0.25 * len(self.rank) + 2)))
+        peers = self.block_influence is not None or self.angular is not None
+        if self.angular is not None:
+            angular = self.angular_distance(angular_span)  # checks the span before any drawing
+        height = max(4.0, 0.25 * len(self.rank) + 2)
+        fig, axes = plt.subplots(1, 3 if peers else 2, figsize=(18 if peers else 12, height))
+        ax_map, ax_curve = axes[0], axes[1]
         try:
             image = ax_map.imshow(grid, aspect="auto", cmap="viridis", origin="upper")
             fig.colorbar(image, ax=ax_map, label=f"mean rank k* (tau={self.settings.get('tau', 0.9)})")
@@ -282,6 +350,8 @@ class AttentionReport:
             extra = ax_mass.get_legend_handles_labels()
             ax_curve.legend(handles[0] + extra[0], handles[1] + extra[1], loc="upper right", fontsize="small")
             ax_curve.set_title(f"{self.model_name}: lazy layers shaded")
+            if peers:
+                self._plot_block_measures(axes[2], angular if self.angular is not None else None, angular_span)
             fig.tight_layout()
             path = Path(path)
             if not path.suffix:  # savefig would append the default format's suffix; name the file it writes
@@ -291,3 +361,29 @@ class AttentionReport:
         finally:
             plt.close(fig)
         return path
+
+    def _plot_block_measures(self, ax: Any, angular: list[float] | None, span: int) -> None:
+        """BI per block on the left axis, d(x_l, x_{l+n}) per starting block l on the right: low means droppable."""
+        handles: list[Any] = []
+        if self.block_influence is not None:
+            handles += ax.plot(
+                range(len(self.block_influence)), self.block_influence, marker="o", color="tab:green", label="BI"
+            )
+        ax.set_xlabel("block")
+        ax.set_ylabel("Block Influence: 1 - mean cos(x_l, y_l)")
+        ax.set_ylim(bottom=0.0)
+        if angular is not None:
+            ax_angle = ax.twinx()
+            handles += ax_angle.plot(
+                range(len(angular)),
+                angular,
+                marker="s",
+                color="tab:purple",
+                label=f"angular distance, span n={span}",
+            )
+            ax_angle.set_ylabel(f"arccos(cos(x_l, x_l+{span})) / pi, last token")
+            ax_angle.set_ylim(bottom=0.0)
+        for layer in self.lazy_layers:
+            ax.axvspan(layer - 0.5, layer + 0.5, color="red", alpha=0.12)
+        ax.legend(handles, [h.get_label() for h in handles], loc="upper right", fontsize="small")
+        ax.set_title("peers' block measures (low: the block changes little)")

@@ -121,6 +121,10 @@ class AnalyzeArguments:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+#: How `select_layers` (and `inheritune inherit --select`) chooses the blocks to keep.
+SELECTION_CRITERIA = ("prefix", "rank", "block_influence", "angular")
+
+
 @dataclass
 class InheritArguments:
     """`inheritune inherit SRC OUT`: the Inheritune target sliced from a checkpoint on disk, streamed lazily."""
@@ -139,6 +143,19 @@ class InheritArguments:
     )
     layers: list[int] | None = field(
         default=None, metadata={"help": "Instead of --num_layers: explicit source block indices, e.g. 0 1 2 5."}
+    )
+    select: str | None = field(
+        default=None,
+        metadata={
+            "help": "Choose which K blocks to keep from --report: prefix (the paper's first K), rank (drop the "
+            "lowest MaxRank, the lazy blocks), block_influence (drop the lowest BI, ShortGPT) or angular (drop the "
+            "span of blocks with the smallest angular distance, Gromov et al.).",
+            "choices": list(SELECTION_CRITERIA),
+        },
+    )
+    report: str | None = field(
+        default=None,
+        metadata={"help": "With --select: the folder `inheritune analyze` wrote (its report.json), or the file."},
     )
     reinit: list[str] = field(
         default_factory=list,
@@ -165,6 +182,15 @@ class InheritArguments:
             raise InherituneError("Name the reference and the output folder: inheritune inherit SRC OUT ...")
         if self.num_layers is not None and self.layers is not None:
             raise InvalidLayersError("Give --num_layers or --layers, not both.")
+        if self.select is not None and self.layers is not None:
+            raise InvalidLayersError("Give --select (which K blocks by a criterion) or --layers, not both.")
+        if self.select not in (None, "prefix") and self.report is None:
+            raise InvalidLayersError(
+                f"--select {self.select} reads the measures from a report: add --report DIR (written by "
+                "`inheritune analyze`)."
+            )
+        if self.report is not None and self.select is None:
+            raise InvalidLayersError("--report is read only with --select CRITERION; add one.")
         _check_reinit(self.reinit, InvalidLayersError)
 
 

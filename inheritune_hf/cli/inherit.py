@@ -1,4 +1,7 @@
-"""`inheritune inherit SRC OUT --num_layers K`: slice a checkpoint folder or Hub repo into a new folder.
+"""`inheritune inherit SRC OUT --num_layers K [--select CRITERION --report DIR]`: slice a checkpoint into a folder.
+
+With `--select`, the K blocks are chosen by `select_layers` from the report `inheritune analyze` wrote (attention
+rank, Block Influence or angular distance) instead of being the first K.
 
 The reference is never loaded: tensors are streamed from SRC's safetensors files (see
 `inheritune_hf.checkpoint`), so a model larger than memory can be sliced. Settings: `InheritArguments`, from flags
@@ -9,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from ..errors import InvalidLayersError
 from ..settings import InheritArguments
 from .parser import InherituneParser, add_command
 
@@ -35,15 +40,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_command(subparsers, "inherit", HELP, lambda argv: run(parse(argv)))
 
 
+def _selected_layers(args: InheritArguments):
+    """The blocks `--select` chooses from `--report`, checked against SRC's depth before anything is written."""
+    from ..architecture import num_layers_of
+    from ..loading import load_causal_lm_config
+    from ..report import AttentionReport
+    from ..selection import select_layers
+
+    path = Path(args.report)
+    if path.is_dir():
+        path = path / "report.json"
+    if not path.is_file():
+        raise InvalidLayersError(f"--report {args.report}: no report.json there; write one with `inheritune analyze`.")
+    report = AttentionReport.from_json(path)
+    config = load_causal_lm_config(
+        args.reference_model, revision=args.revision, trust_remote_code=args.trust_remote_code
+    )
+    depth = num_layers_of(config)
+    if report.num_layers != depth:
+        raise InvalidLayersError(
+            f"--report {args.report} describes a model of {report.num_layers} blocks but {args.reference_model} has "
+            f"{depth}; analyze this reference first."
+        )
+    return select_layers(report, args.num_layers if args.num_layers is not None else depth // 2, args.select)
+
+
 def run(args: InheritArguments) -> int:
     from ..checkpoint import inherit_checkpoint
 
+    num_layers, layers = args.num_layers, args.layers
+    if args.select is not None:
+        selection = _selected_layers(args) if args.report is not None else None
+        if selection is not None:
+            num_layers, layers = None, list(selection)
+            print(f"selected blocks {layers} by {selection.criterion}: {selection.reason}")
     shard = {} if args.max_shard_size is None else {"max_shard_size": args.max_shard_size}
     out = inherit_checkpoint(
         args.reference_model,
         args.output_dir,
-        args.num_layers,
-        layers=args.layers,
+        num_layers,
+        layers=layers,
         reinit=args.reinit,
         random_init=args.random_init,
         dtype=args.dtype,
