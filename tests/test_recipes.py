@@ -457,3 +457,16 @@ def test_plan_worst_case_covers_every_growth_round_at_a_stated_mfu(monkeypatch):
     assert rows[0]["gpu_hours"] == rows[0]["flops"] / (PEAK_BF16_FLOPS * ASSUMED_MFU) / 3600
     assert gpu_hours(989e12 * 0.4 * 3600) == pytest.approx(1.0)
     assert "GPU-hours at an assumed 40% MFU of 989 TFLOP/s" in format_plan(plan)
+
+
+def test_a_recipe_run_is_repeatable_with_its_seed(tmp_path):
+    # The reference's initial weights follow --seed like every round's, so two runs give the same losses, bit for
+    # bit (before the fix, the reference was built unseeded and the demo's numbers moved between runs).
+    losses = []
+    for name in ("first", "second"):
+        out = tmp_path / name
+        assert main(RECIPES / "gpt2_medium.yaml", ["--smoke", "--output_dir", str(out)]) == 0
+        reference = json.loads((out / "reference" / "reference.json").read_text())["final_loss"]
+        rounds = [row["val_loss"] for row in json.loads((out / "inheritune" / "rounds.json").read_text())]
+        losses.append((reference, rounds))
+    assert losses[0] == losses[1]

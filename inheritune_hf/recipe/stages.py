@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, TrainingArguments
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, TrainingArguments, set_seed
 
 from ..analyze import analyze_attention
 from ..data import EMBEDDED_CORPUS, causal_lm_datasets, load_text_dataset, train_tokenizer
@@ -160,6 +160,7 @@ def train_or_load_reference(
         if state.is_main_process:
             shutil.rmtree(folder)
         state.wait_for_everyone()
+    set_seed(args.seed)  # the reference's initial weights, like every round's, follow --seed: a run is repeatable
     model = AutoModelForCausalLM.from_config(config)
     result = train(model, train_set, eval_set, args, tokenizer=tokenizer)
     model.config._name_or_path = f"{recipe.name}-reference-{recipe.num_layers}L"
