@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import shutil
 from collections.abc import Sequence
@@ -51,9 +52,17 @@ from .fingerprint import (
 from .inherit import grow, inherit
 from .io import atomic_path, check_output_dir, jsonable, read_json, replace_dir, write_json
 from .loading import load_causal_lm
+from .narration import narrate
 from .settings import InherituneArguments
 from .slicing import nearest_valid_num_layers, valid_num_layers
 from .train import check_training_inputs, evaluate_loss, train
+
+logger = logging.getLogger(__name__)
+
+
+def _narrate(message: str, *args: Any) -> None:
+    narrate(logger, message, *args)
+
 
 RUN_FILE = "run.json"
 ROUNDS_FILE = "rounds.json"
@@ -215,6 +224,8 @@ def _train_round(
     set_seed(training_args.seed)
     model = build_model()
     resume = get_last_checkpoint(str(directory)) if args.resume and directory.is_dir() else None
+    if resume is not None:
+        _narrate("%s: resuming at %s", name, Path(resume).name)
     round_args = dataclasses.replace(training_args, output_dir=str(directory), **(schedule or {}))
     result = train(
         model,
@@ -312,10 +323,17 @@ def run_inheritune(
     if reference_loss is None:
         reference_loss = previous.get("reference_loss")
     if reference_loss is None:
+        _narrate("reference: measuring its validation loss")
         reference_loss = evaluate_loss(
             reference, eval_dataset, dataclasses.replace(training_args, output_dir=str(out))
         )
     target = args.target(reference_loss)
+    _narrate(
+        "reference: validation loss %.4f; a round matches at %.4f or below; rounds at %s layers at most",
+        reference_loss,
+        target + args.tolerance,
+        ", ".join(map(str, depths)),
+    )
     if state.is_main_process:
         run = {
             "config": config,
@@ -349,6 +367,14 @@ def run_inheritune(
                     return inherit(reference, depths[0], reinit=args.reinit)
                 return grow(previous, reference, new, args.growth_strategy, reinit=args.reinit)
 
+            _narrate(
+                "%s: %d layers, %s",
+                name,
+                layers,
+                "inherited from the reference's first blocks"
+                if not rows
+                else f"grown by {args.growth_strategy} from round {index - 1}",
+            )
             schedule = None
             if rows:  # a growth round: its own peak learning rate and warmup, when asked
                 schedule = {"learning_rate": training_args.learning_rate * args.growth_lr_scale}
@@ -377,6 +403,13 @@ def run_inheritune(
             }
             rows.append(row)
             record(row)
+            _narrate(
+                "%s: validation loss %.4f against %.4f: %s",
+                name,
+                row["val_loss"],
+                target,
+                "matched" if row["matched"] else "not matched",
+            )
         else:
             model = None  # finished in an earlier process
         if row["matched"] or index == len(depths):
@@ -388,6 +421,7 @@ def run_inheritune(
 
     if args.random_baseline and baseline is None:
         name = f"baseline-{layers}L"
+        _narrate("%s: the same-size random-init baseline, %d layers, on one round's budget", name, layers)
         _, result = _train_round(name, lambda: inherit(reference, layers, random_init=True), *common)
         baseline = {
             "kind": "random_baseline",

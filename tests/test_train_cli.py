@@ -37,7 +37,15 @@ def test_run_from_flags_writes_the_rounds_table(reference_dir, tmp_path, capsys)
     run = json.loads((out / "run.json").read_text())
     assert run["metadata"]["data"]["source"] == "stdlib"
     assert run["metadata"]["data"]["fingerprint"]["train"]["documents"] > 0
-    assert "round 2: 4 layers" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "round 2: 4 layers" in printed
+    # the run narrates each stage in one line: the reference, each round before and after it trains
+    narrated = [line for line in printed.splitlines() if line.startswith("inheritune: ")]
+    assert narrated[0] == "inheritune: reference: measuring its validation loss"
+    assert narrated[1].startswith("inheritune: reference: validation loss ") and "rounds at 2, 4 layers" in narrated[1]
+    assert "inheritune: round-1-2L: 2 layers, inherited from the reference's first blocks" in narrated
+    assert "inheritune: round-2-4L: 4 layers, grown by restart from round 1" in narrated
+    assert any(line.startswith("inheritune: round-2-4L: validation loss ") for line in narrated)
 
 
 def test_run_from_a_yaml_recipe(reference_dir, tmp_path):

@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from ..errors import InherituneError, unknown_flags
+from ..narration import print_narration
 
 COMMANDS = ("analyze", "inherit", "run", "evaluate", "push")
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    print_narration()
     parser = build_parser()
     # Everything after the subcommand's name goes to its own parser (see `parser.add_command`), which names the
     # closest valid flag for a mistyped one; what is left here can only be a flag before the subcommand.

@@ -22,6 +22,7 @@ from transformers import TrainingArguments
 
 from ..errors import InherituneError
 from ..io import atomic_write_text
+from ..narration import print_narration
 from ..publish import check_repo_id
 from ..settings import DataArguments, InherituneArguments, RecipeArguments
 from .plan import accumulation_for, check_recipe, format_plan, parameter_count, plan_recipe, processes
@@ -264,6 +265,7 @@ def run_recipe(
 
 def main(default_config: str | Path | None = None, argv: Sequence[str] | None = None) -> int:
     """Entry point of a recipe script: parse (YAML + budget + --smoke + flags), run, report errors clearly."""
+    print_narration()
     try:
         parsed = parse_recipe_args(argv, default_config)
         if parsed[0].plan:
