@@ -179,8 +179,9 @@ class AttentionReport:
             guided = LayerSuggestion(
                 total,
                 f"No tail of the stack is lazy (the floor of the mean MaxRank over the last layers never reaches 1 at "
-                f"tau={self.settings.get('tau', 0.9)}); attention rank gives no reason to drop blocks, so start "
-                "from the paper's L/2 and let growth decide.",
+                f"tau={self.settings.get('tau', 0.9)}); attention rank gives no reason to drop blocks, so this rule "
+                f"keeps all {total}. The paper's rule (start at L/2, grow until the loss matches) does not depend "
+                "on it.",
             )
         else:
             keep = max(1, cut)
