@@ -258,12 +258,6 @@ def test_settings_imports_only_errors():
     assert imported == {"errors"}
 
 
-def test_settings_reinit_parts_match_inherit():
-    from inheritune_hf.inherit import REINIT_PARTS
-
-    assert settings.REINIT_PARTS == REINIT_PARTS
-
-
 @pytest.mark.parametrize(
     "module, name", [("train", "InherituneArguments"), ("data", "DataArguments"), ("recipe", "RecipeArguments")]
 )
