@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -225,17 +226,31 @@ def card_variables(
 
 
 def _verdict(grown: Sequence[Mapping[str, Any]]) -> str | None:
-    """One line on whether the growth rounds matched the reference's validation loss, from rounds.json's rows."""
+    """One line on whether the growth rounds matched, from rounds.json's rows, against what the run aimed at.
+
+    A round matches when its loss is at most `target_loss` + the tolerance. The target is normally the reference's
+    own loss; when the run set another (`--target_loss`), the line names the target, since "did not match the
+    reference" would be false of a round that beat the reference but missed a lower target. Rows written before
+    rounds.json recorded `target_loss` aimed at the reference.
+    """
     if not grown or grown[-1].get("val_loss") is None or grown[-1].get("reference_val_loss") is None:
         return None
     last = grown[-1]
     loss, reference = float(last["val_loss"]), float(last["reference_val_loss"])
+    target = float(last["target_loss"]) if last.get("target_loss") is not None else reference
+    aimed_at_reference = math.isclose(target, reference, rel_tol=0.0, abs_tol=1e-12)
+    what = "the reference's validation loss" if aimed_at_reference else "the target validation loss"
+    note = (
+        "" if aimed_at_reference else f" The target was set by target_loss; the reference's own is {cell(reference)}."
+    )
     where = f"round {last.get('round')}, {last.get('layers')} layers"
+    gap = f"{'+' if loss >= target else '-'}{cell(abs(loss - target))}"
     if last.get("matched"):
-        return f"**Matched** the reference's validation loss ({where}): {cell(loss)} against {cell(reference)}."
+        within = f" ({gap}, within the run's tolerance)" if loss > target else ""
+        return f"**Matched** {what} ({where}): {cell(loss)} against {cell(target)}{within}.{note}"
     return (
-        f"**Did not match** the reference's validation loss: the last round ({where}) reached {cell(loss)} against "
-        f"{cell(reference)} (+{cell(loss - reference)})."
+        f"**Did not match** {what}: the last round ({where}) reached {cell(loss)} against {cell(target)} ({gap})."
+        f"{note}"
     )
 
 
