@@ -168,6 +168,14 @@ def test_the_verdict_line_says_what_rounds_json_says(published):
         assert (verdict["tolerance"] is not None) == final["matched"]
 
 
+def test_the_growth_sentence_names_the_runs_own_step_and_target(published):
+    card, run, rows = published
+    final = [row for row in rows if row["kind"] == "inheritune"][-1]
+    aim = "the reference's" if math.isclose(final["target_loss"], final["reference_val_loss"]) else "the target"
+    step = run["config"]["inheritune"]["grow_by"]
+    assert f"while its validation loss is worse than {aim}, inherit {step} more blocks and train again." in card.text
+
+
 # ------------------------------------------------------------------------------------------- the verdict, one case each
 
 

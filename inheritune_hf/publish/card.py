@@ -189,7 +189,8 @@ def card_variables(
     nothing was), `grown_from`, `trained` (whether growth rounds are known), `verdict` (one line: matched or not, by
     how much; None without rounds), `has_baseline`, `rounds_table` (rows of cells), `training_table` and
     `validation_table` (pairs of cells), `downstream_table` (markdown, or None), `figures` (pairs of caption and
-    file name).
+    file name), `grow_by` (blocks added per growth round, when the run recorded it), `aimed_at_reference` (False when
+    the run set its own target loss).
     Raw, for templates that want their own layout: `lineage`, `rounds`, `training`, `validation`, `results`.
     """
     source = base_model or lineage.get("source") or "the reference model"
@@ -209,6 +210,8 @@ def card_variables(
         "trained": bool(grown),
         "verdict": _verdict(grown),
         "has_baseline": any(row.get("kind") == "random_baseline" for row in rounds),
+        "grow_by": training.get("grow_by"),
+        "aimed_at_reference": _aimed_at_reference(grown),
         "rounds_table": [
             [cell(row.get(key, "-")) for key in _ROUND_COLUMNS] + ["yes" if row.get("matched") else "no"]
             for row in grown
@@ -225,6 +228,14 @@ def card_variables(
     }
 
 
+def _aimed_at_reference(grown: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the rounds chased the reference's own loss (True) or a target the user set (`--target_loss`)."""
+    last = grown[-1] if grown else {}
+    if last.get("target_loss") is None or last.get("reference_val_loss") is None:
+        return True
+    return math.isclose(float(last["target_loss"]), float(last["reference_val_loss"]), rel_tol=0.0, abs_tol=1e-12)
+
+
 def _verdict(grown: Sequence[Mapping[str, Any]]) -> str | None:
     """One line on whether the growth rounds matched, from rounds.json's rows, against what the run aimed at.
 
@@ -238,7 +249,7 @@ def _verdict(grown: Sequence[Mapping[str, Any]]) -> str | None:
     last = grown[-1]
     loss, reference = float(last["val_loss"]), float(last["reference_val_loss"])
     target = float(last["target_loss"]) if last.get("target_loss") is not None else reference
-    aimed_at_reference = math.isclose(target, reference, rel_tol=0.0, abs_tol=1e-12)
+    aimed_at_reference = _aimed_at_reference(grown)
     what = "the reference's validation loss" if aimed_at_reference else "the target validation loss"
     note = (
         "" if aimed_at_reference else f" The target was set by target_loss; the reference's own is {cell(reference)}."
