@@ -144,9 +144,11 @@ def main() -> None:
     parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 2.0], help="the sweep's T")
     parser.add_argument("--schedules", nargs="+", default=list(SCHEDULES), choices=SCHEDULES)
     parser.add_argument("--no-sweep", action="store_true")
+    parser.add_argument("--no-random", action="store_true", help="skip the random-init runs")
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     started = time.perf_counter()
 
     vocab, block = 1024, 64
@@ -208,8 +210,9 @@ def main() -> None:
             inheritune_run(reference, data, settings, target, growth_strategy="continue", **headline),
         )
     depth = runs["paper (restart, plain)"]["layers"][-1]
-    record(f"random {depth}L, plain", random_init_run(reference, data, settings, target, depth))
-    for schedule in [s for s in schedules if s != "until_target"]:  # a random init does not reach the target
+    if not options.no_random:
+        record(f"random {depth}L, plain", random_init_run(reference, data, settings, target, depth))
+    for schedule in [s for s in schedules if s != "until_target" and not options.no_random]:  # never reached
         headline = kd(options.alpha, options.temperature, schedule)
         name = label(options.alpha, options.temperature, schedule)
         record(f"random {depth}L +KD {name}", random_init_run(reference, data, settings, target, depth, **headline))

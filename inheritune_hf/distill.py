@@ -266,13 +266,10 @@ class DistillationTrainer(Trainer):
         logits = outputs.logits
         targets = _next_token_targets(labels, logits.shape[:2], logits.device)
         divisor = float(self._divisor(int((targets != -100).sum()), num_items_in_batch))
-        batch = logits.shape[0]
+        batch, sliced = logits.shape[0], teacher_inputs.items()
 
         def teacher_logits(first: int, stop: int) -> torch.Tensor:
-            rows = {
-                k: v[first:stop] if torch.is_tensor(v) and v.shape[:1] == (batch,) else v for k, v in inputs.items()
-            }
-            rows = {k: v for k, v in rows.items() if k in teacher_inputs}
+            rows = {k: v[first:stop] if torch.is_tensor(v) and v.shape[:1] == (batch,) else v for k, v in sliced}
             with torch.no_grad(), self.accelerator.autocast():
                 return self.teacher(**rows).logits
 
@@ -290,10 +287,7 @@ class DistillationTrainer(Trainer):
         else:
             loss, ce = (1.0 - alpha) * model_loss + distilled.to(model_loss.dtype), model_loss.detach()
         self._record(step, alpha, loss, (ce, kl_sum / divisor), num_items_in_batch)
-        if not return_outputs:
-            del outputs  # the logits: nothing but the backward pass needs them now, and it has its own copy
-            return loss
-        return loss, outputs
+        return (loss, outputs) if return_outputs else loss
 
     def _ce_is_plain(self, model) -> bool:
         """Whether the training loss is the plain causal-LM CE, which the fused pass computes itself: no label
