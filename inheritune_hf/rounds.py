@@ -53,7 +53,7 @@ from .inherit import grow, inherit
 from .io import atomic_path, check_output_dir, jsonable, read_json, replace_dir, write_json
 from .loading import load_causal_lm
 from .narration import narrate
-from .settings import InherituneArguments
+from .settings import InherituneArguments, check_distillation
 from .slicing import nearest_valid_num_layers, valid_num_layers
 from .train import check_training_inputs, evaluate_loss, train
 
@@ -218,7 +218,8 @@ def _train_round(
     """Build (seeded, so a resumed run builds the same model) and train one round in `out / name`.
 
     `schedule` overrides training arguments for this round (a growth round's peak learning rate and warmup).
-    With `args.distillation_weight` > 0 the `reference` is the teacher.
+    With `args.distillation_weight` > 0 the `reference` is the teacher ('until_target': until the round first
+    evaluates at the match threshold, target + tolerance).
     """
     directory = out / name
     set_seed(training_args.seed)
@@ -240,6 +241,7 @@ def _train_round(
         distillation_weight=args.distillation_weight,
         distillation_temperature=args.distillation_temperature,
         distillation_schedule=args.distillation_schedule,
+        distillation_target=target + args.tolerance,
     )
     _save_model(result, directory / "model", state)
     if state.is_main_process:
@@ -314,6 +316,10 @@ def run_inheritune(
     elif args.max_eval_blocks is not None:
         eval_dataset = eval_dataset.take(args.max_eval_blocks)
     check_training_inputs(reference, train_dataset, eval_dataset, tokenizer)
+    check_distillation(
+        args.distillation_weight, args.distillation_temperature, args.distillation_schedule,
+        evaluates=training_args.eval_strategy != "no",
+    )  # fmt: skip
 
     config = _run_config(reference, train_dataset, eval_dataset, args, training_args)
     done = _prepare_output(out, config, args, state)
@@ -394,6 +400,9 @@ def run_inheritune(
                 "flops": result.flops,
                 "cumulative_flops": (rows[-1].get("cumulative_flops", math.nan) if rows else 0.0) + result.flops,
                 "distillation_weight": args.distillation_weight,
+                "teacher_tokens": result.teacher_tokens,
+                "train_ce": result.distillation_log.get("distill_ce"),
+                "train_kl": result.distillation_log.get("distill_kl"),
                 "val_loss": result.final_loss,
                 "reference_val_loss": reference_loss,
                 "target_loss": target,
@@ -435,6 +444,9 @@ def run_inheritune(
             "flops": result.flops,
             "cumulative_flops": result.flops,
             "distillation_weight": args.distillation_weight,
+            "teacher_tokens": result.teacher_tokens,
+            "train_ce": result.distillation_log.get("distill_ce"),
+            "train_kl": result.distillation_log.get("distill_kl"),
             "val_loss": result.final_loss,
             "reference_val_loss": reference_loss,
             "target_loss": target,
