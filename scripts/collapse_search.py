@@ -41,9 +41,28 @@ def one_column_fraction(report: Any) -> float:
     return sum(value < LAZY for value in heads) / len(heads)
 
 
-def probe_record(step: int, report: Any, seconds: float) -> dict[str, Any]:
+def first_token_attention(model: Any, samples: Any) -> list[float]:
+    """Per layer, the mean attention weight that queries 1..T-1 give position 0 (Gu et al.'s sink score, before
+    any threshold): a sink forming shows here long before one column holds 90 % of a head's squared attention."""
+    import torch
+
+    implementation = model.config._attn_implementation
+    was_training = model.training
+    model.eval()
+    try:
+        model.set_attn_implementation("eager")  # transformers 5 returns attention weights from eager only
+        with torch.inference_mode():
+            attentions = model(input_ids=samples, output_attentions=True, use_cache=False).attentions
+    finally:
+        model.set_attn_implementation(implementation)
+        model.train(was_training)
+    return [float(layer[:, :, 1:, 0].mean()) for layer in attentions]
+
+
+def probe_record(step: int, report: Any, seconds: float, first_token: list[float]) -> dict[str, Any]:
     """One point of the curves: the paper's per-layer summaries and the head-level shares."""
     return {
+        "first_token_attention": first_token,
         "step": step,
         "max_rank": report.max_rank,
         "avg_mass": report.avg_mass,
@@ -83,10 +102,11 @@ def make_probe(samples: Any, every: int, record: dict[str, Any], path: Path, max
                 batch_size=25,
                 progress=False,
             )
+            first_token = first_token_attention(model, samples)
             seconds = time.monotonic() - began
             self.probe_seconds += seconds
             self.last_step = step
-            record["probes"].append(probe_record(step, report, seconds))
+            record["probes"].append(probe_record(step, report, seconds, first_token))
             record["probe_seconds"] = self.probe_seconds
             record["elapsed_seconds"] = time.monotonic() - self.start
             write_json(path, record)
@@ -94,8 +114,8 @@ def make_probe(samples: Any, every: int, record: dict[str, Any], path: Path, max
             print(
                 f"[probe] step {step}: MaxRank {min(point['max_rank']):.2f}..{max(point['max_rank']):.2f}, "
                 f"AvgMass {min(point['avg_mass']):.2f}..{max(point['avg_mass']):.2f}, lazy {point['lazy_layers']}, "
-                f"rank-1 heads {point['rank_one_heads']:.0%}, one-column heads {point['one_column_heads']:.0%} "
-                f"({seconds:.1f} s)",
+                f"rank-1 heads {point['rank_one_heads']:.0%}, one-column heads {point['one_column_heads']:.0%}, "
+                f"attention on position 0 {min(first_token):.2f}..{max(first_token):.2f} ({seconds:.1f} s)",
                 flush=True,
             )
 
@@ -221,6 +241,7 @@ def run_train(argv: list[str]) -> int:
     record["final_loss"] = result.final_loss
     record["eval_curve"] = result.eval_curve
     record["load_at_end"] = os.getloadavg()
+    result.trainer.save_model(str(ROOT / "outputs" / "collapse" / known.run / "model"))  # for later looks
     from inheritune_hf.io import write_json
 
     write_json(path, record)
@@ -234,68 +255,113 @@ def run_train(argv: list[str]) -> int:
     return 0
 
 
+def _short(key: str, value: Any) -> str:
+    if key == "config_overrides":
+        inverse = "scale_attn_by_inverse_layer_idx=true" in (value or "")
+        return f"1/layer logit scale {'on' if inverse else 'off'}"
+    return f"{key} {value}"
+
+
+def settings_change(run: dict[str, Any], first: dict[str, Any] | None) -> str:
+    """What a run changed against the first run of the table (the first run: its shape and optimiser)."""
+    settings = run["settings"]
+    if first is None:
+        keys = ["num_layers", "hidden_size", "num_attention_heads", "block_size", "per_device_train_batch_size"]
+        keys += ["learning_rate", "weight_decay", "tokenizer_vocab_size", "start_blocks_with_bos", "config_overrides"]
+    else:
+        keys = [key for key, value in settings.items() if first["settings"].get(key) != value and key != "max_steps"]
+        if run.get("tied_embeddings") != first.get("tied_embeddings"):
+            keys.append("tied")
+    parts = [_short(key, run.get("tied_embeddings") if key == "tied" else settings[key]) for key in keys]
+    return ", ".join(parts) or "same as the first row"
+
+
+def lowest_head(values: list[list[float]]) -> float:
+    return min(value for layer in values for value in layer)
+
+
 def table(paths: list[Path]) -> str:
-    """The search as a markdown table, one row per run, from the runs' JSON files."""
+    """The search as a markdown table, one row per run (settings as changes against the first row)."""
     rows = [
-        "| run | settings | steps | minutes (wall / CPU / 2) | val loss | min MaxRank (layer) | "
-        "lazy layers | rank-1 heads | one-column heads | max over steps: rank-1 / one-column heads |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| run | settings (against the first row) | steps | minutes: wall / CPU | val loss | min MaxRank (layer) | "
+        "lazy layers | rank-1 heads | one-column heads | lowest head rank / mass | attention on position 0 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for path in paths:
-        run = json.loads(path.read_text())
+    runs = [json.loads(path.read_text()) for path in paths]
+    unfinished = [run["run"] for run in runs if "steps" not in run]
+    if unfinished:
+        print(f"left out, still training or cut off: {', '.join(unfinished)}", file=sys.stderr)
+    runs = [run for run in runs if "steps" in run]
+    for index, run in enumerate(runs):
         last = run["probes"][-1]
         ranks = last["max_rank"]
         low = min(range(len(ranks)), key=ranks.__getitem__)
-        peak_rank = max(p["rank_one_heads"] for p in run["probes"])
-        peak_column = max(p["one_column_heads"] for p in run["probes"])
+        sink = last.get("first_token_attention")
+        sink_text = f"{max(sink):.2f} (layer {sink.index(max(sink))})" if sink else "not measured"
         rows.append(
-            f"| {run['run']} | {run.get('note', ' '.join(run['flags']))} | {run['steps']} | "
-            f"{run['wall_seconds'] / 60:.1f} / {run['cpu_seconds'] / 120:.1f} | {run['final_loss']:.3f} | {ranks[low]:.2f} ({low}) | "
-            f"{last['lazy_layers'] or 'none'} | {last['rank_one_heads']:.0%} | {last['one_column_heads']:.0%} | "
-            f"{peak_rank:.0%} / {peak_column:.0%} |"
+            f"| {run['run']} | {settings_change(run, runs[0] if index else None)} | {run['steps']} | "
+            f"{run['wall_seconds'] / 60:.1f} / {run['cpu_seconds'] / 60:.1f} | {run['final_loss']:.3f} | "
+            f"{ranks[low]:.2f} ({low}) | {last['lazy_layers'] or 'none'} | {last['rank_one_heads']:.0%} | "
+            f"{last['one_column_heads']:.0%} | {lowest_head(last['head_rank']):.1f} / "
+            f"{lowest_head(last['head_mass']):.1f} | {sink_text} |"
         )
     return "\n".join(rows)
 
 
 def plot(path: Path, out: Path) -> Path:
-    """MaxRank per layer against training steps (one line per layer, deeper = lighter), with the lazy line, and the
-    head-level shares below."""
+    """MaxRank per layer against training steps (one line per layer, deeper = lighter) with the lazy line and the
+    lowest single head; below, the head-level shares and the attention that position 0 receives."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     from inheritune_hf.io import atomic_path
 
     run = json.loads(path.read_text())
-    steps = [p["step"] for p in run["probes"]]
-    layers = len(run["probes"][0]["max_rank"])
+    probes = run["probes"]
+    steps = [p["step"] for p in probes]
+    layers = len(probes[0]["max_rank"])
     fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=(8, 7.5), sharex=True, gridspec_kw={"height_ratios": [2.2, 1]}, constrained_layout=True
+        2, 1, figsize=(8.5, 7.5), sharex=True, gridspec_kw={"height_ratios": [2.2, 1]}, constrained_layout=True
     )
     colors = plt.get_cmap("viridis")
     for layer in range(layers):
-        values = [p["max_rank"][layer] for p in run["probes"]]
+        values = [p["max_rank"][layer] for p in probes]
         top.plot(steps, values, color=colors(layer / max(1, layers - 1)), lw=1.4, label=f"layer {layer}")
+    top.plot(steps, [lowest_head(p["head_rank"]) for p in probes], "k:", lw=1.6, label="lowest single head")
     top.axhline(LAZY, color="crimson", ls="--", lw=1)
-    top.text(steps[-1], LAZY, " lazy below 1.5 ", color="crimson", ha="right", va="bottom", fontsize=9)
+    top.text(steps[0], LAZY, " lazy: MaxRank below 1.5", color="crimson", ha="left", va="bottom", fontsize=9)
     top.set_yscale("log")
-    top.set_ylim(bottom=1)
+    top.set_ylim(1, max(12, max(max(p["max_rank"]) for p in probes) * 1.15))
+    top.yaxis.set_major_locator(FixedLocator([1, 1.5, 2, 3, 5, 8, 12, 20]))
+    top.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    top.yaxis.set_minor_formatter(NullFormatter())
     top.set_ylabel("MaxRank (max over heads of mean k*)")
-    seq_len = run["analysis"]["seq_len"]
+    settings = run["settings"]
     top.set_title(
         f"{run['run']}: attention MaxRank per layer during training\n"
-        f"({run['analysis']['samples']} validation windows of {seq_len} tokens"
-        f"{', BOS first' if run['analysis']['bos_first'] else ''}; tau = 0.9)",
-        fontsize=11,
+        f"{settings['num_layers']} layers x {settings['hidden_size']} wide, T = {settings['block_size']}, lr "
+        f"{settings['learning_rate']:g}, weight decay {settings['weight_decay']:g}\nprobed on "
+        f"{run['analysis']['samples']} validation windows{' starting with BOS' if run['analysis']['bos_first'] else ''}",
+        fontsize=10,
     )
     top.legend(ncol=2 if layers > 8 else 1, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    top.grid(alpha=0.3, which="both")
-    bottom.plot(steps, [100 * p["rank_one_heads"] for p in run["probes"]], "o-", ms=3, label="heads with rank ~1")
-    bottom.plot(
-        steps, [100 * p["one_column_heads"] for p in run["probes"]], "s-", ms=3, label="heads with mass on one column"
-    )
-    bottom.set_ylabel("share of all heads (%)")
+    top.grid(alpha=0.3, which="major")
+    bottom.plot(steps, [100 * p["rank_one_heads"] for p in probes], "o-", ms=3, label="heads with rank ~1")
+    bottom.plot(steps, [100 * p["one_column_heads"] for p in probes], "s-", ms=3, label="heads with one-column mass")
+    if all("first_token_attention" in p for p in probes):
+        sink = [100 * max(p["first_token_attention"]) for p in probes]
+        bottom.plot(
+            steps,
+            sink,
+            "^-",
+            ms=3,
+            color="gray",
+            label="attention on position 0\n(mean over a layer's heads,\nhighest layer)",
+        )
+    bottom.set_ylabel("% of heads / of attention")
     bottom.set_xlabel("training step")
     bottom.set_ylim(0, 100)
     bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
