@@ -243,6 +243,13 @@ class DataArguments:
     )
     text_column: str = field(default="text", metadata={"help": "Column holding the raw text."})
     block_size: int = field(default=1024, metadata={"help": "Tokens per training sample (the paper: 1024)."})
+    start_blocks_with_bos: bool = field(
+        default=False,
+        metadata={
+            "help": "Start every block with the tokenizer's BOS token, as GPT-2 and Llama are trained: a fixed first "
+            "position, where attention sinks (single-column, rank-1 heads) form."
+        },
+    )
     validation_fraction: float = field(
         default=0.05, metadata={"help": "Share of documents held out when the source has no validation split."}
     )
