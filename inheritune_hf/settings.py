@@ -332,6 +332,14 @@ class InherituneArguments:
             "choices": list(DISTILLATION_SCHEDULES),
         },
     )
+    track_attention_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Watch attention collapse: every N steps of the reference's training (when the run trains it) and "
+            "of every round, measure each layer's attention rank and mass on fixed validation samples, log them, and "
+            "write attention_history.json and .png in the run folder. 0: off."
+        },
+    )
     resume: bool = field(
         default=False, metadata={"help": "Resume an interrupted run in output_dir at the round and step it reached."}
     )
@@ -353,6 +361,8 @@ class InherituneArguments:
             raise TrainingError(f"start_layers must be at least 1, got {self.start_layers}.")
         _check_reinit(self.reinit, TrainingError)
         check_distillation(self.distillation_weight, self.distillation_temperature, self.distillation_schedule)
+        if not isinstance(self.track_attention_steps, int) or self.track_attention_steps < 0:
+            raise TrainingError(f"track_attention_steps must be >= 0 (0: off), got {self.track_attention_steps!r}.")
         if self.max_eval_blocks is not None and self.max_eval_blocks < 1:
             raise TrainingError(f"max_eval_blocks must be at least 1, got {self.max_eval_blocks}.")
         if self.target_loss != "reference":

@@ -31,6 +31,7 @@ from .distill import DistillationTrainer, training_flops
 from .errors import DataError, TrainingError, moved
 from .loading import check_block_size
 from .settings import as_target_loss, check_distillation
+from .tracking import AttentionCollapseCallback
 
 # ---------------------------------------------------------------------------------------------------------------
 # train: one round
@@ -198,6 +199,9 @@ def train(
         processing_class=tokenizer,
         callbacks=[*callbacks, *([stopper] if stopper else [])],
     )
+    for callback in callbacks:
+        if isinstance(callback, AttentionCollapseCallback):
+            callback.bind(trainer)  # its values go through trainer.log, so report_to integrations see them
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
 
     step = trainer.state.global_step
