@@ -397,7 +397,12 @@ class AttentionCollapseCallback(TrainerCallback, ExportableState):
     def _log(self, args: TrainingArguments, state: Any, metrics: dict[str, float]) -> None:
         trainer = self._trainer() if self._trainer is not None else None
         if trainer is not None and trainer.state is state:
+            # Trainer's on_log clears control.should_log, which DefaultFlowCallback set for this step's loss log: left
+            # cleared, the main process would skip that log and its all-reduce, and DDP's processes would then pair
+            # mismatched collectives. The flag is put back as it was.
+            should_log = trainer.control.should_log
             trainer.log(dict(metrics))
+            trainer.control.should_log = should_log
             return
         state.log_history.append({**metrics, "step": state.global_step})
         if not self._warned_unbound and [name for name in (args.report_to or []) if name != "none"]:
