@@ -169,8 +169,8 @@ def plot_attention_history(
     cmap = plt.get_cmap("viridis")
     norm = Normalize(vmin=0, vmax=max(depth - 1, 1))
 
-    width = min(4.6 * len(ordered) + 1.4, 22.0)
-    fig, axes = plt.subplots(1, len(ordered), figsize=(width, 4.4), sharey=True, squeeze=False)
+    width = min(4.6 * len(ordered) + 1.6, 22.0)
+    fig, axes = plt.subplots(1, len(ordered), figsize=(width, 4.4), sharey=True, squeeze=False, layout="constrained")
     try:
         for ax, stage in zip(axes[0], ordered, strict=True):
             entries = sorted(stages[stage], key=lambda pair: pair[0])
@@ -184,8 +184,9 @@ def plot_attention_history(
             ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0)
             last = entries[-1][1]
             lazy = last.lazy_layers
+            name = "" if stage == "training" else f"{stage.replace('_', ' ')}: "
             ax.set_title(
-                f"{stage.replace('_', ' ')}: lazy at step {steps[-1]}: {lazy if lazy else 'none'}\n"
+                f"{name}lazy layers at step {steps[-1]}: {lazy if lazy else 'none'}\n"
                 f"rank-1 heads {100 * last.rank_one_fraction:.0f}%",
                 fontsize="medium",
             )
@@ -202,8 +203,7 @@ def plot_attention_history(
         first.text(0.02, 1.0, " rank 1: lazy", transform=first.get_yaxis_transform(), va="bottom", fontsize="small")
         tau = stages[ordered[0]][-1][1].settings.get("tau", 0.9)
         fig.suptitle(f"Attention rank per layer during training (tau={tau})", fontsize="large")
-        fig.tight_layout()
-        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes[0].tolist(), pad=0.015, fraction=0.04)
+        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes[0].tolist(), pad=0.01, aspect=30)
         bar.set_label("layer (decoder block, 0 = first)")
         if depth <= 16:
             bar.set_ticks(range(depth))

@@ -158,6 +158,9 @@ def train(
     KL(teacher || model)` (`distill.DistillationTrainer`; T is `distillation_temperature`, alpha held or decayed by
     `distillation_schedule`), and the FLOPs include the teacher's forwards. alpha = 0 trains exactly as without a
     teacher: the same `Trainer`, the same weights.
+
+    `callbacks` are added to the Trainer; an `AttentionCollapseCallback` among them is bound to it
+    (`tracking.AttentionCollapseCallback.bind`), so its attention values go through `Trainer.log` to `report_to`.
     """
     target = None if target_loss is None else as_target_loss(target_loss)
     if isinstance(train_dataset, datasets.IterableDataset) and args.max_steps <= 0:
