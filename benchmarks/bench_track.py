@@ -3,7 +3,8 @@
 The demo recipe's reference training (`recipes/tiny.yaml`, its `default` budget unless `--budget`: an 8-layer
 GPT-2-style model, d=128, 200 steps of 8 x 128 tokens with evaluation every 50 steps, on CPU) is timed with and
 without `AttentionCollapseCallback` probing every `--every` steps (100, as `--track_attention_steps 100` does) on
-the recipe's diagnosis samples (100 windows of 100 validation tokens, the paper's). Each variant starts from the
+`--samples` windows of 100 validation tokens (default: the flag's, 32; `--samples 100` is the paper's diagnosis
+size), drawn as the recipe draws them. Each variant starts from the
 same seeded weights; the runs alternate (plain, tracked, tracked, plain, ...) so a load change on a shared machine
 falls on both, and the ratio is of the medians. The tracked run's probes are also timed alone (the sum of the
 callback's own seconds), so the added time is seen directly as well as by difference.
@@ -37,6 +38,7 @@ from transformers import AutoModelForCausalLM, set_seed  # noqa: E402
 from inheritune_hf.recipe.plan import reference_config  # noqa: E402
 from inheritune_hf.recipe.run import parse_recipe_args  # noqa: E402
 from inheritune_hf.recipe.stages import prepare_inputs  # noqa: E402
+from inheritune_hf.settings import InherituneArguments  # noqa: E402
 from inheritune_hf.tracking import AttentionCollapseCallback, AttentionTracking  # noqa: E402
 from inheritune_hf.train import train  # noqa: E402
 
@@ -67,6 +69,12 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=100, help="probe every N steps (--track_attention_steps)")
     parser.add_argument("--repeats", type=int, default=3, help="pairs of runs (plain, tracked)")
     parser.add_argument(
+        "--samples",
+        type=int,
+        default=InherituneArguments.track_attention_samples,
+        help="validation windows per probe (--track_attention_samples; the paper's diagnosis uses 100)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default torch's; 1 is steadier on a loaded machine)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
@@ -84,7 +92,7 @@ def main() -> None:
         steps = recipe.reference_max_steps or training_args.max_steps
         seq_len = min(recipe.analyze_seq_len, data_args.block_size)
         tracking = AttentionTracking.from_dataset(
-            inputs.eval_set, options.every, recipe.analyze_samples, seq_len, training_args.seed
+            inputs.eval_set, options.every, options.samples, seq_len, training_args.seed
         )
         print(
             f"reference: {recipe.num_layers} layers, d={recipe.hidden_size}, {steps} steps of "
@@ -120,6 +128,12 @@ def main() -> None:
                     flush=True,
                 )
 
+    # Each pair ran back to back: its ratio sees one load level, which the ratio of medians may not.
+    pairs = [rows[i : i + 2] for i in range(0, len(rows), 2)]
+    paired = [
+        next(r for r in p if r["tracked"])["seconds"] / next(r for r in p if not r["tracked"])["seconds"]
+        for p in pairs
+    ]
     plain = statistics.median(r["seconds"] for r in rows if not r["tracked"])
     tracked = statistics.median(r["seconds"] for r in rows if r["tracked"])
     probe = statistics.median(r["probe_seconds"] for r in rows if r["tracked"])
@@ -131,6 +145,7 @@ def main() -> None:
         "plain_s": plain,
         "tracked_s": tracked,
         "ratio": tracked / plain,
+        "paired_ratios": paired,
         "probe_s": probe,
         "probe_share": probe / plain,
         "runs": rows,
@@ -138,7 +153,8 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {load_average()}",
     }
     print(
-        f"median: plain {plain:.1f} s, tracked {tracked:.1f} s: ratio {tracked / plain:.3f} "
+        f"median: plain {plain:.1f} s, tracked {tracked:.1f} s: ratio {tracked / plain:.3f}; paired ratios "
+        f"{', '.join(f'{r:.3f}' for r in paired)} "
         f"(probes alone {probe:.1f} s = {100 * probe / plain:.1f} % of the plain run)"
     )
     if options.json:

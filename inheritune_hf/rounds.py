@@ -72,7 +72,7 @@ ROUNDS_FILE = "rounds.json"
 FIGURE_FILE = "loss_curves.png"
 
 # InherituneArguments that do not change the result, so a resume may differ in them.
-_FREE_KEYS = ("reference_model", "resume", "overwrite", "plot", "track_attention_steps")
+_FREE_KEYS = ("reference_model", "resume", "overwrite", "plot", "track_attention_steps", "track_attention_samples")
 _DISTILLATION_KEYS = ("distillation_weight", "distillation_temperature", "distillation_schedule")
 
 
@@ -335,9 +335,9 @@ def run_inheritune(
     config = _run_config(reference, train_dataset, eval_dataset, args, training_args)
     done = _prepare_output(out, config, args, state)
     if args.track_attention_steps and tracking is None:
-        seq_len = min(100, len(next(iter(eval_dataset))["input_ids"]))  # the paper's 100 x 100, or whole blocks
+        seq_len = min(100, len(next(iter(eval_dataset))["input_ids"]))  # the paper's T = 100, or whole blocks
         tracking = AttentionTracking.from_dataset(
-            eval_dataset, args.track_attention_steps, 100, seq_len, training_args.seed
+            eval_dataset, args.track_attention_steps, args.track_attention_samples, seq_len, training_args.seed
         )
     if tracking is not None:
         tracking.load(out / ATTENTION_HISTORY_FILE)  # the rounds an interrupted run finished

@@ -221,7 +221,7 @@ def plot_attention_history(
 
 
 def _sharded_by(args: TrainingArguments | None = None, model: torch.nn.Module | None = None) -> str | None:
-    """'FSDP' or 'DeepSpeed ZeRO-3' when no one process holds the full weights, else None.
+    """What shards the weights ('FSDP', 'DeepSpeed ZeRO-3') when no one process holds them all, else None.
 
     Looks at the model's parameters (DTensor shards, ZeRO-3's `ds_id`), the Accelerate state Trainer made, the
     TrainingArguments and the `accelerate launch` environment, so it answers before training as well as inside it.
@@ -231,7 +231,7 @@ def _sharded_by(args: TrainingArguments | None = None, model: torch.nn.Module | 
             if hasattr(parameter, "ds_id"):
                 return "DeepSpeed ZeRO-3"
             if type(parameter).__name__ == "DTensor" or type(parameter.data).__name__ == "DTensor":
-                return "FSDP"
+                return "FSDP (or tensor parallelism: the weights are DTensor shards)"
         if any(type(module).__name__ == "FullyShardedDataParallel" for module in model.modules()):
             return "FSDP"
     if args is not None and getattr(args, "fsdp", None):

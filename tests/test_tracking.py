@@ -252,6 +252,8 @@ def test_settings_out_of_range_are_refused(setting):
 def test_a_negative_flag_is_refused():
     with pytest.raises(TrainingError, match="track_attention_steps"):
         InherituneArguments(track_attention_steps=-1)
+    with pytest.raises(TrainingError, match="track_attention_samples"):
+        InherituneArguments(track_attention_samples=0)
 
 
 def test_sharded_training_is_refused_at_train_begin_instead_of_hanging(monkeypatch, tmp_path):
@@ -324,7 +326,7 @@ def test_run_inheritune_tracks_every_round_and_the_baseline(tmp_path):
     assert list(stages) == ["round_1", "round_2", "baseline"]
     for stage, history in stages.items():
         assert [step for step, _ in history] == [0, 6, 12], stage
-        assert history[0][1].settings["num_samples"] == 100 and history[0][1].settings["seq_len"] == 32
+        assert history[0][1].settings["num_samples"] == 32 and history[0][1].settings["seq_len"] == 32
     assert [r.num_layers for r in (stages["round_1"][0][1], stages["round_2"][0][1])] == [2, 4]
     assert (out / "attention_history.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -335,6 +337,7 @@ def test_the_recipe_tracks_its_reference_whose_last_report_is_the_diagnosis(tmp_
     recipe = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
     out = tmp_path / "smoke"
     argv = ["--smoke", "--output_dir", str(out), "--eval_tasks", "none", "--track_attention_steps", "2"]
+    argv += ["--track_attention_samples", "4"]  # the smoke diagnosis's 4
     assert main(recipe, argv) == 0
     stages = read_attention_history(out / "inheritune" / "attention_history.json")
     assert list(stages)[0] == "reference" and "round_1" in stages

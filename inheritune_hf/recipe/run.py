@@ -187,10 +187,11 @@ def run_recipe(
         out.mkdir(parents=True, exist_ok=True)
     state.wait_for_everyone()
     tracking = None
-    if inheritune_args.track_attention_steps:  # the diagnosis's samples: the reference's last probe is its report
+    if inheritune_args.track_attention_steps:  # drawn as the diagnosis draws its samples, from the same text
         seq_len = min(recipe.analyze_seq_len, data_args.block_size)
+        samples = inheritune_args.track_attention_samples
         tracking = AttentionTracking.from_dataset(
-            eval_set, inheritune_args.track_attention_steps, recipe.analyze_samples, seq_len, training_args.seed
+            eval_set, inheritune_args.track_attention_steps, samples, seq_len, training_args.seed
         )
 
     reference, reference_info = train_or_load_reference(
