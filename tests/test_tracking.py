@@ -348,6 +348,7 @@ def test_the_recipe_tracks_its_reference_whose_last_report_is_the_diagnosis(tmp_
     reference_only = read_attention_history(out / "reference" / "attention_history.json")
     assert list(reference_only) == ["reference"]
     assert (out / "inheritune" / "attention_history.png").is_file()
+    assert (out / "model" / "attention_history.png").is_file()  # the model card shows it
 
 
 def test_tracking_does_not_stop_a_run_from_resuming(tmp_path):
@@ -374,6 +375,7 @@ def test_attention_tracking_records_the_callback_trainer_ran(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 31-38 s on 2 loaded cores: two interpreters start, each builds the tokenizer and the blocks
 def test_a_two_process_run_probes_and_logs_once(tmp_path):
     script = Path(__file__).with_name("_track_script.py")
     launched = subprocess.run(
