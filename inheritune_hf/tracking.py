@@ -177,10 +177,20 @@ def plot_attention_history(
             steps = [step for step, _ in entries]
             rows = len(entries[-1][1].layers)
             marker = "o" if len(entries) <= 12 else None
-            for row in range(rows):
+            # Layers often share a value (a random init attends uniformly everywhere). Deeper layers are drawn first,
+            # wider and with larger markers, so coinciding lines show as bands of their colours, not as the last one.
+            for row in sorted(range(rows), key=lambda r: -entries[-1][1].layers[r]):
                 layer = entries[-1][1].layers[row]
                 values = [report.max_rank[row] for _, report in entries]
-                ax.plot(steps, values, color=cmap(norm(layer)), marker=marker, markersize=3, linewidth=1.3)
+                share = norm(layer)
+                ax.plot(
+                    steps,
+                    values,
+                    color=cmap(share),
+                    marker=marker,
+                    markersize=2.5 + 3.0 * share,
+                    linewidth=1.0 + 1.8 * share,
+                )
             ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0)
             last = entries[-1][1]
             lazy = last.lazy_layers
