@@ -361,6 +361,22 @@ class InherituneArguments:
             "choices": list(DISTILLATION_SCHEDULES),
         },
     )
+    track_attention_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Watch attention collapse: every N steps of the reference's training (when the run trains it) and "
+            "of every round, measure each layer's attention rank and mass on fixed validation samples, log them, and "
+            "write attention_history.json and .png in the run folder. 0: off."
+        },
+    )
+    track_attention_samples: int = field(
+        default=32,
+        metadata={
+            "help": "Validation windows per attention probe (of 100 tokens, or the recipe's analyze_seq_len), drawn "
+            "once. The diagnosis uses the paper's 100; 32 keep probes every 100 steps within 5% of the demo's "
+            "training time (benchmarks/bench_track.py)."
+        },
+    )
     resume: bool = field(
         default=False, metadata={"help": "Resume an interrupted run in output_dir at the round and step it reached."}
     )
@@ -387,6 +403,10 @@ class InherituneArguments:
             self.distillation_schedule,
             target=self.target_loss,
         )
+        if not isinstance(self.track_attention_steps, int) or self.track_attention_steps < 0:
+            raise TrainingError(f"track_attention_steps must be >= 0 (0: off), got {self.track_attention_steps!r}.")
+        if not isinstance(self.track_attention_samples, int) or self.track_attention_samples < 1:
+            raise TrainingError(f"track_attention_samples must be >= 1, got {self.track_attention_samples!r}.")
         if self.max_eval_blocks is not None and self.max_eval_blocks < 1:
             raise TrainingError(f"max_eval_blocks must be at least 1, got {self.max_eval_blocks}.")
         if self.target_loss != "reference":

@@ -31,6 +31,7 @@ from .distill import LOGGED, DistillationTrainer, training_flops
 from .errors import DataError, TrainingError, moved
 from .loading import check_block_size
 from .settings import as_target_loss, check_distillation
+from .tracking import AttentionCollapseCallback
 
 # ---------------------------------------------------------------------------------------------------------------
 # train: one round
@@ -161,6 +162,9 @@ def train(
     `distillation_schedule`), and the FLOPs include the teacher's forwards. The 'until_target' schedule distills
     until an evaluation first reaches `distillation_target`, then trains on the plain loss without the teacher.
     alpha = 0 trains exactly as without a teacher: the same `Trainer`, the same weights.
+
+    `callbacks` are added to the Trainer; an `AttentionCollapseCallback` among them is bound to it
+    (`tracking.AttentionCollapseCallback.bind`), so its attention values go through `Trainer.log` to `report_to`.
     """
     target = None if target_loss is None else as_target_loss(target_loss)
     if isinstance(train_dataset, datasets.IterableDataset) and args.max_steps <= 0:
@@ -206,6 +210,9 @@ def train(
         processing_class=tokenizer,
         callbacks=[*callbacks, *([stopper] if stopper else [])],
     )
+    for callback in callbacks:
+        if isinstance(callback, AttentionCollapseCallback):
+            callback.bind(trainer)  # its values go through trainer.log, so report_to integrations see them
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
 
     step = trainer.state.global_step

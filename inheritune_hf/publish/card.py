@@ -52,6 +52,7 @@ TEMPLATE_PATH = Path(__file__).parent / "templates" / "modelcard_template.md"
 KNOWN_FIGURES = {
     "attention_rank.png": "Attention rank per layer of the reference (lazy layers have rank 1)",
     "loss_curves.png": "Validation loss against training tokens: rounds, reference and random-init baseline",
+    "attention_history.png": "Attention rank (MaxRank) per layer against training steps, each stage of the run",
 }
 
 #: What the Hub accepts as a repo id: "namespace/name" or "name" (`check_repo_id` adds the Hub's own rules).
