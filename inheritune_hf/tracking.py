@@ -32,7 +32,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from .analyze import _draw_samples, analyze_attention
+from .analyze import _draw_samples, analyze_attention, sample_source
 from .errors import DataError, InherituneError, TrainingError
 from .io import atomic_path, read_json, write_json
 from .report import AttentionReport
@@ -466,7 +466,9 @@ class AttentionCollapseCallback(TrainerCallback, ExportableState):
 
 
 def attention_samples(dataset: Any, num_samples: int = 100, seq_len: int = 100, seed: int = 0) -> torch.Tensor:
-    """`num_samples` windows of `seq_len` tokens at seeded random offsets of a packed dataset's token stream.
+    """`num_samples` windows of `seq_len` tokens at seeded random offsets of a packed dataset's token stream (or,
+    when every block starts with the same BOS token, the first `seq_len` tokens of seeded random blocks: see
+    `analyze.sample_source`).
 
     The same windows `analyze_attention(model, input_ids=<the stream>, num_samples=..., seq_len=..., seed=...)`
     draws (and the recipe's diagnosis, from the same validation set and seed), so the callback's last report and
@@ -487,11 +489,11 @@ def attention_samples(dataset: Any, num_samples: int = 100, seq_len: int = 100, 
             total += rows[-1].numel()
             if total >= 100 * num_samples * seq_len:
                 break
-        stream = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long)
+        stream = sample_source(torch.stack(rows)) if rows else torch.zeros(0, dtype=torch.long)
     else:
         if length == 0:
             raise DataError("The validation set is empty: there are no attention samples to draw.")
-        stream = torch.as_tensor(dataset[:]["input_ids"]).reshape(-1)
+        stream = sample_source(dataset[:]["input_ids"])
     return _draw_samples(stream.long(), num_samples, seq_len, seed)
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, TrainingArguments, set_seed
 
-from ..analyze import analyze_attention
+from ..analyze import analyze_attention, sample_source
 from ..data import EMBEDDED_CORPUS, causal_lm_datasets, load_text_dataset, train_tokenizer
 from ..errors import InherituneError
 from ..evaluate import PAPER_TASKS, DownstreamResults, evaluate_downstream, write_heldout_tasks
@@ -206,7 +206,7 @@ def diagnose(
     seq_len = min(recipe.analyze_seq_len, len(eval_set[0]["input_ids"]))
     report = analyze_attention(
         reference,
-        input_ids=eval_set[:]["input_ids"].reshape(-1),
+        input_ids=sample_source(eval_set[:]["input_ids"]),
         num_samples=recipe.analyze_samples,
         seq_len=seq_len,
         seed=seed,
