@@ -68,8 +68,8 @@ INVERSE_LAYER_SCALING = "scale_attn_by_inverse_layer_idx"
 SMOKE_RECIPE_FLAGS = [
     "--num_layers", "4", "--hidden_size", "64", "--tokenizer_vocab_size", "512", "--corpus_max_bytes", "300000",
     "--validation_fraction", "0.2", "--block_size", "64", "--analyze_samples", "4", "--analyze_seq_len", "32",
-    "--max_eval_blocks", "8", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8", "--warmup_steps", "1",
-    "--eval_steps", "2", "--logging_steps", "1000",
+    "--max_eval_blocks", "8", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
+    "--warmup_steps", "1", "--eval_steps", "2", "--logging_steps", "1000",
 ]  # fmt: skip
 SMOKE_STEPS = {"reference_steps": 4, "steps": 3}
 
