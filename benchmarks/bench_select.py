@@ -14,13 +14,13 @@ paired difference to "prefix" (same reference, same seed), and the reference's l
 blocks. Each seed is a full replicate (its own reference, analysis samples and data order); with several seeds
 the table gives the mean and the range over seeds, and the script says whether the ranking flips between seeds.
 Criteria that pick the same blocks as one already trained in this seed are not trained twice: the same blocks,
-seed and data give the same run (training on CPU is deterministic), and the table says "(= prefix)".
+seed and data give the same run (checked bit for bit on CPU, one thread), and the table says "(= prefix)".
 
 One change to the demo's model: tiny.yaml builds the paper's GPT-2, whose attention logits are scaled by 1 / (the
 block's index + 1) (`scale_attn_by_inverse_layer_idx`). A block moved to another index would compute with another
 scale and no config field restores it, so `inherit` refuses every non-prefix selection of such a model. The bench
-turns that scaling off for its reference (and says so); `--inverse-layer-scaling` keeps it, and the refused rows
-then read "refused by inherit".
+turns that scaling off for its reference (the header says so); `--inverse-layer-scaling` keeps it, and the refused
+rows then read "refused by inherit".
 
     python benchmarks/bench_select.py [--reference-steps 300] [--steps 200] [--seeds 0 1 2] [--json out.json]
     python benchmarks/bench_select.py --smoke   # a 4-layer reference, a few steps: the wiring, in seconds
@@ -78,8 +78,8 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The bench's flags, checked before any data is read or model trained (one line naming what to change)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=ROOT / "recipes" / "tiny.yaml", help="the recipe's YAML")
-    parser.add_argument("--reference-steps", type=int, default=300, help="training steps of the 8-layer reference")
-    parser.add_argument("--steps", type=int, default=200, help="training steps of every 4-layer model")
+    parser.add_argument("--reference-steps", type=int, default=300, help="training steps of the reference")
+    parser.add_argument("--steps", type=int, default=200, help="training steps of every smaller model")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one full replicate per seed")
     parser.add_argument("--num-layers", type=int, default=None, help="blocks to keep (default: half the reference)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: stable on a shared machine)")
@@ -206,14 +206,14 @@ def run_seed(seed: int, recipe, inputs, eval_blocks, training_args: TrainingArgu
 
 
 def spread(values: Sequence[float], signed: bool = False) -> str:
-    """A mean, with the range over seeds when there are several: 4.9511 [4.9402, 4.9630]. Refused runs (NaN) are
+    """A mean, with the range over seeds where they differ: 4.9511 [4.9402, 4.9630]. Refused runs (NaN) are
     left out and counted; a cell with none left reads "refused by inherit"."""
     measured = [value for value in values if not math.isnan(value)]
     if not measured:
         return "refused by inherit"
     form = "{:+.4f}" if signed else "{:.4f}"
     text = form.format(statistics.fmean(measured))
-    if len(measured) > 1:
+    if min(measured) != max(measured):
         text += f" [{form.format(min(measured))}, {form.format(max(measured))}]"
     if len(measured) < len(values):
         text += f" ({len(values) - len(measured)} of {len(values)} seeds refused)"
@@ -282,10 +282,10 @@ def format_table(runs: list[dict[str, Any]], steps: int, num_layers: int) -> str
 def without_inverse_layer_scaling(overrides: str | None) -> str | None:
     """The recipe's `config_overrides` ("key=value,...") with GPT-2's attention scaling by 1 / (block index + 1)
     turned off: under it a block moved to another index computes differently, and `inherit` refuses the move."""
-    if not overrides or INVERSE_LAYER_SCALING not in overrides:
+    pairs = [pair.split("=", 1) for pair in (overrides or "").split(",") if "=" in pair]
+    if not any(key.strip() == INVERSE_LAYER_SCALING and value.strip().lower() == "true" for key, value in pairs):
         return overrides
-    pairs = [pair for pair in overrides.split(",") if pair.split("=")[0].strip() != INVERSE_LAYER_SCALING]
-    return ",".join([*pairs, f"{INVERSE_LAYER_SCALING}=false"])
+    return ",".join(f"{key}={'false' if key.strip() == INVERSE_LAYER_SCALING else value}" for key, value in pairs)
 
 
 def prepare(options: argparse.Namespace):
@@ -294,8 +294,13 @@ def prepare(options: argparse.Namespace):
     `--num-layers` does not fit the reference, before any data is read."""
     flags = SMOKE_RECIPE_FLAGS if options.smoke else []
     recipe, inheritune_args, data_args, training_args = parse_recipe_args(flags, default_config=options.config)
-    if not options.inverse_layer_scaling:
-        recipe = dataclasses.replace(recipe, config_overrides=without_inverse_layer_scaling(recipe.config_overrides))
+    overrides = (
+        recipe.config_overrides
+        if options.inverse_layer_scaling
+        else without_inverse_layer_scaling(recipe.config_overrides)
+    )
+    options.scaling_turned_off = overrides != recipe.config_overrides  # the header says so
+    recipe = dataclasses.replace(recipe, config_overrides=overrides)
     keep = recipe.num_layers // 2 if options.num_layers is None else options.num_layers
     if not 1 <= keep < recipe.num_layers:
         sys.exit(f"--num-layers must be in 1..{recipe.num_layers - 1} for a {recipe.num_layers}-layer reference.")
@@ -328,7 +333,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"\nSelection benchmark: {recipe.name} ({layers}L x {recipe.hidden_size}, {options.config.name}), keep "
           f"{keep} blocks; reference {options.reference_steps} steps, every {keep}-layer model {options.steps} steps "
           f"of {batch} x {block} tokens, lr {training_args.learning_rate:g}; validation loss on {len(eval_blocks)} "
-          f"blocks; seeds {options.seeds}" + (" (mean [min, max] over seeds)" if len(runs) > 1 else ""))  # fmt: skip
+          f"blocks; seeds {options.seeds}" + (" (mean [min, max] over seeds)" if len(runs) > 1 else "") +
+          ("; attention not scaled by 1 / (block index + 1), unlike the demo's, so that moved blocks compute as "
+           "in the reference" if options.scaling_turned_off else ""))  # fmt: skip
     print(f"\n{table}\n")
     for run in runs:
         print(f"seed {run['seed']}: {format_ranking(run)}")
@@ -345,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "steps": options.steps, "seeds": options.seeds, "batch": batch, "block": block,
             "learning_rate": training_args.learning_rate, "eval_blocks": len(eval_blocks),
             "analyze_samples": recipe.analyze_samples, "threads": options.threads,
+            "config_overrides": recipe.config_overrides,
         },
         "runs": runs,
         "table": table,
