@@ -137,3 +137,17 @@ def test_bad_steps_are_refused_before_any_work(bench, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--steps", "0"])
     assert "--steps must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_a_pair_of_criteria_flips_only_when_its_order_reverses_between_seeds(bench):
+    def run(seed, **end_losses):
+        rows = {c: {"end_loss": end_losses.get(c, 5.0)} for c in (*SELECTION_CRITERIA, "random init")}
+        return {"seed": seed, "rows": rows}
+
+    same_order = [run(0, prefix=4.8, rank=4.9), run(1, prefix=4.7, rank=4.75)]
+    assert ("prefix", "rank") not in bench.flipped_pairs(same_order)
+    reversed_order = [run(0, prefix=4.8, rank=4.9), run(1, prefix=4.8, rank=4.7)]
+    assert bench.flipped_pairs(reversed_order) == [("prefix", "rank")]
+    assert bench.format_ranking(reversed_order[1]) == "rank < prefix < angular = block_influence"
+    refused = run(0, prefix=4.8, rank=math.nan)
+    assert bench.format_ranking(refused) == "prefix < angular = block_influence (refused: rank)"
