@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -162,7 +162,8 @@ def train_or_load_reference(
         state.wait_for_everyone()
     set_seed(args.seed)  # the reference's initial weights, like every round's, follow --seed: a run is repeatable
     model = AutoModelForCausalLM.from_config(config)
-    result = train(model, train_set, eval_set, args, tokenizer=tokenizer)
+    # eval_on_start: its curve starts at step 0, as every round's does (not a setting: the fingerprint omits it)
+    result = train(model, train_set, eval_set, dataclasses.replace(args, eval_on_start=True), tokenizer=tokenizer)
     model.config._name_or_path = f"{recipe.name}-reference-{recipe.num_layers}L"
     # Trainer.save_model, as every round is saved: the full state dict gathered under FSDP / ZeRO-3, the files
     # (weights and tokenizer) written once, by the main process, and renamed into place.
@@ -221,10 +222,12 @@ def inheritune_rounds(
     tokenizer: PreTrainedTokenizerBase | None = None,
     metadata: dict[str, Any] | None = None,
     figure: Path | None = None,
+    reference_curve: Sequence[dict[str, Any]] | None = None,
 ) -> InherituneResult:
     """Algorithm 1 under `run_dir` (`run_inheritune`: inherit L/2 blocks, train, grow by 2 until matched, and
     the random-init baseline when asked). `figure` (the diagnosis's attention-rank plot) is copied beside the
-    rounds, by the main process, so the model card shows it."""
+    rounds, by the main process, so the model card shows it; `reference_curve` (the reference's own training,
+    when the recipe trained it) is drawn in loss_curves.png."""
     from accelerate import PartialState
 
     result = run_inheritune(
@@ -235,6 +238,7 @@ def inheritune_rounds(
         dataclasses.replace(training_args, output_dir=str(run_dir)),
         tokenizer=tokenizer,
         metadata=metadata,
+        reference_curve=reference_curve,
     )
     if figure is not None and PartialState().is_main_process:
         atomic_write_bytes(run_dir / figure.name, figure.read_bytes())
