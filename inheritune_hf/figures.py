@@ -375,9 +375,9 @@ def loss_figure(
                 zorder=5,
                 label="round matched",
             )
-        panel.set_xlabel("training tokens (rounds placed one after another)")
+        rounds_drawn = sum(row["kind"] == "inheritune" for row in rounds)
+        panel.set_xlabel("training tokens" + (" (rounds placed one after another)" if rounds_drawn > 1 else ""))
         panel.xaxis.set_major_formatter(EngFormatter(sep=""))
-        panel.set_xlim(left=0)
         panel.grid(alpha=0.3)
     ax.set_ylabel("validation loss")
     ax.set_title("every evaluation, from step 0 (before training)", fontsize="medium", loc="left")

@@ -422,7 +422,8 @@ def run_inheritune(
         record(baseline)
 
     if args.plot and state.is_main_process:
-        name = reference.name_or_path or type(reference).__name__
+        # the config's name: what from_pretrained read, or what a caller named an in-memory model
+        name = reference.config.name_or_path or reference.name_or_path or type(reference).__name__
         if Path(name).is_absolute():  # a local folder: its last two parts, not the whole path
             name = "/".join(Path(name).parts[-2:])
         label = f"reference ({num_layers_of(reference.config)} layers)"
