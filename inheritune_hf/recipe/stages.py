@@ -150,7 +150,9 @@ def train_or_load_reference(
         info = read_json(record) if record.is_file() else {}
         changed = settings_differences(info.get("settings", {}), settings)
         if not changed:
-            return load_causal_lm(final), info
+            model = load_causal_lm(final)
+            model.config._name_or_path = f"{recipe.name}-reference-{recipe.num_layers}L"  # as when it was trained
+            return model, info
         if not overwrite:
             raise InherituneError(
                 f"{folder} holds a reference trained with other settings ({'; '.join(changed[:4])}). Pass "
