@@ -38,6 +38,17 @@ from .rounds import InherituneResult, round_depths, run_inheritune
 from .selection import SELECTION_CRITERIA, LayerSelection, select_layers
 from .settings import DataArguments, InherituneArguments, RecipeArguments
 from .slicing import Lineage, inherit_config, nearest_valid_num_layers, valid_num_layers
+from .tracking import (
+    AttentionCollapseCallback,
+    AttentionTracking,
+    attention_metrics,
+    attention_samples,
+    history_from_json,
+    history_to_json,
+    plot_attention_history,
+    read_attention_history,
+    write_attention_history,
+)
 from .train import train
 
 __version__ = "0.1.0"
@@ -47,7 +58,9 @@ __all__ = [
     "PAPER_TASKS",
     "REINIT_PARTS",
     "SELECTION_CRITERIA",
+    "AttentionCollapseCallback",
     "AttentionReport",
+    "AttentionTracking",
     "CheckpointError",
     "ConfigSliceError",
     "DataArguments",
@@ -72,12 +85,16 @@ __all__ = [
     "analyze_attention",
     "attention_figure",
     "attention_mass",
+    "attention_metrics",
     "attention_rank",
+    "attention_samples",
     "check_tasks",
     "distillation_kl",
     "evaluate_downstream",
     "find_decoder_layers",
     "grow",
+    "history_from_json",
+    "history_to_json",
     "inherit",
     "inherit_checkpoint",
     "inherit_config",
@@ -85,13 +102,16 @@ __all__ = [
     "model_card",
     "nearest_valid_num_layers",
     "plan_inherit",
+    "plot_attention_history",
     "publish_run",
     "push_to_hub",
+    "read_attention_history",
     "round_depths",
     "run_inheritune",
     "run_recipe",
     "select_layers",
     "train",
     "valid_num_layers",
+    "write_attention_history",
     "write_heldout_tasks",
 ]

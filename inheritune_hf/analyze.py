@@ -253,9 +253,32 @@ def _token_stream(
     return source, torch.tensor(stream, dtype=torch.long)
 
 
+def _start_with_one_token(rows: torch.Tensor) -> bool:
+    """Whether every row of packed blocks begins with the same token: a BOS the model was trained to see at
+    position 0 (`pack_dataset(..., bos_token_id=...)`); two blocks of plain packed text never all agree."""
+    return rows.dim() == 2 and rows.shape[0] >= 2 and bool((rows[:, 0] == rows[0, 0]).all())
+
+
+def sample_source(blocks: Any) -> torch.Tensor:
+    """Packed blocks [n, B] as `analyze_attention(input_ids=...)` should draw its samples from them.
+
+    The stream (windows at random offsets, the paper's way), unless every block starts with the same token: then
+    the blocks themselves, so that each sample is a block's first `seq_len` tokens and starts with that token as
+    every training window did. Attention sinks form on such a fixed first token; windows at random offsets would
+    hide them.
+    """
+    rows = torch.as_tensor(blocks).long()
+    return rows if _start_with_one_token(rows) else rows.reshape(-1)
+
+
 def _draw_samples(tokens: torch.Tensor, num_samples: int, seq_len: int, seed: int) -> torch.Tensor:
-    """`num_samples` windows of `seq_len` tokens at random offsets (with replacement, seeded) -> [N, T]."""
+    """`num_samples` windows of `seq_len` tokens at random offsets (with replacement, seeded) -> [N, T].
+
+    2-D rows of `seq_len` tokens are samples already; longer rows that all start with one token (see
+    `sample_source`) give their first `seq_len` tokens."""
     generator = torch.Generator().manual_seed(seed)
+    if tokens.dim() == 2 and tokens.shape[1] > seq_len and _start_with_one_token(tokens):
+        tokens = tokens[:, :seq_len]
     if tokens.dim() == 2 and tokens.shape[1] == seq_len:
         if tokens.shape[0] < num_samples:
             raise DataError(

@@ -737,5 +737,5 @@ def inherit_checkpoint(
                 stale.unlink()
             model.save_pretrained(tmp, max_shard_size=shard_bytes)
         _copy_companions(plan, tmp)
-    logger.info("inherit: wrote %s (%.2f GB)", out, plan.nbytes / 1e9)
+    logger.debug("inherit: wrote %s (%d bytes)", out, plan.nbytes)
     return out

@@ -11,7 +11,8 @@ Sources, all ending as a `datasets.DatasetDict` with a `train` and a `validation
 
 `pack_dataset` tokenizes with `datasets.map` and concatenates documents with EOS between them, then cuts
 the stream into blocks of `block_size` tokens (the `group_texts` recipe of transformers' `run_clm.py`).
-Every block is a full training sample; the tail shorter than one block is dropped.
+Every block is a full training sample; the tail shorter than one block is dropped. With `bos_token_id` every
+block starts with that token (as GPT-2 and Llama are trained), which gives attention a fixed first position.
 """
 
 from __future__ import annotations
@@ -354,17 +355,34 @@ def pack_dataset(
     num_proc: int | None = None,
     max_blocks: int | None = None,
     vocab_size: int | None = None,
+    bos_token_id: int | None = None,
 ) -> datasets.Dataset | datasets.IterableDataset:
     """Tokenize `dataset` and pack it into blocks of exactly `block_size` tokens (`input_ids`, `labels`).
 
     Documents are joined with the tokenizer's EOS between them, as GPT-2 was trained, then the stream is cut
     into blocks; the remainder shorter than one block is dropped. `labels` equal `input_ids` (the model
-    shifts them), so the default collator needs no padding. Raises `DataError` when the tokenizer has no
-    EOS, encodes a sample of the text to (almost) nothing or (given the model's `vocab_size`) to ids past
-    it (`check_tokenizer`, before the whole text is tokenized), or the text gives fewer tokens than one block.
+    shifts them), so the default collator needs no padding.
+
+    With `bos_token_id`, each block is that token followed by the next `block_size - 1` tokens of the stream,
+    so every training window has the same token at position 0, as GPT-2 and Llama see in training. That fixed
+    first position is where attention sinks form (Gu et al. 2024, "When Attention Sink Emerges in Language
+    Models"), and sinks are the single-column pattern the paper calls attention collapse.
+
+    Raises `DataError` when the tokenizer has no EOS, `bos_token_id` is not an id of the model's embeddings,
+    the tokenizer encodes a sample of the text to (almost) nothing or (given the model's `vocab_size`) to ids
+    past it (`check_tokenizer`, before the whole text is tokenized), or the text gives fewer tokens than one
+    block.
     """
     if block_size < 2:
         raise DataError(f"block_size must be at least 2, got {block_size}.")
+    if bos_token_id is not None and (
+        not isinstance(bos_token_id, int)
+        or isinstance(bos_token_id, bool)
+        or bos_token_id < 0
+        or (vocab_size is not None and bos_token_id >= vocab_size)
+    ):
+        bound = f" below the model's vocab_size {vocab_size}" if vocab_size is not None else ""
+        raise DataError(f"bos_token_id must be a token id (an integer >= 0{bound}), got {bos_token_id!r}.")
     eos_id = tokenizer.eos_token_id
     if eos_id is None:
         raise DataError("The tokenizer has no EOS token to separate documents; set tokenizer.eos_token.")
@@ -376,8 +394,10 @@ def pack_dataset(
     def tokenize_and_pack(batch: dict[str, list]) -> dict[str, list[list[int]]]:
         ids = tokenizer(batch[text_column], add_special_tokens=False)["input_ids"]
         stream = [token for doc in ids for token in (*doc, eos_id)]
-        usable = len(stream) // block_size * block_size
-        blocks = [stream[i : i + block_size] for i in range(0, usable, block_size)]
+        prefix = [] if bos_token_id is None else [bos_token_id]
+        step = block_size - len(prefix)  # stream tokens per block
+        usable = len(stream) // step * step
+        blocks = [prefix + stream[i : i + step] for i in range(0, usable, step)]
         return {"input_ids": blocks, "labels": [list(b) for b in blocks]}
 
     # Documents are packed per `datasets.map` batch (1000 documents), as run_clm.py does; only the last
@@ -408,7 +428,16 @@ def causal_lm_datasets(
 
     The metadata names the source and, for in-memory corpora, its fingerprint (documents, bytes, sha256).
     `vocab_size` (the model's embedding rows) lets the tokenizer be checked against the model before packing.
+    With `data_args.start_blocks_with_bos` every block starts with the tokenizer's BOS (`pack_dataset`).
     """
+    bos_token_id = None
+    if data_args.start_blocks_with_bos:
+        bos_token_id = tokenizer.bos_token_id
+        if bos_token_id is None:
+            raise DataError(
+                "start_blocks_with_bos needs a tokenizer with a BOS token; set tokenizer.bos_token (GPT-2 uses "
+                "<|endoftext|>) or turn start_blocks_with_bos off."
+            )
     raw = load_text_dataset(
         source if source is not None else data_args.dataset_name,
         config_name=data_args.dataset_config_name,
@@ -424,6 +453,8 @@ def causal_lm_datasets(
     )
     name = data_args.dataset_name if source is None else type(source).__name__
     metadata: dict[str, Any] = {"source": name or EMBEDDED_CORPUS, "block_size": data_args.block_size}
+    if bos_token_id is not None:
+        metadata["bos_token_id"] = bos_token_id
     if isinstance(raw, datasets.DatasetDict):
         metadata["fingerprint"] = corpus_fingerprint(raw, data_args.text_column)
     packed = {}
@@ -436,6 +467,7 @@ def causal_lm_datasets(
                 text_column=data_args.text_column,
                 num_proc=data_args.preprocessing_num_workers,
                 vocab_size=vocab_size,
+                bos_token_id=bos_token_id,
             )
         except DataError as err:
             raise DataError(f"The {split} split: {err}") from err

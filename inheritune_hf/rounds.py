@@ -12,6 +12,8 @@ compare, grow, until a round matches the target or reaches `max_layers`. Its out
         eval_curve.json        [{"step", "tokens", "eval_loss"}], from step 0 (the model before training)
       baseline-16L/            the same-size random-init model, same layout
       loss_curves.png          reference, rounds and baseline against training tokens
+      attention_history.json   with track_attention_steps N: each stage's attention rank and mass every N steps,
+      attention_history.png    and MaxRank per layer against training steps (`tracking`)
 
 A killed run is resumed with `resume=True`: finished rounds are read back from rounds.json, the unfinished
 round continues from its last Trainer checkpoint (model, optimizer, scheduler, RNG and data position).
@@ -54,8 +56,9 @@ from .inherit import grow, inherit
 from .io import check_output_dir, jsonable, read_json, replace_dir, write_json
 from .loading import load_causal_lm
 from .narration import narrate
-from .settings import InherituneArguments
+from .settings import InherituneArguments, check_distillation
 from .slicing import nearest_valid_num_layers, valid_num_layers
+from .tracking import ATTENTION_HISTORY_FILE, AttentionTracking, check_trackable
 from .train import check_training_inputs, evaluate_loss, train
 
 logger = logging.getLogger(__name__)
@@ -70,7 +73,7 @@ ROUNDS_FILE = "rounds.json"
 FIGURE_FILE = "loss_curves.png"
 
 # InherituneArguments that do not change the result, so a resume may differ in them.
-_FREE_KEYS = ("reference_model", "resume", "overwrite", "plot")
+_FREE_KEYS = ("reference_model", "resume", "overwrite", "plot", "track_attention_steps", "track_attention_samples")
 _DISTILLATION_KEYS = ("distillation_weight", "distillation_temperature", "distillation_schedule")
 
 
@@ -185,11 +188,15 @@ def _train_round(
     callbacks,
     state: PartialState,
     schedule: dict[str, Any] | None = None,
+    tracking: AttentionTracking | None = None,
+    stage: str = "",
 ):
     """Build (seeded, so a resumed run builds the same model) and train one round in `out / name`.
 
     `schedule` overrides training arguments for this round (a growth round's peak learning rate and warmup).
-    With `args.distillation_weight` > 0 the `reference` is the teacher.
+    With `args.distillation_weight` > 0 the `reference` is the teacher ('until_target': until the round first
+    evaluates at the match threshold, target + tolerance). With `tracking`, the round's attention
+    history is recorded as `stage` and written to the run folder.
     """
     directory = out / name
     set_seed(training_args.seed)
@@ -207,16 +214,20 @@ def _train_round(
         round_args,
         target_loss=target + args.tolerance if args.stop_at_target else None,
         tokenizer=tokenizer,
-        callbacks=callbacks,
+        callbacks=[*callbacks, *([tracking.callback()] if tracking is not None else [])],
         resume_from_checkpoint=resume,
         teacher=reference,
         distillation_weight=args.distillation_weight,
         distillation_temperature=args.distillation_temperature,
         distillation_schedule=args.distillation_schedule,
+        distillation_target=target + args.tolerance,
     )
     _save_model(result, directory / "model", state)
     if state.is_main_process:
         write_json(directory / "eval_curve.json", result.eval_curve)
+    if tracking is not None:
+        tracking.record(stage, result.trainer)
+        tracking.write(out, plot=args.plot)
     return model, result
 
 
@@ -264,6 +275,7 @@ def run_inheritune(
     tokenizer: PreTrainedTokenizerBase | None = None,
     metadata: dict[str, Any] | None = None,
     callbacks: Sequence[TrainerCallback] = (),
+    tracking: AttentionTracking | None = None,
     reference_curve: Sequence[dict[str, Any]] | None = None,
 ) -> InherituneResult:
     """Algorithm 1 of Inheritune: inherit L/2 blocks, train, and grow by 2 until the reference's loss is matched.
@@ -279,6 +291,11 @@ def run_inheritune(
     resume settings) run before anything is written or trained. `metadata` (e.g. the corpus fingerprint) is
     recorded in run.json, and so is `reference_curve`, the reference's own training curve (`[{"step", "tokens",
     "eval_loss"}]`, as `train` returns it) when the caller trained it: loss_curves.png draws it beside the rounds.
+
+    With `args.track_attention_steps` N > 0, every round (and the baseline) is watched by an
+    `AttentionCollapseCallback` every N steps on samples drawn once from `eval_dataset` (seeded by
+    `training_args.seed`), or on those of `tracking`, whose stages (e.g. the recipe's reference) come first in
+    `attention_history.json`.
     """
     check_causal_lm(reference)
     state = PartialState()
@@ -289,9 +306,22 @@ def run_inheritune(
     elif args.max_eval_blocks is not None:
         eval_dataset = eval_dataset.take(args.max_eval_blocks)
     check_training_inputs(reference, train_dataset, eval_dataset, tokenizer)
+    check_distillation(
+        args.distillation_weight, args.distillation_temperature, args.distillation_schedule,
+        evaluates=training_args.eval_strategy != "no",
+    )  # fmt: skip
+    if args.track_attention_steps or tracking is not None:
+        check_trackable(training_args)
 
     config = _run_config(reference, train_dataset, eval_dataset, args, training_args)
     done = _prepare_output(out, config, args, state)
+    if args.track_attention_steps and tracking is None:
+        seq_len = min(100, len(next(iter(eval_dataset))["input_ids"]))  # the paper's T = 100, or whole blocks
+        tracking = AttentionTracking.from_dataset(
+            eval_dataset, args.track_attention_steps, args.track_attention_samples, seq_len, training_args.seed
+        )
+    if tracking is not None:
+        tracking.load(out / ATTENTION_HISTORY_FILE)  # the rounds an interrupted run finished
     previous = _read_json(out / RUN_FILE) if (out / RUN_FILE).exists() else {}
     reference_curve = list(reference_curve) if reference_curve else previous.get("reference_curve")
 
@@ -357,7 +387,9 @@ def run_inheritune(
                 schedule = {"learning_rate": training_args.learning_rate * args.growth_lr_scale}
                 if args.growth_warmup_steps is not None:
                     schedule["warmup_steps"] = args.growth_warmup_steps
-            model, result = _train_round(name, build, *common, schedule=schedule)
+            model, result = _train_round(
+                name, build, *common, schedule=schedule, tracking=tracking, stage=f"round_{index}"
+            )
             tokens_before = rows[-1]["cumulative_tokens"] if rows else 0
             row = {
                 "kind": "inheritune",
@@ -371,6 +403,9 @@ def run_inheritune(
                 "flops": result.flops,
                 "cumulative_flops": (rows[-1].get("cumulative_flops", math.nan) if rows else 0.0) + result.flops,
                 "distillation_weight": args.distillation_weight,
+                "teacher_tokens": result.teacher_tokens,
+                "train_ce": result.distillation_log.get("distill_ce"),
+                "train_kl": result.distillation_log.get("distill_kl"),
                 "val_loss": result.final_loss,
                 "reference_val_loss": reference_loss,
                 "target_loss": target,
@@ -399,7 +434,9 @@ def run_inheritune(
     if args.random_baseline and baseline is None:
         name = f"baseline-{layers}L"
         _narrate("%s: the same-size random-init baseline, %d layers, on one round's budget", name, layers)
-        _, result = _train_round(name, lambda: inherit(reference, layers, random_init=True), *common)
+        _, result = _train_round(
+            name, lambda: inherit(reference, layers, random_init=True), *common, tracking=tracking, stage="baseline"
+        )
         baseline = {
             "kind": "random_baseline",
             "round": None,
@@ -412,6 +449,9 @@ def run_inheritune(
             "flops": result.flops,
             "cumulative_flops": result.flops,
             "distillation_weight": args.distillation_weight,
+            "teacher_tokens": result.teacher_tokens,
+            "train_ce": result.distillation_log.get("distill_ce"),
+            "train_kl": result.distillation_log.get("distill_kl"),
             "val_loss": result.final_loss,
             "reference_val_loss": reference_loss,
             "target_loss": target,

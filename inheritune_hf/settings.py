@@ -24,19 +24,29 @@ REINIT_PARTS = ("position_embeddings", "embedding_norm", "final_norm", "lm_head"
 NANOGPT_REINIT = ("position_embeddings", "final_norm")
 #: How a round grows: the paper's `restart` from the reference, or `continue` the trained blocks.
 GROWTH_STRATEGIES = ("restart", "continue")
-#: How the distillation weight alpha moves over a round: held, or decayed linearly to 0 at the round's last step.
-DISTILLATION_SCHEDULES = ("constant", "linear_decay")
+#: How the distillation weight alpha moves over a round: held, decayed linearly to 0 at the round's last step, or
+#: held until the validation loss first reaches the target and 0 from there on.
+DISTILLATION_SCHEDULES = ("constant", "linear_decay", "until_target")
 #: `dataset_name` of the offline corpus: this Python's standard library sources.
 EMBEDDED_CORPUS = "stdlib"
 #: Weight dtypes `inheritune inherit --dtype` casts to.
 DTYPES = ("float32", "float16", "bfloat16")
 
 
-def check_distillation(weight: float, temperature: float, schedule: str) -> None:
+def check_distillation(
+    weight: float,
+    temperature: float,
+    schedule: str,
+    *,
+    target: float | str | None = "reference",
+    evaluates: bool = True,
+) -> None:
     """Refuse distillation settings that would train on a meaningless loss, with one line that says why.
 
     The loss is `(1 - alpha) * CE + alpha * T^2 * KL(teacher || student)`: alpha outside [0, 1] makes one term
     negative (training would push away from the data or the teacher), and T must be a positive finite number.
+    The 'until_target' schedule stops distilling at the first evaluation that reaches `target` (a loss, or
+    'reference'), so it needs one, and periodic evaluation (`evaluates`) to notice.
     """
     if not (isinstance(weight, int | float) and math.isfinite(weight) and 0.0 <= weight <= 1.0):
         raise TrainingError(
@@ -48,6 +58,17 @@ def check_distillation(weight: float, temperature: float, schedule: str) -> None
         )
     if schedule not in DISTILLATION_SCHEDULES:
         raise TrainingError(f"distillation_schedule must be one of {DISTILLATION_SCHEDULES}, got {schedule!r}.")
+    if schedule == "until_target" and weight > 0:
+        if target is None:
+            raise TrainingError(
+                "distillation_schedule='until_target' needs the target loss to stop distilling at: pass "
+                "distillation_target to train (run_inheritune passes the reference's), or use another schedule."
+            )
+        if not evaluates:
+            raise TrainingError(
+                "distillation_schedule='until_target' notices the target at evaluations: set eval_strategy='steps' "
+                "and eval_steps in TrainingArguments, or use another schedule."
+            )
 
 
 def as_target_loss(value: Any) -> float:
@@ -222,6 +243,13 @@ class DataArguments:
     )
     text_column: str = field(default="text", metadata={"help": "Column holding the raw text."})
     block_size: int = field(default=1024, metadata={"help": "Tokens per training sample (the paper: 1024)."})
+    start_blocks_with_bos: bool = field(
+        default=False,
+        metadata={
+            "help": "Start every block with the tokenizer's BOS token, as GPT-2 and Llama are trained: a fixed first "
+            "position, where attention sinks (single-column, rank-1 heads) form."
+        },
+    )
     validation_fraction: float = field(
         default=0.05, metadata={"help": "Share of documents held out when the source has no validation split."}
     )
@@ -327,9 +355,26 @@ class InherituneArguments:
     distillation_schedule: str = field(
         default="constant",
         metadata={
-            "help": "alpha over a round: 'constant', or 'linear_decay' to 0 at the round's last step (the student may "
-            "end better than its teacher once the teacher stops pulling).",
+            "help": "alpha over a round: 'constant'; 'linear_decay' to 0 at the round's last step (the student may "
+            "end better than its teacher once the teacher stops pulling); or 'until_target': alpha until an "
+            "evaluation first reaches the target loss, then the plain loss (and no teacher forwards) for the rest.",
             "choices": list(DISTILLATION_SCHEDULES),
+        },
+    )
+    track_attention_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Watch attention collapse: every N steps of the reference's training (when the run trains it) and "
+            "of every round, measure each layer's attention rank and mass on fixed validation samples, log them, and "
+            "write attention_history.json and .png in the run folder. 0: off."
+        },
+    )
+    track_attention_samples: int = field(
+        default=32,
+        metadata={
+            "help": "Validation windows per attention probe (of 100 tokens, or the recipe's analyze_seq_len), drawn "
+            "once. The diagnosis uses the paper's 100; 32 keep probes every 100 steps within 5% of the demo's "
+            "training time (benchmarks/bench_track.py)."
         },
     )
     resume: bool = field(
@@ -352,7 +397,16 @@ class InherituneArguments:
         if self.start_layers is not None and self.start_layers < 1:
             raise TrainingError(f"start_layers must be at least 1, got {self.start_layers}.")
         _check_reinit(self.reinit, TrainingError)
-        check_distillation(self.distillation_weight, self.distillation_temperature, self.distillation_schedule)
+        check_distillation(
+            self.distillation_weight,
+            self.distillation_temperature,
+            self.distillation_schedule,
+            target=self.target_loss,
+        )
+        if not isinstance(self.track_attention_steps, int) or self.track_attention_steps < 0:
+            raise TrainingError(f"track_attention_steps must be >= 0 (0: off), got {self.track_attention_steps!r}.")
+        if not isinstance(self.track_attention_samples, int) or self.track_attention_samples < 1:
+            raise TrainingError(f"track_attention_samples must be >= 1, got {self.track_attention_samples!r}.")
         if self.max_eval_blocks is not None and self.max_eval_blocks < 1:
             raise TrainingError(f"max_eval_blocks must be at least 1, got {self.max_eval_blocks}.")
         if self.target_loss != "reference":

@@ -27,10 +27,11 @@ from transformers import (
 )
 
 from .data import MIN_DISTINCT_IDS, NO_TOKENIZER_HINT
-from .distill import DistillationTrainer, training_flops
+from .distill import LOGGED, DistillationTrainer, training_flops
 from .errors import DataError, TrainingError, moved
 from .loading import check_block_size
 from .settings import as_target_loss, check_distillation
+from .tracking import AttentionCollapseCallback
 
 # ---------------------------------------------------------------------------------------------------------------
 # train: one round
@@ -48,6 +49,8 @@ class TrainResult:
     reached_target: bool
     trainer: Trainer = field(repr=False)
     flops: float = 0.0  # training compute, the teacher's forwards included (`distill.training_flops`)
+    teacher_tokens: int = 0  # tokens the teacher ran on (0 without distillation; fewer with 'until_target')
+    distillation_log: dict[str, float] = field(default_factory=dict)  # the last logged distill_ce / _kl / _alpha
 
 
 class TargetLossCallback(TrainerCallback):
@@ -148,6 +151,7 @@ def train(
     distillation_weight: float = 0.0,
     distillation_temperature: float = 1.0,
     distillation_schedule: str = "constant",
+    distillation_target: float | None = None,
 ) -> TrainResult:
     """Train `model` with `Trainer` on packed blocks; stop early at `target_loss` if given.
 
@@ -159,8 +163,12 @@ def train(
 
     With a `teacher` and `distillation_weight` alpha > 0 the training loss is `(1 - alpha) * CE + alpha * T^2 *
     KL(teacher || model)` (`distill.DistillationTrainer`; T is `distillation_temperature`, alpha held or decayed by
-    `distillation_schedule`), and the FLOPs include the teacher's forwards. alpha = 0 trains exactly as without a
-    teacher: the same `Trainer`, the same weights.
+    `distillation_schedule`), and the FLOPs include the teacher's forwards. The 'until_target' schedule distills
+    until an evaluation first reaches `distillation_target`, then trains on the plain loss without the teacher.
+    alpha = 0 trains exactly as without a teacher: the same `Trainer`, the same weights.
+
+    `callbacks` are added to the Trainer; an `AttentionCollapseCallback` among them is bound to it
+    (`tracking.AttentionCollapseCallback.bind`), so its attention values go through `Trainer.log` to `report_to`.
     """
     target = None if target_loss is None else as_target_loss(target_loss)
     if isinstance(train_dataset, datasets.IterableDataset) and args.max_steps <= 0:
@@ -170,7 +178,10 @@ def train(
             "A target loss needs periodic evaluation: set eval_strategy='steps' and eval_steps in TrainingArguments."
         )
     check_training_inputs(model, train_dataset, eval_dataset, tokenizer)
-    check_distillation(distillation_weight, distillation_temperature, distillation_schedule)
+    check_distillation(
+        distillation_weight, distillation_temperature, distillation_schedule,
+        target=distillation_target, evaluates=args.eval_strategy != "no",
+    )  # fmt: skip
     distilling = distillation_weight > 0
     if distilling and teacher is None:
         raise TrainingError("distillation_weight > 0 needs a teacher (the reference) to distill from.")
@@ -191,6 +202,7 @@ def train(
             distillation_weight=distillation_weight,
             distillation_temperature=distillation_temperature,
             distillation_schedule=distillation_schedule,
+            distillation_target=distillation_target,
         )
     trainer = (DistillationTrainer if distilling else Trainer)(
         **distillation,
@@ -202,6 +214,9 @@ def train(
         processing_class=tokenizer,
         callbacks=[*callbacks, *([stopper] if stopper else [])],
     )
+    for callback in callbacks:
+        if isinstance(callback, AttentionCollapseCallback):
+            callback.bind(trainer)  # its values go through trainer.log, so report_to integrations see them
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
 
     step = trainer.state.global_step
@@ -212,6 +227,7 @@ def train(
     tokens_per_step *= _block_length(train_dataset)
     curve = _eval_curve(trainer.state.log_history, tokens_per_step)
     final = curve[-1]["eval_loss"]
+    teacher_tokens = trainer.teacher_steps * tokens_per_step if distilling else 0
     return TrainResult(
         eval_curve=curve,
         final_loss=final,
@@ -219,8 +235,15 @@ def train(
         tokens=step * tokens_per_step,
         reached_target=target is not None and final <= target,
         trainer=trainer,
-        flops=training_flops(student_parameters, step * tokens_per_step, teacher_parameters),
+        flops=training_flops(student_parameters, step * tokens_per_step, teacher_parameters, teacher_tokens),
+        teacher_tokens=teacher_tokens,
+        distillation_log=_last_logged(trainer.state.log_history),
     )
+
+
+def _last_logged(log_history: list[dict]) -> dict[str, float]:
+    """The last logged value of each of `distill.LOGGED` (empty without distillation)."""
+    return {key: entry[key] for entry in log_history for key in LOGGED if key in entry}
 
 
 def evaluate_loss(model: PreTrainedModel, eval_dataset, args: TrainingArguments) -> float:

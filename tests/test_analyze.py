@@ -350,3 +350,23 @@ def test_model_without_attention_is_unsupported():
     model = MambaForCausalLM(MambaConfig(num_hidden_layers=2, hidden_size=32, state_size=4, vocab_size=VOCAB))
     with pytest.raises(UnsupportedModelError, match="no attention"):
         analyze_attention(model, input_ids=stream(), num_samples=2, seq_len=16, progress=False)
+
+
+def test_blocks_that_start_with_bos_give_samples_that_start_with_it():
+    from inheritune_hf.analyze import _draw_samples, sample_source
+    from inheritune_hf.tracking import attention_samples
+
+    generator = torch.Generator().manual_seed(0)
+    blocks = torch.randint(1, 50, (12, 16), generator=generator)
+    plain = sample_source(blocks)
+    assert plain.dim() == 1 and torch.equal(plain, blocks.reshape(-1))  # plain text: the stream, windows anywhere
+
+    blocks[:, 0] = 0  # every training window began with BOS = 0
+    rows = sample_source(blocks)
+    samples = _draw_samples(rows, num_samples=5, seq_len=8, seed=3)
+    assert samples.shape == (5, 8) and (samples[:, 0] == 0).all()
+    prefixes = {tuple(row[:8].tolist()) for row in blocks}
+    assert all(tuple(sample.tolist()) in prefixes for sample in samples)  # a block's first tokens, not a window
+
+    dataset = datasets.Dataset.from_dict({"input_ids": blocks.tolist()})
+    assert torch.equal(attention_samples(dataset, num_samples=5, seq_len=8, seed=3), samples)

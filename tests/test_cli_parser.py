@@ -269,3 +269,12 @@ def test_moved_settings_import_from_the_old_place_with_a_warning(module, name):
     assert namespace[name] is getattr(settings, name)
     assert [w.category for w in caught] == [DeprecationWarning]
     assert "moved to inheritune_hf.settings" in str(caught[0].message)
+
+
+def test_a_prefix_of_a_flag_is_refused_not_expanded(tmp_path, capsys):
+    # argparse would read `--num_sampl 4` as `--num_samples 4`; a typo must not pass silently.
+    line = one_error_line(
+        ["analyze", "m", "--text_file", "t", "--output_dir", str(tmp_path / "o"), "--num_sampl", "4"], capsys
+    )
+    assert "--num_sampl" in line and "num_samples" in line
+    assert not (tmp_path / "o").exists()

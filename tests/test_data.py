@@ -67,6 +67,46 @@ def test_packed_blocks_are_full_and_separate_documents_with_eos():
     assert tokenizer().eos_token_id in stream
 
 
+def test_blocks_can_start_with_bos_and_carry_the_stream_on_in_the_other_positions():
+    texts = ["a b c " * 20, "x y z " * 20]
+    eos = tokenizer().eos_token_id
+    stream = [t for ids in tokenizer()(texts, add_special_tokens=False)["input_ids"] for t in (*ids, eos)]
+    bos = VOCAB - 1  # an id the text never gives, so a test of position 0 cannot pass by accident
+    assert bos not in stream
+    packed = pack_dataset(datasets.Dataset.from_dict({"text": texts}), tokenizer(), 8, bos_token_id=bos)
+    rows = [ids.tolist() for ids in packed["input_ids"]]
+    assert {len(row) for row in rows} == {8}
+    assert [row[0] for row in rows] == [bos] * len(rows)
+    rest = [t for row in rows for t in row[1:]]
+    assert rest == stream[: len(stream) // 7 * 7]  # 7 stream tokens per block, none skipped or repeated
+    assert packed[0]["labels"].tolist() == rows[0]
+
+
+@pytest.mark.parametrize("bad", [-1, VOCAB, 1.5, True])
+def test_a_bos_id_outside_the_embeddings_is_refused_before_packing(bad):
+    docs = datasets.Dataset.from_dict({"text": ["a b c " * 20]})
+    with pytest.raises(DataError, match="bos_token_id must be a token id"):
+        pack_dataset(docs, tokenizer(), 8, vocab_size=VOCAB, bos_token_id=bad)
+
+
+def test_start_blocks_with_bos_packs_every_split_with_the_tokenizers_bos(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"output_dir: {tmp_path / 'out'}\nblock_size: {BLOCK}\ncorpus_max_bytes: 50000\nvalidation_fraction: 0.3\n"
+        "start_blocks_with_bos: true\n"
+    )
+    data_args, _ = HfArgumentParser((DataArguments, TrainingArguments)).parse_yaml_file(str(recipe))
+    train, validation, metadata = causal_lm_datasets(data_args, tokenizer())
+    bos = tokenizer().bos_token_id
+    assert bos is not None and metadata["bos_token_id"] == bos
+    for split in (train, validation):
+        assert split[:]["input_ids"][:, 0].tolist() == [bos] * len(split)
+    plain, _, _ = causal_lm_datasets(
+        DataArguments(block_size=BLOCK, corpus_max_bytes=50000, validation_fraction=0.3), tokenizer()
+    )
+    assert plain[:]["input_ids"][:, 0].ne(bos).any()  # without the option position 0 is whatever the stream holds
+
+
 def test_too_short_text_is_rejected_before_training():
     short = datasets.Dataset.from_dict({"text": ["tiny"]})
     with pytest.raises(DataError, match="fewer tokens than one block"):

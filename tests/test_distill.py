@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _train_setup import BLOCK, blocks, tiny_model, trained_reference, training_args
-from transformers import GPT2LMHeadModel, HfArgumentParser, default_data_collator
+from transformers import GPT2LMHeadModel, HfArgumentParser, TrainerCallback, default_data_collator
 
-from inheritune_hf.distill import DistillationTrainer, distillation_kl, distillation_weight_at
+from inheritune_hf.distill import DistillationTrainer, distillation_kl, distillation_weight_at, training_flops
 from inheritune_hf.errors import TrainingError
 from inheritune_hf.rounds import run_inheritune
 from inheritune_hf.settings import InherituneArguments
@@ -79,6 +79,74 @@ def test_alpha_1_with_a_student_identical_to_its_teacher_gives_zero_loss(tmp_pat
     assert other.compute_loss(student, _one_batch()).item() > 0.1
 
 
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_the_distilled_loss_and_its_gradient_equal_the_textbook_computation(tmp_path, label_smoothing):
+    # Without label smoothing CE and KL are computed together in one chunked pass; with it, the KL is added to
+    # Trainer's own (smoothed) loss. Both must equal (1 - a) * CE + a * T^2 * KL / positions, computed plainly.
+    alpha, temperature = 0.3, 2.0
+    teacher, batch = trained_reference(), _one_batch()
+    student = tiny_model(2, seed=3).train()
+    trainer = DistillationTrainer(
+        model=student,
+        args=training_args(tmp_path, eval_strategy="no", label_smoothing_factor=label_smoothing),
+        teacher=teacher,
+        distillation_weight=alpha,
+        distillation_temperature=temperature,
+    )
+    loss = trainer.compute_loss(student, dict(batch))  # a copy: Trainer pops the labels under label smoothing
+    loss.backward()
+    got = {name: p.grad.clone() for name, p in student.named_parameters()}
+    student.zero_grad()
+
+    outputs = student(**batch)
+    ce = outputs.loss
+    if label_smoothing:
+        ce = trainer.label_smoother(outputs, batch["labels"], shift_labels=True)
+    with torch.no_grad():
+        teacher_logits = teacher(input_ids=batch["input_ids"]).logits
+    kl, positions = _reference_kl(outputs.logits, teacher_logits, batch["labels"], temperature)
+    expected = (1 - alpha) * ce + alpha * temperature**2 * kl / positions
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6) and kl.item() > 1.0
+    for name, p in student.named_parameters():
+        assert torch.allclose(got[name], p.grad, atol=1e-6, rtol=1e-4), name
+
+
+def test_the_logs_hold_ce_and_kl_apart_and_they_make_up_the_logged_loss(tmp_path):
+    # Averaged over a logging interval of 2 steps with 2 accumulated micro-batches each, scaled as `loss` is.
+    alpha, temperature = 0.4, 2.0
+    train_blocks, val_blocks = blocks()
+    args = training_args(tmp_path, max_steps=6, logging_steps=2, gradient_accumulation_steps=2, eval_steps=6)
+    result = train(
+        tiny_model(2, seed=3), train_blocks, val_blocks, args, teacher=trained_reference(),
+        distillation_weight=alpha, distillation_temperature=temperature,
+    )  # fmt: skip
+    logged = [entry for entry in result.trainer.state.log_history if "loss" in entry]
+    assert [entry["step"] for entry in logged] == [2, 4, 6]
+    for entry in logged:
+        assert entry["distill_alpha"] == alpha
+        combined = (1 - alpha) * entry["distill_ce"] + alpha * temperature**2 * entry["distill_kl"]
+        assert combined == pytest.approx(entry["loss"], rel=1e-5)
+        assert entry["distill_ce"] > 3.0 and entry["distill_kl"] > 0.01  # real values, not zeros
+    assert logged[-1]["distill_ce"] < logged[0]["distill_ce"]  # it learns
+    assert result.distillation_log == {k: logged[-1][k] for k in ("distill_ce", "distill_kl", "distill_alpha")}
+    assert all("distill_ce" not in entry for entry in result.trainer.state.log_history if "eval_loss" in entry)
+
+
+def test_with_a_decaying_alpha_each_steps_log_holds_that_steps_alpha(tmp_path):
+    train_blocks, val_blocks = blocks()
+    args = training_args(tmp_path, max_steps=4, logging_steps=1)
+    result = train(
+        tiny_model(2, seed=3), train_blocks, val_blocks, args, teacher=trained_reference(),
+        distillation_weight=0.8, distillation_schedule="linear_decay",
+    )  # fmt: skip
+    logged = [entry for entry in result.trainer.state.log_history if "loss" in entry]
+    assert [entry["distill_alpha"] for entry in logged] == pytest.approx([0.8, 0.6, 0.4, 0.2])
+    for entry in logged:
+        a = entry["distill_alpha"]
+        assert (1 - a) * entry["distill_ce"] + a * entry["distill_kl"] == pytest.approx(entry["loss"], rel=1e-5)
+
+
 def test_alpha_0_trains_bit_identical_weights_to_plain_training(tmp_path):
     train_blocks, val_blocks = blocks()
     plain, taught = tiny_model(2, seed=3), tiny_model(2, seed=3)
@@ -114,6 +182,69 @@ def test_the_linear_decay_schedule_falls_from_alpha_to_zero_over_the_round():
         [0.8, 0.6, 0.4, 0.2, 0.0]
     )
     assert {distillation_weight_at(0.8, "constant", s, 4) for s in range(5)} == {0.8}
+    assert [distillation_weight_at(0.8, "until_target", s, 4, target_reached_at=2) for s in range(4)] == [
+        0.8, 0.8, 0.0, 0.0,
+    ]  # fmt: skip
+    assert {distillation_weight_at(0.8, "until_target", s, 4, target_reached_at=None) for s in range(4)} == {0.8}
+
+
+class _KillAt(TrainerCallback):
+    """Ends training after optimizer step `step`, as a killed process would (after that step's checkpoint)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        control.should_training_stop = state.global_step >= self.step
+
+
+def _until_target_run(out: Path, target: float, *, callbacks=(), resume=None, **overrides):
+    train_blocks, val_blocks = blocks()
+    args = training_args(out, max_steps=12, logging_steps=4, **overrides)
+    return train(
+        tiny_model(2, seed=3), train_blocks, val_blocks, args, teacher=trained_reference(), distillation_weight=0.5,
+        distillation_schedule="until_target", distillation_target=target, callbacks=callbacks,
+        resume_from_checkpoint=resume,
+    )  # fmt: skip
+
+
+def test_until_target_distills_until_an_evaluation_reaches_the_target_then_trains_plainly(tmp_path):
+    constant = train(
+        tiny_model(2, seed=3), *blocks(), training_args(tmp_path / "constant", max_steps=12, logging_steps=4),
+        teacher=trained_reference(), distillation_weight=0.5,
+    )  # fmt: skip
+    never = _until_target_run(tmp_path / "never", target=0.0)
+    assert never.eval_curve == constant.eval_curve and never.teacher_tokens == never.tokens
+    # Between the first evaluation (step 4) and the second: reached at step 8, plain from there.
+    target = (constant.eval_curve[0]["eval_loss"] + constant.eval_curve[1]["eval_loss"]) / 2
+    switched = _until_target_run(tmp_path / "switched", target=target)
+    assert switched.eval_curve[:2] == constant.eval_curve[:2] and switched.eval_curve[2] != constant.eval_curve[2]
+    assert switched.trainer.target_reached_at() == 8
+    logged = {e["step"]: e for e in switched.trainer.state.log_history if "loss" in e}
+    assert [logged[s]["distill_alpha"] for s in (4, 8, 12)] == [0.5, 0.5, 0.0]
+    assert (
+        "distill_kl" in logged[8]
+        and "distill_kl" not in logged[12]
+        and logged[12]["distill_ce"] == pytest.approx(logged[12]["loss"])
+    )
+    tokens_per_step = 8 * BLOCK
+    assert switched.teacher_tokens == 8 * tokens_per_step
+    student = tiny_model(2).num_parameters()
+    teacher = trained_reference().num_parameters()
+    assert switched.flops == training_flops(student, 12 * tokens_per_step, teacher, 8 * tokens_per_step)
+    assert switched.flops < never.flops
+
+
+def test_a_resumed_until_target_run_knows_the_target_was_reached_before_the_checkpoint(tmp_path):
+    target = 100.0  # reached at the first evaluation, step 4: the steps after it train without the teacher
+    whole = _until_target_run(tmp_path / "whole", target)
+    killed = tmp_path / "killed"
+    _until_target_run(killed, target, callbacks=[_KillAt(8)], save_strategy="steps", save_steps=8)
+    # A fresh trainer resumed at step 8 must train steps 9..12 without the teacher, as the whole run did.
+    resumed = _until_target_run(killed, target, resume=str(killed / "checkpoint-8"), save_strategy="no")
+    assert resumed.trainer.target_reached_at() == whole.trainer.target_reached_at() == 4
+    assert resumed.teacher_tokens == whole.teacher_tokens == 4 * 8 * BLOCK
+    assert resumed.final_loss == pytest.approx(whole.final_loss, abs=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -130,6 +261,25 @@ def test_the_linear_decay_schedule_falls_from_alpha_to_zero_over_the_round():
 def test_bad_distillation_settings_are_refused(settings, message):
     with pytest.raises(TrainingError, match=message):
         InherituneArguments(**settings)
+
+
+def test_until_target_without_a_target_or_evaluations_is_refused_before_anything_is_written(tmp_path):
+    train_blocks, val_blocks = blocks()
+    model, teacher = tiny_model(2), trained_reference()
+    before = model.transformer.h[0].mlp.c_fc.weight.clone()
+    until = {"distillation_weight": 0.5, "distillation_schedule": "until_target"}
+    with pytest.raises(TrainingError, match="needs the target loss"):
+        train(model, train_blocks, val_blocks, training_args(tmp_path / "a"), teacher=teacher, **until)
+    with pytest.raises(TrainingError, match="eval_strategy='steps'"):
+        train(
+            model, train_blocks, val_blocks, training_args(tmp_path / "b", eval_strategy="no"), teacher=teacher,
+            distillation_target=5.0, **until,
+        )  # fmt: skip
+    assert torch.equal(model.transformer.h[0].mlp.c_fc.weight, before)
+    settings = InherituneArguments(start_layers=2, reference_loss=100.0, plot=False, **until)
+    with pytest.raises(TrainingError, match="eval_strategy='steps'"):
+        run_inheritune(teacher, train_blocks, val_blocks, settings, training_args(tmp_path / "c", eval_strategy="no"))
+    assert not (tmp_path / "c").exists()
 
 
 def test_distillation_without_a_teacher_is_refused_before_training(tmp_path):
@@ -163,6 +313,7 @@ def test_rounds_json_counts_the_teachers_flops_and_a_resume_with_other_distillat
     tokens = 4 * 8 * BLOCK
     expected = 6 * result.model.num_parameters() * tokens + 2 * reference.num_parameters() * tokens
     assert row["flops"] == row["cumulative_flops"] == expected and row["distillation_weight"] == 0.5
+    assert row["teacher_tokens"] == tokens and row["train_ce"] > 3.0 and row["train_kl"] > 0.0
     table = (out / "rounds.json").read_text()
     for changed, name in (
         ({"distillation_weight": 0.25}, "distillation_weight"),

@@ -261,3 +261,15 @@ def test_the_step_0_evaluation_does_not_end_a_round_before_it_trains(tmp_path):
     args = InherituneArguments(start_layers=2, reference_loss=100.0, stop_at_target=True, plot=False)
     result = run_inheritune(trained_reference(), train_blocks, val_blocks, args, training_args(tmp_path / "run"))
     assert result.matched and result.rounds[0]["steps"] == 4  # stopped at the first evaluation after training
+
+
+def test_the_step_0_evaluation_does_not_end_until_target_distillation(tmp_path):
+    train_blocks, val_blocks = blocks()
+    # the target of 100 is met before the first step: distillation still runs until the first evaluation after it
+    args = InherituneArguments(
+        start_layers=2, reference_loss=100.0, distillation_weight=0.5, distillation_schedule="until_target", plot=False
+    )
+    result = run_inheritune(trained_reference(), train_blocks, val_blocks, args, training_args(tmp_path / "run"))
+    row = result.rounds[0]
+    assert json.loads((tmp_path / "run" / row["eval_curve"]).read_text())[0]["step"] == 0
+    assert row["teacher_tokens"] == 4 * 8 * 32  # steps 0-3 ran the teacher; from the step-4 evaluation on, plain

@@ -561,6 +561,30 @@ def test_cli_push_run_dir_with_tasks_evaluates_the_final_round_then_pushes(hub, 
     assert f"pushed to {USER}/cli-run" in capsys.readouterr().out
 
 
+def test_cli_push_run_dir_takes_the_scores_evaluate_wrote(run_dir, tmp_path, capsys):
+    from inheritune_hf.cli import main
+
+    scores = tmp_path / "scores"
+    args = ["evaluate", str(run_dir), "--tasks", "toy_mc", "--include-path", str(shared_task_dir())]
+    assert main(args + ["--output_dir", str(scores)]) == 0
+    out = tmp_path / "dry"
+    args = ["push", str(run_dir), f"{USER}/run", "--results", str(scores), "--dry-run", "--output_dir", str(out)]
+    assert main(args + ["--license", "mit"]) == 0
+    card = ModelCard.load(out / "README.md")
+    assert [(e.dataset_name, e.metric_type) for e in card.data.eval_results] == [
+        ("toy_mc", "acc"),
+        ("toy_mc", "acc_norm"),
+    ]
+    assert json.loads((out / "downstream_results.json").read_text()) == json.loads(
+        (scores / "downstream_results.json").read_text()
+    )
+    assert {"rounds.json", "loss_curves.png"} <= {path.name for path in out.iterdir()}
+
+    both = ["push", str(run_dir), f"{USER}/run", "--results", str(scores), "--tasks", "toy_mc", "--dry-run"]
+    assert main(both) == 2
+    assert "not both" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "extra, token, message",
     [

@@ -65,6 +65,14 @@ def _selected_layers(args: InheritArguments):
     return select_layers(report, args.num_layers if args.num_layers is not None else depth // 2, args.select)
 
 
+def _size(num_bytes: int) -> str:
+    """Bytes in the largest unit that keeps at least one digit before the point: a tiny model is not "0.00 GB"."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if num_bytes >= scale:
+            return f"{num_bytes / scale:.3g} {unit}"
+    return f"{num_bytes} bytes"
+
+
 def run(args: InheritArguments) -> int:
     from ..checkpoint import inherit_checkpoint
 
@@ -92,6 +100,6 @@ def run(args: InheritArguments) -> int:
     size = sum(path.stat().st_size for path in out.glob("*.safetensors"))
     print(
         f"inherited {lineage['num_layers']} of {lineage['source_num_layers']} blocks "
-        f"(source layers {lineage['source_layers']}) from {args.reference_model} -> {out} ({size / 1e9:.2f} GB)"
+        f"(source layers {lineage['source_layers']}) from {args.reference_model} -> {out} ({_size(size)})"
     )
     return 0

@@ -89,6 +89,9 @@ class InherituneParser(HfArgumentParser):
             usage=" ".join(usage.split()) + " [--config FILE] [--FLAG VALUE ...]",
             add_help=False,
             formatter_class=_HelpFormatter,
+            # A prefix of a flag is a typo more often than a shorthand: `--num_lay 4` is refused with the closest
+            # flag named, rather than silently read as `--num_layers`.
+            allow_abbrev=False,
         )
         self.add_argument("-h", "--help", action="store_true", help="Show the settings and exit.")
         if self.summarized:

@@ -52,9 +52,13 @@ def run(args: PushArguments) -> int:
     out = Path(args.output_dir) if args.output_dir else Path.cwd() / f"{args.repo_id.split('/')[-1]}-dry-run"
     dry_run = out if args.dry_run else None
     if (folder / "rounds.json").is_file() and (folder / "run.json").is_file():
-        if args.results or args.figure:
-            raise CheckpointError("--results and --figure are for a checkpoint folder; a run folder has its own.")
-        results = None
+        if args.figure:
+            raise CheckpointError("--figure is for a checkpoint folder; a run folder brings its own figures.")
+        if args.results and args.tasks:
+            raise CheckpointError(
+                "Pass --results (scores `inheritune evaluate` wrote) or --tasks (evaluate now), not both."
+            )
+        results = DownstreamResults.load(args.results) if args.results else None
         if args.tasks:
             if not args.dry_run:  # every input is checked before the evaluation, which can take long
                 resolve_token(None, resolve_endpoint(args.endpoint))

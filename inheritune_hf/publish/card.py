@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -51,6 +52,7 @@ TEMPLATE_PATH = Path(__file__).parent / "templates" / "modelcard_template.md"
 KNOWN_FIGURES = {
     "attention_rank.png": "Attention rank per layer of the reference (lazy layers have rank 1)",
     "loss_curves.png": "Validation loss against training tokens: rounds, reference and random-init baseline",
+    "attention_history.png": "Attention rank (MaxRank) per layer against training steps, each stage of the run",
 }
 
 #: What the Hub accepts as a repo id: "namespace/name" or "name" (`check_repo_id` adds the Hub's own rules).
@@ -188,7 +190,8 @@ def card_variables(
     nothing was), `grown_from`, `trained` (whether growth rounds are known), `verdict` (one line: matched or not, by
     how much; None without rounds), `has_baseline`, `rounds_table` (rows of cells), `training_table` and
     `validation_table` (pairs of cells), `downstream_table` (markdown, or None), `figures` (pairs of caption and
-    file name).
+    file name), `grow_by` (blocks added per growth round, when the run recorded it), `aimed_at_reference` (False when
+    the run set its own target loss).
     Raw, for templates that want their own layout: `lineage`, `rounds`, `training`, `validation`, `results`.
     """
     source = base_model or lineage.get("source") or "the reference model"
@@ -208,6 +211,8 @@ def card_variables(
         "trained": bool(grown),
         "verdict": _verdict(grown),
         "has_baseline": any(row.get("kind") == "random_baseline" for row in rounds),
+        "grow_by": training.get("grow_by"),
+        "aimed_at_reference": _aimed_at_reference(grown),
         "rounds_table": [
             [cell(row.get(key, "-")) for key in _ROUND_COLUMNS] + ["yes" if row.get("matched") else "no"]
             for row in grown
@@ -224,18 +229,40 @@ def card_variables(
     }
 
 
+def _aimed_at_reference(grown: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the rounds chased the reference's own loss (True) or a target the user set (`--target_loss`)."""
+    last = grown[-1] if grown else {}
+    if last.get("target_loss") is None or last.get("reference_val_loss") is None:
+        return True
+    return math.isclose(float(last["target_loss"]), float(last["reference_val_loss"]), rel_tol=0.0, abs_tol=1e-12)
+
+
 def _verdict(grown: Sequence[Mapping[str, Any]]) -> str | None:
-    """One line on whether the growth rounds matched the reference's validation loss, from rounds.json's rows."""
+    """One line on whether the growth rounds matched, from rounds.json's rows, against what the run aimed at.
+
+    A round matches when its loss is at most `target_loss` + the tolerance. The target is normally the reference's
+    own loss; when the run set another (`--target_loss`), the line names the target, since "did not match the
+    reference" would be false of a round that beat the reference but missed a lower target. Rows written before
+    rounds.json recorded `target_loss` aimed at the reference.
+    """
     if not grown or grown[-1].get("val_loss") is None or grown[-1].get("reference_val_loss") is None:
         return None
     last = grown[-1]
     loss, reference = float(last["val_loss"]), float(last["reference_val_loss"])
+    target = float(last["target_loss"]) if last.get("target_loss") is not None else reference
+    aimed_at_reference = _aimed_at_reference(grown)
+    what = "the reference's validation loss" if aimed_at_reference else "the target validation loss"
+    note = (
+        "" if aimed_at_reference else f" The target was set by target_loss; the reference's own is {cell(reference)}."
+    )
     where = f"round {last.get('round')}, {last.get('layers')} layers"
+    gap = f"{'+' if loss >= target else '-'}{cell(abs(loss - target))}"
     if last.get("matched"):
-        return f"**Matched** the reference's validation loss ({where}): {cell(loss)} against {cell(reference)}."
+        within = f" ({gap}, within the run's tolerance)" if loss > target else ""
+        return f"**Matched** {what} ({where}): {cell(loss)} against {cell(target)}{within}.{note}"
     return (
-        f"**Did not match** the reference's validation loss: the last round ({where}) reached {cell(loss)} against "
-        f"{cell(reference)} (+{cell(loss - reference)})."
+        f"**Did not match** {what}: the last round ({where}) reached {cell(loss)} against {cell(target)} ({gap})."
+        f"{note}"
     )
 
 

@@ -231,8 +231,9 @@ def plan_recipe(
     `WORLD_SIZE` processes (1 unless launched). GPU-hours are stated at `ASSUMED_MFU` of an H100's dense bf16 peak;
     per-device memory (`training_memory`) is for DDP, ZeRO-2 and FSDP on `WORLD_SIZE` devices, or on
     `devices_for_memory` when that is more (a plan on a laptop budgets a node of 8). The worst case sums the compute
-    of every round Algorithm 1 may run and takes the largest memory of any run. Returns the plan; `format_plan`
-    renders it, as `--plan` prints it.
+    of every round Algorithm 1 may run and takes the largest memory of any run. `rows` are real runs only; past 3
+    rounds they show rounds 1, 2 and the last, and `elided` (`elided_rounds`) names the ones between. Returns the
+    plan; `format_plan` renders it, as `--plan` prints it.
     """
     check_recipe(recipe)
     if recipe.reference:
@@ -289,7 +290,7 @@ def plan_recipe(
             "memory": memory(model_config, params) if params else None,
         }
 
-    rows, notes, worst = [], [], {}
+    rows, notes, worst, elided = [], [], {}, None
     if config is None:
         notes.append(f"The reference {recipe.reference} is not readable here (offline?), so its sizes are unknown.")
     else:
@@ -304,6 +305,8 @@ def plan_recipe(
         rounds = list(enumerate(depths, start=1))
         shown = rounds if len(rounds) <= 3 else [rounds[0], rounds[1], rounds[-1]]
         for number, k in shown:
+            if number == len(rounds) and len(rounds) > 3:  # round 2, then the last: say what lies between
+                elided = elided_rounds(rounds[2:-1], before=len(rows))
             label = "Inheritune round 1" if number == 1 else f"growth round {number}, if not matched yet"
             rows.append(row(label, inherit_config(config, k), k, steps))
         if len(rounds) > 1:
@@ -314,19 +317,19 @@ def plan_recipe(
         if inheritune_args.random_baseline:
             # run_inheritune trains the baseline at the final round's depth (the paper compares equal sizes);
             # the plan budgets the deepest one, as if every round ran.
-            rows.append(
-                row("random-init baseline (final depth)", inherit_config(config, depths[-1]), depths[-1], steps)
-            )
+            baseline = row("random-init baseline (final depth)", inherit_config(config, depths[-1]), depths[-1], steps)
+            rows.append(baseline)
             if len(depths) > 1:
                 notes.append(
                     f"The random-init baseline is trained at the final depth: {depths[0]} layers if round 1 matches,"
                     f" up to {depths[-1]} if every round runs (budgeted here)."
                 )
         every_round = [row("", inherit_config(config, k), k, steps) for k in depths]
+        every_run = [rows[0], *every_round, *([baseline] if inheritune_args.random_baseline else [])]
         worst["rounds"] = len(depths)
-        worst["flops"] = sum(r["flops"] or 0 for r in [rows[0], *every_round, *rows[len(shown) + 1 :]]) or None
+        worst["flops"] = sum(r["flops"] or 0 for r in every_run) or None
         worst["gpu_hours"] = gpu_hours(worst["flops"]) if worst["flops"] else None
-        measured = [r["memory"] for r in [rows[0], *every_round, *rows[len(shown) + 1 :]] if r["memory"]]
+        measured = [r["memory"] for r in every_run if r["memory"]]
         worst["memory"] = {key: max(m[key] for m in measured) for key in measured[0]} if measured else None
     return {
         "name": recipe.name,
@@ -340,12 +343,32 @@ def plan_recipe(
         ),
         "epochs": None if steps else training_args.num_train_epochs,
         "rows": rows,
+        "elided": elided,
         "notes": notes,
         "devices": devices,
         "bf16": bf16,
         "mfu": ASSUMED_MFU,
         "peak_flops": PEAK_BF16_FLOPS,
         "worst_case": worst,
+    }
+
+
+def elided_rounds(rounds: list[tuple[int, int]], before: int) -> dict[str, Any]:
+    """The growth rounds the table leaves out (GPT-2 XL has 13; 3 are shown), and where the table skips them.
+
+    A reader who sees round 2 followed by round 13 should not wonder where the others went: `format_plan` prints
+    an ellipsis row that names how many rounds are skipped and their depths, before the row at index `before` of
+    the plan's rows. They are still counted in the worst case.
+    """
+    (first, low), (last, high) = rounds[0], rounds[-1]
+    count = len(rounds)
+    span = f"round {first} ({low} layers)" if count == 1 else f"rounds {first}-{last} ({low}-{high} layers)"
+    return {
+        "count": count,
+        "rounds": (first, last),
+        "layers": (low, high),
+        "before": before,
+        "label": f"... {count} growth round{'s' if count > 1 else ''} not shown: {span}",
     }
 
 
@@ -364,7 +387,10 @@ def format_plan(plan: dict[str, Any]) -> str:
     def num(x, fmt):
         return "?" if x is None else fmt(x)
 
-    for r in plan["rows"]:
+    elided = plan.get("elided")
+    for index, r in enumerate(plan["rows"]):
+        if elided and index == elided["before"]:
+            lines.append(f"| {elided['label']} |" + " ... |" * 5)
         cells = [
             r["model"],
             num(r["layers"], str),
@@ -403,9 +429,13 @@ def _format_costs(plan: dict[str, Any]) -> list[str]:
     keys = list(measured[0]["memory"])
     lines += ["| run | GPU-hours | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
     gib = 2**30
+    elided = plan.get("elided")
+    skipped_before = plan["rows"][elided["before"]] if elided else None
     for r in measured + (
         [{"model": f"worst case ({worst['rounds']} rounds)", **worst}] if worst.get("memory") else []
     ):
+        if r is skipped_before:
+            lines.append(f"| {elided['label']} |" + " ... |" * (len(keys) + 1))
         hours = "?" if r.get("gpu_hours") is None else f"{r['gpu_hours']:,.0f}"
         lines.append(f"| {r['model']} | {hours} | " + " | ".join(f"{r['memory'][k] / gib:,.1f}" for k in keys) + " |")
     return lines

@@ -25,6 +25,7 @@ from ..io import atomic_write_text
 from ..narration import print_narration
 from ..publish import check_repo_id
 from ..settings import DataArguments, InherituneArguments, RecipeArguments
+from ..tracking import ATTENTION_HISTORY_FILE, AttentionTracking, check_trackable
 from .plan import accumulation_for, check_recipe, format_plan, parameter_count, plan_recipe, processes
 from .report import REPORT_FILE, format_report
 from .stages import (
@@ -170,6 +171,8 @@ def run_recipe(
     check_recipe(recipe)
     if recipe.hub_repo_id:
         check_repo_id(recipe.hub_repo_id)
+    if inheritune_args.track_attention_steps:
+        check_trackable(training_args)
     state = PartialState()
     out = Path(training_args.output_dir)
     say = print if state.is_main_process else (lambda *a, **k: None)
@@ -183,6 +186,13 @@ def run_recipe(
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
     state.wait_for_everyone()
+    tracking = None
+    if inheritune_args.track_attention_steps:  # drawn as the diagnosis draws its samples, from the same text
+        seq_len = min(recipe.analyze_seq_len, data_args.block_size)
+        samples = inheritune_args.track_attention_samples
+        tracking = AttentionTracking.from_dataset(
+            eval_set, inheritune_args.track_attention_steps, samples, seq_len, training_args.seed
+        )
 
     # The reference's training evaluates on the blocks the rounds are compared on, so its curve ends at its loss.
     rounds_eval = eval_set
@@ -198,6 +208,7 @@ def run_recipe(
         out,
         overwrite=inheritune_args.overwrite,
         given=inputs.given_reference,
+        tracking=tracking,
     )
     say(f"[1/5 reference] {reference_info['source']}: {parameter_count(reference) / 1e6:.2f}M parameters")
 
@@ -219,6 +230,7 @@ def run_recipe(
         metadata={"dataset": inputs.data_info["source"], "data": inputs.data_info, "recipe": recipe.name},
         figure=out / "analysis" / "attention_rank.png" if analysis is not None else None,
         reference_curve=reference_info.get("eval_curve"),
+        tracking=tracking,
     )
     final = result.rounds[-1]
     say(
@@ -226,6 +238,10 @@ def run_recipe(
         f"{final['val_loss']:.4f} vs reference {result.reference_loss:.4f}: "
         f"{'matched' if result.matched else 'not matched'}"
     )
+    if tracking is not None:
+        say(
+            f"[3/5 attention] rank per layer every {tracking.every_n_steps} steps -> {run_dir / ATTENTION_HISTORY_FILE}"
+        )
     rows, models = compared_models(reference, reference_info, result, load_models=state.is_main_process)
 
     results_by_name: dict[str, Any] = {}

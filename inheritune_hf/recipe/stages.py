@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, TrainingArguments, set_seed
 
-from ..analyze import analyze_attention
+from ..analyze import analyze_attention, sample_source
 from ..data import EMBEDDED_CORPUS, causal_lm_datasets, load_text_dataset, train_tokenizer
 from ..errors import InherituneError
 from ..evaluate import PAPER_TASKS, DownstreamResults, evaluate_downstream, write_heldout_tasks
@@ -34,6 +34,7 @@ from ..io import atomic_write_bytes, jsonable, read_json, write_json
 from ..loading import check_block_size, load_causal_lm, load_causal_lm_config
 from ..publish import publish_run
 from ..rounds import InherituneResult, run_inheritune, save_trained_model
+from ..tracking import ATTENTION_HISTORY_FILE, AttentionTracking
 from ..train import train
 from .plan import meta_parameter_count, parameter_count, reference_config
 
@@ -121,12 +122,15 @@ def train_or_load_reference(
     *,
     overwrite: bool = False,
     given: PreTrainedModel | None = None,
+    tracking: AttentionTracking | None = None,
 ) -> tuple[PreTrainedModel, dict[str, Any]]:
     """The reference M_ref and its record (`reference.json`): the given one (`given`, or loaded from
     `recipe.reference`), or one trained from scratch under `out/reference/`.
 
     A reference this folder already holds is reused only when it was trained with the same config, training
-    settings and data (a resumed or repeated run); otherwise it is retrained with `overwrite`, or refused.
+    settings and data (a resumed or repeated run); otherwise it is retrained with `overwrite`, or refused. With
+    `tracking`, a reference trained here is watched by its callback; its history is the "reference" stage (also
+    written to `out/reference/attention_history.json`, and read back from there when the reference is reused).
     """
     from accelerate import PartialState
 
@@ -150,6 +154,8 @@ def train_or_load_reference(
         info = read_json(record) if record.is_file() else {}
         changed = settings_differences(info.get("settings", {}), settings)
         if not changed:
+            if tracking is not None:
+                tracking.load(folder / ATTENTION_HISTORY_FILE)
             model = load_causal_lm(final)
             model.config._name_or_path = f"{recipe.name}-reference-{recipe.num_layers}L"  # as when it was trained
             return model, info
@@ -164,8 +170,10 @@ def train_or_load_reference(
         state.wait_for_everyone()
     set_seed(args.seed)  # the reference's initial weights, like every round's, follow --seed: a run is repeatable
     model = AutoModelForCausalLM.from_config(config)
+    callbacks = [tracking.callback()] if tracking is not None else []
     # eval_on_start: its curve starts at step 0, as every round's does (not a setting: the fingerprint omits it)
-    result = train(model, train_set, eval_set, dataclasses.replace(args, eval_on_start=True), tokenizer=tokenizer)
+    args_from_step_0 = dataclasses.replace(args, eval_on_start=True)
+    result = train(model, train_set, eval_set, args_from_step_0, tokenizer=tokenizer, callbacks=callbacks)
     model.config._name_or_path = f"{recipe.name}-reference-{recipe.num_layers}L"
     # Trainer.save_model, as every round is saved: the full state dict gathered under FSDP / ZeRO-3, the files
     # (weights and tokenizer) written once, by the main process, and renamed into place.
@@ -180,6 +188,9 @@ def train_or_load_reference(
         "eval_curve": result.eval_curve,
         "settings": settings,
     }
+    if tracking is not None:
+        tracking.record("reference", result.trainer)
+        tracking.write(folder)
     if state.is_main_process:
         write_json(folder / "reference.json", info)
     state.wait_for_everyone()  # no process reads the folder before its record is written
@@ -199,7 +210,7 @@ def diagnose(
     seq_len = min(recipe.analyze_seq_len, len(eval_set[0]["input_ids"]))
     report = analyze_attention(
         reference,
-        input_ids=eval_set[:]["input_ids"].reshape(-1),
+        input_ids=sample_source(eval_set[:]["input_ids"]),
         num_samples=recipe.analyze_samples,
         seq_len=seq_len,
         seed=seed,
@@ -224,12 +235,14 @@ def inheritune_rounds(
     tokenizer: PreTrainedTokenizerBase | None = None,
     metadata: dict[str, Any] | None = None,
     figure: Path | None = None,
+    tracking: AttentionTracking | None = None,
     reference_curve: Sequence[dict[str, Any]] | None = None,
 ) -> InherituneResult:
     """Algorithm 1 under `run_dir` (`run_inheritune`: inherit L/2 blocks, train, grow by 2 until matched, and
     the random-init baseline when asked). `figure` (the diagnosis's attention-rank plot) is copied beside the
-    rounds, by the main process, so the model card shows it; `reference_curve` (the reference's own training,
-    when the recipe trained it) is drawn in loss_curves.png."""
+    rounds, by the main process, so the model card shows it. `tracking` (with the reference's stage) watches every
+    round; the run's `attention_history.json` and `.png` are written in `run_dir`. `reference_curve` (the
+    reference's own training, when the recipe trained it) is drawn in loss_curves.png."""
     from accelerate import PartialState
 
     result = run_inheritune(
@@ -240,6 +253,7 @@ def inheritune_rounds(
         dataclasses.replace(training_args, output_dir=str(run_dir)),
         tokenizer=tokenizer,
         metadata=metadata,
+        tracking=tracking,
         reference_curve=reference_curve,
     )
     if figure is not None and PartialState().is_main_process:
