@@ -29,6 +29,7 @@ from .errors import (
     UnsupportedModelError,
 )
 from .evaluate import PAPER_TASKS, DownstreamResults, check_tasks, evaluate_downstream, write_heldout_tasks
+from .figures import attention_figure, loss_figure
 from .inherit import NANOGPT_REINIT, REINIT_PARTS, grow, inherit
 from .publish import model_card, publish_run, push_to_hub
 from .recipe import run_recipe
@@ -82,6 +83,7 @@ __all__ = [
     "TrainingError",
     "UnsupportedModelError",
     "analyze_attention",
+    "attention_figure",
     "attention_mass",
     "attention_metrics",
     "attention_rank",
@@ -96,6 +98,7 @@ __all__ = [
     "inherit",
     "inherit_checkpoint",
     "inherit_config",
+    "loss_figure",
     "model_card",
     "nearest_valid_num_layers",
     "plan_inherit",

@@ -213,14 +213,15 @@ class DistillationTrainer(Trainer):
     # --- the schedule -------------------------------------------------------------------------------------------
 
     def target_reached_at(self) -> int | None:
-        """The step of the first evaluation at or below `distillation_target`, read from the log history (so a
-        resumed run knows it too); None before."""
+        """The step of the first evaluation after step 0 at or below `distillation_target`, read from the log history
+        (so a resumed run knows it too); None before. The step-0 evaluation (`eval_on_start`, for the loss curve)
+        measures the model before training and does not end its distillation."""
         if self._target_reached_at is None and self.distillation_target is not None:
             self._target_reached_at = next(
                 (
                     int(entry["step"])
                     for entry in self.state.log_history
-                    if entry.get("eval_loss", math.inf) <= self.distillation_target
+                    if entry.get("step", 0) > 0 and entry.get("eval_loss", math.inf) <= self.distillation_target
                 ),
                 None,
             )

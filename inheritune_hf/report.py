@@ -306,85 +306,12 @@ class AttentionReport:
         return f"AttentionReport({self.model_name}, {self.settings})\n{self.table()}"
 
     def plot(self, path: str | os.PathLike, angular_span: int = 1) -> Path:
-        """Save the paper's Figures 2-3 in one image: a layers x heads heatmap of rank (rank-1 heads marked)
-        beside per-layer MaxRank and AvgMass curves (lazy layers shaded), and, where the report has them, a third
-        panel with the peers' measures per block: Block Influence (ShortGPT) and the angular distance of the span
-        of `angular_span` blocks starting there (Gromov et al.). Needs matplotlib."""
-        try:
-            import matplotlib
+        """Save the paper's Figures 2-3 in one image (`figures.attention_figure`): a layers x heads heatmap of rank
+        on a fixed log scale 1..T (rank-1 heads dotted, lazy layers framed), MaxRank and AvgMass in panels of their
+        own, and, where the report has them, the peers' block measures: Block Influence (ShortGPT) and the angular
+        distance of the span of `angular_span` blocks starting at each block (Gromov et al.). Needs matplotlib.
 
-            matplotlib.use("Agg", force=False)
-            import matplotlib.pyplot as plt
-        except ImportError as err:
-            raise InherituneError("plot needs matplotlib: pip install 'inheritune-hf[plot]'.") from err
+        Returns the file written (a path without a suffix gets matplotlib's default format's)."""
+        from .figures import attention_figure, save_figure  # matplotlib is imported only when a figure is drawn
 
-        heads = max((len(row) for row in self.rank), default=0)
-        grid = [[row[h] if h < len(row) else math.nan for h in range(heads)] for row in self.rank]
-        peers = self.block_influence is not None or self.angular is not None
-        if self.angular is not None:
-            angular = self.angular_distance(angular_span)  # checks the span before any drawing
-        height = max(4.0, 0.25 * len(self.rank) + 2)
-        fig, axes = plt.subplots(1, 3 if peers else 2, figsize=(18 if peers else 12, height))
-        ax_map, ax_curve = axes[0], axes[1]
-        try:
-            image = ax_map.imshow(grid, aspect="auto", cmap="viridis", origin="upper")
-            fig.colorbar(image, ax=ax_map, label=f"mean rank k* (tau={self.settings.get('tau', 0.9)})")
-            ones = [(i, h) for i, row in enumerate(self.rank) for h, value in enumerate(row) if _lazy(value)]
-            if ones:
-                ax_map.scatter([h for _, h in ones], [i for i, _ in ones], marker="x", color="red", s=20)
-            if heads <= 32:
-                ax_map.set_xticks(range(heads))
-            ax_map.set_xlabel("head")
-            ax_map.set_ylabel("layer")
-            ax_map.set_yticks(range(len(self.layers)), [str(layer) for layer in self.layers], fontsize="x-small")
-            ax_map.set_title("attention rank per head (x: rank-1 head)")
-
-            ax_curve.plot(self.layers, self.max_rank, marker="o", label="MaxRank")
-            ax_curve.set_xlabel("layer")
-            ax_curve.set_ylabel("MaxRank (max over heads of mean k*)")
-            ax_mass = ax_curve.twinx()
-            ax_mass.plot(self.layers, self.avg_mass, marker="s", color="tab:orange", label="AvgMass")
-            ax_mass.set_ylabel("AvgMass (mean over heads of mean m*)")
-            for layer in self.lazy_layers:
-                ax_curve.axvspan(layer - 0.5, layer + 0.5, color="red", alpha=0.12)
-            handles = ax_curve.get_legend_handles_labels()
-            extra = ax_mass.get_legend_handles_labels()
-            ax_curve.legend(handles[0] + extra[0], handles[1] + extra[1], loc="upper right", fontsize="small")
-            ax_curve.set_title(f"{self.model_name}: lazy layers shaded")
-            if peers:
-                self._plot_block_measures(axes[2], angular if self.angular is not None else None, angular_span)
-            fig.tight_layout()
-            path = Path(path)
-            if not path.suffix:  # savefig would append the default format's suffix; name the file it writes
-                path = path.with_name(f"{path.name}.{plt.rcParams['savefig.format']}")
-            with atomic_path(path) as tmp:  # the temporary keeps the suffix, so savefig picks the same format
-                fig.savefig(tmp, dpi=120)
-        finally:
-            plt.close(fig)
-        return path
-
-    def _plot_block_measures(self, ax: Any, angular: list[float] | None, span: int) -> None:
-        """BI per block on the left axis, d(x_l, x_{l+n}) per starting block l on the right: low means droppable."""
-        handles: list[Any] = []
-        if self.block_influence is not None:
-            handles += ax.plot(
-                range(len(self.block_influence)), self.block_influence, marker="o", color="tab:green", label="BI"
-            )
-        ax.set_xlabel("block")
-        ax.set_ylabel("Block Influence: 1 - mean cos(x_l, y_l)")
-        ax.set_ylim(bottom=0.0)
-        if angular is not None:
-            ax_angle = ax.twinx()
-            handles += ax_angle.plot(
-                range(len(angular)),
-                angular,
-                marker="s",
-                color="tab:purple",
-                label=f"angular distance, span n={span}",
-            )
-            ax_angle.set_ylabel(f"arccos(cos(x_l, x_l+{span})) / pi, last token")
-            ax_angle.set_ylim(bottom=0.0)
-        for layer in self.lazy_layers:
-            ax.axvspan(layer - 0.5, layer + 0.5, color="red", alpha=0.12)
-        ax.legend(handles, [h.get_label() for h in handles], loc="upper right", fontsize="small")
-        ax.set_title("peers' block measures (low: the block changes little)")
+        return save_figure(attention_figure(self, angular_span), path)

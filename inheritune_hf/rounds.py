@@ -9,7 +9,7 @@ compare, grow, until a round matches the target or reaches `max_layers`. Its out
                                tokens and training FLOPs spent (the teacher's forwards included when distilling)
       round-1-12L/             one round: Trainer checkpoints (checkpoint-N/), then
         model/                 the trained model (save_pretrained, safetensors), written atomically
-        eval_curve.json        [{"step", "tokens", "eval_loss"}]
+        eval_curve.json        [{"step", "tokens", "eval_loss"}], from step 0 (the model before training)
       baseline-16L/            the same-size random-init model, same layout
       loss_curves.png          reference, rounds and baseline against training tokens
       attention_history.json   with track_attention_steps N: each stage's attention rank and mass every N steps,
@@ -44,6 +44,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .architecture import check_causal_lm, num_layers_of
 from .errors import TrainingError
+from .figures import plot_loss_curves  # noqa: F401  (public here before figures.py: still importable from rounds)
 from .fingerprint import (
     config_fingerprint,  # noqa: F401  (public here before fingerprint.py: still importable from rounds)
     dataset_fingerprint,
@@ -52,7 +53,7 @@ from .fingerprint import (
     training_fingerprint,
 )
 from .inherit import grow, inherit
-from .io import atomic_path, check_output_dir, jsonable, read_json, replace_dir, write_json
+from .io import check_output_dir, jsonable, read_json, replace_dir, write_json
 from .loading import load_causal_lm
 from .narration import narrate
 from .settings import InherituneArguments, check_distillation
@@ -168,36 +169,6 @@ def _save_model(result, directory: Path, state: PartialState) -> None:
 save_trained_model = _save_model  # public: the recipe saves its reference the same way, once, gathered
 
 
-def plot_loss_curves(rounds: Sequence[dict], reference_loss: float, path: Path, target_loss: float | None = None):
-    """Eval loss against cumulative training tokens: each round, the baseline (dashed), the reference."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for row in rounds:
-        curve = json.loads((path.parent / row["eval_curve"]).read_text())
-        if not curve:
-            continue
-        offset = row["cumulative_tokens"] - row["tokens"] if row["kind"] == "inheritune" else 0
-        xs = [offset + p["tokens"] for p in curve]
-        ys = [p["eval_loss"] for p in curve]
-        label = f"round {row['round']}: {row['layers']} layers" if row["kind"] == "inheritune" else "random init"
-        ax.plot(xs, ys, "--" if row["kind"] != "inheritune" else "-", marker=".", label=label)
-    ax.axhline(reference_loss, color="black", linestyle=":", label=f"reference ({reference_loss:.3f})")
-    if target_loss is not None and not math.isclose(target_loss, reference_loss):
-        ax.axhline(target_loss, color="gray", linestyle="-.", label=f"target ({target_loss:.3f})")
-    ax.set_xlabel("training tokens")
-    ax.set_ylabel("validation loss")
-    ax.set_title("Inheritune")
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------------------------
@@ -233,7 +204,9 @@ def _train_round(
     resume = get_last_checkpoint(str(directory)) if args.resume and directory.is_dir() else None
     if resume is not None:
         _narrate("%s: resuming at %s", name, Path(resume).name)
-    round_args = dataclasses.replace(training_args, output_dir=str(directory), **(schedule or {}))
+    # eval_on_start: the curve starts at step 0, the model as inherited (or grown, or initialised) before training,
+    # so the figure shows what inheriting bought; a resumed round keeps that point in its checkpoint's log history.
+    round_args = dataclasses.replace(training_args, output_dir=str(directory), eval_on_start=True, **(schedule or {}))
     result = train(
         model,
         train_dataset,
@@ -303,6 +276,7 @@ def run_inheritune(
     metadata: dict[str, Any] | None = None,
     callbacks: Sequence[TrainerCallback] = (),
     tracking: AttentionTracking | None = None,
+    reference_curve: Sequence[dict[str, Any]] | None = None,
 ) -> InherituneResult:
     """Algorithm 1 of Inheritune: inherit L/2 blocks, train, and grow by 2 until the reference's loss is matched.
 
@@ -315,7 +289,8 @@ def run_inheritune(
 
     All checks (the reference is a causal LM, layer counts, target, tokenizer, block size, data, output folder,
     resume settings) run before anything is written or trained. `metadata` (e.g. the corpus fingerprint) is
-    recorded in run.json.
+    recorded in run.json, and so is `reference_curve`, the reference's own training curve (`[{"step", "tokens",
+    "eval_loss"}]`, as `train` returns it) when the caller trained it: loss_curves.png draws it beside the rounds.
 
     With `args.track_attention_steps` N > 0, every round (and the baseline) is watched by an
     `AttentionCollapseCallback` every N steps on samples drawn once from `eval_dataset` (seeded by
@@ -348,6 +323,7 @@ def run_inheritune(
     if tracking is not None:
         tracking.load(out / ATTENTION_HISTORY_FILE)  # the rounds an interrupted run finished
     previous = _read_json(out / RUN_FILE) if (out / RUN_FILE).exists() else {}
+    reference_curve = list(reference_curve) if reference_curve else previous.get("reference_curve")
 
     reference_loss = args.reference_loss
     if reference_loss is None:
@@ -370,6 +346,7 @@ def run_inheritune(
             "reference_loss": reference_loss,
             "target_loss": target,
             "metadata": metadata or {},
+            "reference_curve": reference_curve,
         }
         write_json(out / RUN_FILE, run)
 
@@ -485,7 +462,20 @@ def run_inheritune(
         record(baseline)
 
     if args.plot and state.is_main_process:
-        plot_loss_curves(done, reference_loss, out / FIGURE_FILE, target)
+        # the config's name: what from_pretrained read, or what a caller named an in-memory model
+        name = reference.config.name_or_path or reference.name_or_path or type(reference).__name__
+        if Path(name).is_absolute():  # a local folder: its last two parts, not the whole path
+            name = "/".join(Path(name).parts[-2:])
+        label = f"reference ({num_layers_of(reference.config)} layers)"
+        plot_loss_curves(
+            done,
+            reference_loss,
+            out / FIGURE_FILE,
+            target,
+            reference_curve=reference_curve,
+            reference_label=label,
+            title=f"Inheritune from {name}: validation loss against training tokens",
+        )
     state.wait_for_everyone()
     return InherituneResult(
         model=model,

@@ -54,14 +54,18 @@ class TrainResult:
 
 
 class TargetLossCallback(TrainerCallback):
-    """Stop training at the first evaluation whose loss is at or below `target`."""
+    """Stop training at the first evaluation after step 0 whose loss is at or below `target`.
+
+    The step-0 evaluation (`eval_on_start`) measures the model before training, for the loss curve; it does not
+    end a round that has not trained.
+    """
 
     def __init__(self, target: float):
         self.target = target
         self.reached = False
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if metrics and metrics.get("eval_loss", math.inf) <= self.target:
+        if state.global_step > 0 and metrics and metrics.get("eval_loss", math.inf) <= self.target:
             self.reached = True
             control.should_training_stop = True
         return control

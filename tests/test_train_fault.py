@@ -88,3 +88,6 @@ def test_killed_inheritune_run_resumes_at_its_round_and_step(tmp_path):
     whole = json.loads((tmp_path / "whole" / "rounds.json").read_text())
     resumed = json.loads((tmp_path / "killed" / "rounds.json").read_text())
     assert resumed == whole
+    for row in whole:  # the resumed round kept its step-0 point (the grown model before training) from the checkpoint
+        curve = json.loads((tmp_path / "killed" / row["eval_curve"]).read_text())
+        assert curve == json.loads((tmp_path / "whole" / row["eval_curve"]).read_text()) and curve[0]["step"] == 0

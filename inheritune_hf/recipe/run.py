@@ -194,11 +194,15 @@ def run_recipe(
             eval_set, inheritune_args.track_attention_steps, samples, seq_len, training_args.seed
         )
 
+    # The reference's training evaluates on the blocks the rounds are compared on, so its curve ends at its loss.
+    rounds_eval = eval_set
+    if inheritune_args.max_eval_blocks is not None:
+        rounds_eval = eval_set.select(range(min(inheritune_args.max_eval_blocks, len(eval_set))))
     reference, reference_info = train_or_load_reference(
         recipe,
         tokenizer,
         train_set,
-        eval_set,
+        rounds_eval,
         data_args,
         training_args,
         out,
@@ -225,6 +229,7 @@ def run_recipe(
         tokenizer=tokenizer,
         metadata={"dataset": inputs.data_info["source"], "data": inputs.data_info, "recipe": recipe.name},
         figure=out / "analysis" / "attention_rank.png" if analysis is not None else None,
+        reference_curve=reference_info.get("eval_curve"),
         tracking=tracking,
     )
     final = result.rounds[-1]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,7 +156,9 @@ def train_or_load_reference(
         if not changed:
             if tracking is not None:
                 tracking.load(folder / ATTENTION_HISTORY_FILE)
-            return load_causal_lm(final), info
+            model = load_causal_lm(final)
+            model.config._name_or_path = f"{recipe.name}-reference-{recipe.num_layers}L"  # as when it was trained
+            return model, info
         if not overwrite:
             raise InherituneError(
                 f"{folder} holds a reference trained with other settings ({'; '.join(changed[:4])}). Pass "
@@ -169,7 +171,9 @@ def train_or_load_reference(
     set_seed(args.seed)  # the reference's initial weights, like every round's, follow --seed: a run is repeatable
     model = AutoModelForCausalLM.from_config(config)
     callbacks = [tracking.callback()] if tracking is not None else []
-    result = train(model, train_set, eval_set, args, tokenizer=tokenizer, callbacks=callbacks)
+    # eval_on_start: its curve starts at step 0, as every round's does (not a setting: the fingerprint omits it)
+    args_from_step_0 = dataclasses.replace(args, eval_on_start=True)
+    result = train(model, train_set, eval_set, args_from_step_0, tokenizer=tokenizer, callbacks=callbacks)
     model.config._name_or_path = f"{recipe.name}-reference-{recipe.num_layers}L"
     # Trainer.save_model, as every round is saved: the full state dict gathered under FSDP / ZeRO-3, the files
     # (weights and tokenizer) written once, by the main process, and renamed into place.
@@ -232,11 +236,13 @@ def inheritune_rounds(
     metadata: dict[str, Any] | None = None,
     figure: Path | None = None,
     tracking: AttentionTracking | None = None,
+    reference_curve: Sequence[dict[str, Any]] | None = None,
 ) -> InherituneResult:
     """Algorithm 1 under `run_dir` (`run_inheritune`: inherit L/2 blocks, train, grow by 2 until matched, and
     the random-init baseline when asked). `figure` (the diagnosis's attention-rank plot) is copied beside the
     rounds, by the main process, so the model card shows it. `tracking` (with the reference's stage) watches every
-    round; the run's `attention_history.json` and `.png` are written in `run_dir`."""
+    round; the run's `attention_history.json` and `.png` are written in `run_dir`. `reference_curve` (the
+    reference's own training, when the recipe trained it) is drawn in loss_curves.png."""
     from accelerate import PartialState
 
     result = run_inheritune(
@@ -248,6 +254,7 @@ def inheritune_rounds(
         tokenizer=tokenizer,
         metadata=metadata,
         tracking=tracking,
+        reference_curve=reference_curve,
     )
     if figure is not None and PartialState().is_main_process:
         atomic_write_bytes(run_dir / figure.name, figure.read_bytes())
