@@ -127,10 +127,10 @@ def test_fraction_outside_zero_one_is_refused(bad):
 def test_rank_one_matrices_are_certified_without_the_eigensolver(monkeypatch):
     import inheritune_hf.analyze as analyze
 
-    def fail(gram):
+    def fail(gram, tau):
         raise AssertionError("the eigensolver should not run for provably rank-1 matrices")
 
-    monkeypatch.setattr(analyze, "_eigvalsh", fail)
+    monkeypatch.setattr(analyze, "_ranks_by_eigensolver", fail)
     noisy_sink = 0.97 * sink() + 0.03 * uniform_causal()
     assert attention_rank(torch.stack([sink(), noisy_sink, sink(40)[:T, :T]])).tolist() == [1, 1, 1]
 
