@@ -29,7 +29,7 @@ import contextlib
 import contextvars
 import math
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -272,23 +272,30 @@ def _ranks_by_eigensolver(gram: torch.Tensor, tau: float) -> torch.Tensor:
     return _count_to_fraction(spectrum, tau)
 
 
-def _map_chunks(function: Any, matrices: torch.Tensor, size: int) -> torch.Tensor:
-    """`function` over chunks of `size` matrices, the chunks spread over CPU threads (one torch thread each).
+def _map_on_threads(function: Callable[[Any], Any], items: Sequence[Any], cpu: bool = True) -> list[Any]:
+    """`function` over `items`, spread over the CPU threads torch may use, each worker with one torch thread.
 
-    The work per matrix is small LAPACK calls and products with a few columns, which torch runs one matrix after
-    another and which barely use a second core on their own; a chunk also stays in cache from one step to the
-    next. The result does not depend on the number of threads.
+    The statistics are many small ops (products with a few columns, LAPACK on small matrices) that torch runs
+    one matrix after another and that a second intra-op thread only slows down (it spins, and on a loaded machine
+    it waits); independent slices on separate threads keep every core busy instead. Workers run in the caller's
+    grad and inference mode. The result does not depend on the number of threads.
     """
-    chunks = matrices.split(size)
+    if not cpu:
+        return [function(item) for item in items]
     threads = torch.get_num_threads()
-    if matrices.device.type != "cpu":
-        return torch.cat([function(chunk) for chunk in chunks])
     torch.set_num_threads(1)
     try:
-        if threads < 2 or len(chunks) < 2:
-            return torch.cat([function(chunk) for chunk in chunks])
-        with ThreadPoolExecutor(max_workers=min(threads, len(chunks))) as pool:
-            return torch.cat(list(pool.map(function, chunks)))
+        if threads < 2 or len(items) < 2:
+            return [function(item) for item in items]
+        grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+        def work(item: Any) -> Any:
+            torch.set_num_threads(1)
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+                return function(item)
+
+        with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
+            return list(pool.map(work, items))
     finally:
         torch.set_num_threads(threads)
 
@@ -307,7 +314,10 @@ def attention_rank(attn: torch.Tensor, tau: float = 0.9) -> torch.Tensor:
     if attn.numel() == 0:
         return torch.zeros(batch_shape, dtype=torch.long, device=attn.device)
     matrices = attn.reshape(-1, *attn.shape[-2:])
-    ranks = _map_chunks(lambda chunk: _ranks_of_chunk(chunk, tau), matrices, _CHUNK_MATRICES)
+    chunks = matrices.split(_CHUNK_MATRICES)
+    ranks = torch.cat(
+        _map_on_threads(lambda chunk: _ranks_of_chunk(chunk, tau), chunks, matrices.device.type == "cpu")
+    )
     return ranks.reshape(batch_shape)
 
 
@@ -505,6 +515,13 @@ class _Accumulator:
             self.counts[position] += count
 
 
+def _cosines(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """cos(x, y) along the last dim, as `torch.nn.functional.cosine_similarity` (norms floored at 1e-8) but from
+    three reductions, without normalised copies of x and y: the block hooks run once per block on every token."""
+    norms = torch.linalg.vector_norm(x, dim=-1).clamp_min(1e-8) * torch.linalg.vector_norm(y, dim=-1).clamp_min(1e-8)
+    return torch.linalg.vecdot(x, y) / norms
+
+
 class _BlockStates:
     """Running sums of Block Influence and of the pairwise last-token angular distances between block boundaries.
 
@@ -545,9 +562,8 @@ class _BlockStates:
                 return
             # fp32 at least: a bf16 cosine near 1 would round a small BI to 0.
             dtype = torch.promote_types(x.dtype, torch.float32)
-            cos = torch.nn.functional.cosine_similarity(x.to(dtype), y.to(dtype), dim=-1)
-            self.bi_sums[index] += cos.sum().double().cpu()
-            self.bi_tokens[index] += cos.numel()
+            self.bi_sums[index] += _cosines(x.to(dtype), y.to(dtype)).sum().double().cpu()
+            self.bi_tokens[index] += x.shape[:-1].numel()
             if index == len(self.blocks) - 1:
                 self.last[index + 1] = y[:, -1].detach().double().cpu()
 
@@ -624,7 +640,8 @@ def _stats_attention_forward(module: nn.Module, query, key, value, attention_mas
     The model's eager attention runs on a few samples at a time (`_PROBS_CHUNK_BYTES` of probabilities), and each
     slice is reduced while it is still in cache: one batch-sized probability tensor per op costs several passes
     over memory and fresh pages, which made eager attention about 3x slower than sdpa on CPU; per slice it is
-    about 1.5x. Samples do not interact in attention, so the output is the same.
+    about 1.5x. The slices run on separate CPU threads (`_map_on_threads`). Samples do not interact in
+    attention, so the output is the same.
     """
     eager = _eager_attention_for(module)
     accumulator = _ACTIVE.get()
@@ -633,9 +650,8 @@ def _stats_attention_forward(module: nn.Module, query, key, value, attention_mas
     batch = query.shape[0]
     per_sample = query.shape[1] * query.shape[2] * key.shape[2] * query.element_size()
     step = max(1, _PROBS_CHUNK_BYTES // max(per_sample, 1))
-    outputs, parts = [], []
-    for start in range(0, batch, step):
-        rows = slice(start, min(start + step, batch))
+
+    def attend_and_reduce(rows: slice) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, int] | None]:
         output, weights = eager(
             module,
             query[rows],
@@ -644,12 +660,14 @@ def _stats_attention_forward(module: nn.Module, query, key, value, attention_mas
             _batch_slice(attention_mask, rows, batch),
             **{name: _batch_slice(item, rows, batch) for name, item in kwargs.items()},
         )
-        outputs.append(output)
-        if weights is not None:
-            parts.append(accumulator.reduce(weights))
-            del weights
+        return output, (accumulator.reduce(weights) if weights is not None else None)
+
+    slices = [slice(start, min(start + step, batch)) for start in range(0, batch, step)]
+    results = _map_on_threads(attend_and_reduce, slices, query.device.type == "cpu")
+    parts = [part for _, part in results if part is not None]
     if parts:
         accumulator.record(module, parts)
+    outputs = [output for output, _ in results]
     return (outputs[0] if len(outputs) == 1 else torch.cat(outputs)), None
 
 
