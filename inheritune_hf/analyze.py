@@ -21,6 +21,10 @@ hooks on the block stack, so before any final norm):
 - **angular distance** (Gromov et al. 2024, PruneMe): d(x_l, x_{l+n}) = arccos(cos(x_l, x_{l+n})) / pi of the
   last token, averaged over samples. The report keeps the mean over samples of this distance for every pair of
   block boundaries (an (L+1) x (L+1) matrix), so a span of any n is answered without another pass.
+
+What the report costs beside the plain forward pass (the floor) goes to k*, which needs the top of the spectrum of
+every A A^T. On CPU a block Krylov certificate (`_certified_ranks`) proves k* for most attention matrices at a
+fraction of an eigensolver's cost, and `eigvalsh` settles the rest; the answer is the eigensolver's either way.
 """
 
 from __future__ import annotations
@@ -314,11 +318,10 @@ def attention_rank(attn: torch.Tensor, tau: float = 0.9) -> torch.Tensor:
     if attn.numel() == 0:
         return torch.zeros(batch_shape, dtype=torch.long, device=attn.device)
     matrices = attn.reshape(-1, *attn.shape[-2:])
+    if matrices.device.type != "cpu":  # an accelerator's batched eigensolver beats many small Krylov steps
+        return _ranks_by_eigensolver(_gram(matrices), tau).reshape(batch_shape)
     chunks = matrices.split(_CHUNK_MATRICES)
-    ranks = torch.cat(
-        _map_on_threads(lambda chunk: _ranks_of_chunk(chunk, tau), chunks, matrices.device.type == "cpu")
-    )
-    return ranks.reshape(batch_shape)
+    return torch.cat(_map_on_threads(lambda chunk: _ranks_of_chunk(chunk, tau), chunks)).reshape(batch_shape)
 
 
 def attention_mass(attn: torch.Tensor, eta: float = 0.9) -> torch.Tensor:
@@ -647,9 +650,9 @@ def _stats_attention_forward(module: nn.Module, query, key, value, attention_mas
     accumulator = _ACTIVE.get()
     if accumulator is None:
         return eager(module, query, key, value, attention_mask, **kwargs)[0], None
-    batch = query.shape[0]
+    batch, cpu = query.shape[0], query.device.type == "cpu"
     per_sample = query.shape[1] * query.shape[2] * key.shape[2] * query.element_size()
-    step = max(1, _PROBS_CHUNK_BYTES // max(per_sample, 1))
+    step = max(1, _PROBS_CHUNK_BYTES // max(per_sample, 1)) if cpu else batch
 
     def attend_and_reduce(rows: slice) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, int] | None]:
         output, weights = eager(
@@ -663,7 +666,7 @@ def _stats_attention_forward(module: nn.Module, query, key, value, attention_mas
         return output, (accumulator.reduce(weights) if weights is not None else None)
 
     slices = [slice(start, min(start + step, batch)) for start in range(0, batch, step)]
-    results = _map_on_threads(attend_and_reduce, slices, query.device.type == "cpu")
+    results = _map_on_threads(attend_and_reduce, slices, cpu)
     parts = [part for _, part in results if part is not None]
     if parts:
         accumulator.record(module, parts)
