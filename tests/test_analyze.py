@@ -244,12 +244,7 @@ ARCHITECTURES = {
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_matches_the_naive_path_across_architectures(arch):
-    import transformers
-
-    config_class, model_class, kwargs = ARCHITECTURES[arch]
-    torch.manual_seed(0)
-    config = getattr(transformers, config_class)(vocab_size=VOCAB, **kwargs)
-    model = getattr(transformers, model_class)(config).eval()
+    model = build_architecture(arch)
     samples = stream().unfold(0, 24, 60)[:4]
     report = analyze_attention(model, input_ids=samples, num_samples=4, seq_len=24, progress=False)
     ranks, masses = naive_report(model, samples)
@@ -270,6 +265,58 @@ def test_model_outside_the_attention_interface_falls_back_to_hooks():
     for layer, probs in enumerate(attentions):
         assert report.rank[layer] == pytest.approx(attention_rank(probs).double().mean(0).tolist(), abs=1e-9)
         assert report.mass[layer] == pytest.approx(attention_mass(probs).double().mean(0).tolist(), abs=1e-9)
+
+
+def build_architecture(arch: str):
+    import transformers
+
+    config_class, model_class, kwargs = ARCHITECTURES[arch]
+    torch.manual_seed(0)
+    config = getattr(transformers, config_class)(vocab_size=VOCAB, **kwargs)
+    return getattr(transformers, model_class)(config).eval()
+
+
+@pytest.mark.parametrize("arch", ["gpt_oss", "opt", "mistral", "gemma2", "llama_gqa"])
+def test_attention_taken_a_few_samples_at_a_time_gives_the_same_report(arch, monkeypatch):
+    # Per-sample tensors (the masks, OPT's position ids) are cut with the batch; the rest passes whole.
+    import inheritune_hf.analyze as analyze
+
+    model = llama(2) if arch == "llama_gqa" else build_architecture(arch)
+    samples = stream().unfold(0, 24, 60)[:4]
+    kwargs = dict(input_ids=samples, num_samples=4, seq_len=24, progress=False)
+    whole = analyze_attention(model, **kwargs)
+    monkeypatch.setattr(analyze, "_PROBS_CHUNK_BYTES", 1)  # one sample per slice, slices on separate threads
+    sliced = analyze_attention(model, **kwargs)
+    assert sliced.rank == whole.rank and sliced.mass == whole.mass
+    assert sliced.block_influence == pytest.approx(whole.block_influence, abs=1e-6)
+    assert torch.tensor(sliced.angular).allclose(torch.tensor(whole.angular), atol=1e-6)
+
+
+def test_only_per_sample_tensors_are_cut_with_the_batch():
+    from inheritune_hf.analyze import _batch_slice
+
+    rows, batch = slice(1, 3), 4
+    mask, positions = torch.zeros(4, 1, 5, 5), torch.arange(20).view(4, 5)
+    assert _batch_slice(mask, rows, batch).shape == (2, 1, 5, 5)
+    assert torch.equal(_batch_slice(positions, rows, batch), positions[1:3])
+    sinks = torch.ones(4)  # one per head, and there happen to be as many heads as samples
+    broadcast = torch.zeros(1, 1, 5, 5)
+    assert _batch_slice(sinks, rows, batch) is sinks and _batch_slice(broadcast, rows, batch) is broadcast
+    assert _batch_slice(0.125, rows, batch) == 0.125
+
+
+def test_the_report_does_not_depend_on_the_number_of_threads():
+    model = gpt2(init=0.3)
+    threads = torch.get_num_threads()
+    reports = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            reports.append(analyze_attention(model, input_ids=stream(), num_samples=8, seq_len=32, progress=False))
+            assert torch.get_num_threads() == count  # restored after the statistics' own threads
+    finally:
+        torch.set_num_threads(threads)
+    assert reports[0].rank == reports[1].rank and reports[0].mass == reports[1].mass
 
 
 def test_texts_and_datasets_are_sampled_the_same_seeded_way(tokenizer):
