@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -298,10 +299,24 @@ def _map_on_threads(function: Callable[[Any], Any], items: Sequence[Any], cpu: b
             with torch.inference_mode(inference), torch.set_grad_enabled(grad):
                 return function(item)
 
-        with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
-            return list(pool.map(work, items))
+        return list(_worker_pool(threads).map(work, items))
     finally:
         torch.set_num_threads(threads)
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _worker_pool(workers: int) -> ThreadPoolExecutor:
+    """One pool per worker count, kept for the process: the same threads (and their allocator arenas) serve every
+    layer, instead of new threads per attention call."""
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inheritune-stats")
+    return _POOLS[workers]
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads: it starts its own pools
+    os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def attention_rank(attn: torch.Tensor, tau: float = 0.9) -> torch.Tensor:

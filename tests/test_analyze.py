@@ -397,3 +397,65 @@ def test_model_without_attention_is_unsupported():
     model = MambaForCausalLM(MambaConfig(num_hidden_layers=2, hidden_size=32, state_size=4, vocab_size=VOCAB))
     with pytest.raises(UnsupportedModelError, match="no attention"):
         analyze_attention(model, input_ids=stream(), num_samples=2, seq_len=16, progress=False)
+
+
+# -- memory ------------------------------------------------------------------------------------------------------
+
+PEAK_MEMORY_SCRIPT = """
+import gc, json, sys
+from pathlib import Path
+
+import torch
+from conftest import tiny_gpt2
+
+from inheritune_hf import analyze_attention
+
+
+def kib(key):
+    return next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith(key + ":"))
+
+
+samples, heads, seq_len = 8, 16, 128  # one layer's probabilities: 8 MiB
+ids = torch.randint(0, 300, (samples, seq_len), generator=torch.Generator().manual_seed(1))
+peaks = {}
+for layers in (2, 8):
+    model = tiny_gpt2(layers, n_embd=32, n_head=heads, n_positions=seq_len, vocab_size=300)
+    run = lambda: analyze_attention(model, input_ids=ids, num_samples=samples, seq_len=seq_len, progress=False)
+    run()  # first-call allocations: thread pools, kernels
+    peaks[layers] = 0.0
+    for _ in range(3):  # the largest of three: the allocator's page-granular noise is a few MiB
+        gc.collect()
+        before = kib("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # resets the high-water mark VmHWM to the current RSS
+        run()
+        peaks[layers] = max(peaks[layers], (kib("VmHWM") - before) / 1024)
+print(json.dumps(peaks))
+"""
+
+
+def test_peak_memory_does_not_grow_with_depth():
+    # Each layer's probabilities are reduced and dropped inside the forward pass, and the block hooks keep only
+    # last-token states: from 2 to 8 layers the peak may not grow by the probabilities of two layers (16 MiB),
+    # where a path that kept them all would grow by six (48 MiB). Resident memory, in a fresh process.
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pytest.skip("needs Linux's /proc/self/clear_refs to reset the resident high-water mark")
+    tests = Path(__file__).parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY_SCRIPT], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    peaks = {int(layers): mib for layers, mib in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+    assert peaks[8] - peaks[2] < 16.0, peaks
