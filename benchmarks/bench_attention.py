@@ -20,10 +20,10 @@ machine, CPU time is steadier than wall time.
 `--ratio` answers the other question, what the whole report costs beside the floor it cannot beat: the time of
 `analyze_attention` (rank, mass, Block Influence, angular distances) over a plain forward pass of the model's
 body (`model.base_model`, sdpa, no statistics, no LM head) on the same samples, beside the full model's forward
-(with the LM head) and the naive way, each the best of `--repeats` alternating runs (issue 12: goal <= 1.2x at
-GPT-2-medium width, 12 layers, T=256, 8 samples):
+(with the LM head) and the naive way, each the median of `--repeats` alternating runs (issue 12: goal <= 1.2x
+at GPT-2-medium width, 12 layers, T=256, 8 samples). `--profile` adds where the report's CPU time goes:
 
-    .venv/bin/python benchmarks/bench_attention.py --ratio --layers 12 --samples 8
+    .venv/bin/python benchmarks/bench_attention.py --ratio --layers 12 --samples 8 --profile
 """
 
 from __future__ import annotations
@@ -144,13 +144,16 @@ def inheritune(model, ids, batch_size: int) -> tuple[list[list[float]], float]:
 
 
 def ratio(args: argparse.Namespace) -> None:
-    """Best-of-`repeats` wall and CPU time of each way over the same samples, and their ratio to the body."""
+    """Median wall and CPU time of each way over the same samples, side by side, and their ratio to the body."""
+    import statistics
+
     import torch
 
     import inheritune_hf.analyze as analyze
 
     model, ids = build(args.layers[0], args.samples, args.seq_len)
     model.set_attn_implementation("sdpa")
+    outputs: dict[str, list[list[float]]] = {}
 
     def body():
         with torch.inference_mode():
@@ -163,32 +166,116 @@ def ratio(args: argparse.Namespace) -> None:
                 model(input_ids=batch, use_cache=False)
 
     def report():
-        analyze.analyze_attention(
+        outputs["report"] = analyze.analyze_attention(
             model, input_ids=ids, num_samples=ids.shape[0], seq_len=ids.shape[1], batch_size=args.batch_size,
             progress=False,
-        )  # fmt: skip
+        ).rank  # fmt: skip
 
     def naive_way():
-        naive(model, ids, args.batch_size)
+        outputs["naive"] = naive(model, ids, args.batch_size)[0]
         model.set_attn_implementation("sdpa")
 
-    ways = {"body (floor)": body, "full model": full_model, "report": report, "naive": naive_way}
-    body()  # warm-up: first-call allocations and kernel selection
-    best = {name: (float("inf"), float("inf")) for name in ways}
+    ways = {"body (floor)": body, "full model": full_model, "report": report}
+    if not args.skip_naive:
+        ways["naive"] = naive_way
+    load_before = os.getloadavg()[0]
+    body(), report()  # warm-up: first-call allocations, kernel selection, the statistics' threads
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
     for _ in range(args.repeats):
         for name, way in ways.items():
             start, cpu_start = time.perf_counter(), time.process_time()
             way()
-            wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-            best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
-    floor_wall, floor_cpu = best["body (floor)"]
+            times[name].append((time.perf_counter() - start, time.process_time() - cpu_start))
+    median = {name: tuple(statistics.median(run[i] for run in runs) for i in (0, 1)) for name, runs in times.items()}
+    floor_wall, floor_cpu = median["body (floor)"]
     print(
-        f"{args.layers[0]} layers, d=1024, {args.samples} samples x T={args.seq_len}, batch {args.batch_size}, "
-        f"best of {args.repeats}, load average {os.getloadavg()[0]:.1f}"
+        f"{args.layers[0]} layers, d=1024, 16 heads, {args.samples} samples x T={args.seq_len}, batch "
+        f"{args.batch_size}, fp32, torch {torch.__version__} with {torch.get_num_threads()} threads, median of "
+        f"{args.repeats} alternating runs; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     )
-    print(f"{'way':<14}  {'wall s':>7}  {'CPU s':>7}  {'/ body wall':>11}  {'/ body CPU':>10}")
-    for name, (wall, cpu) in best.items():
-        print(f"{name:<14}  {wall:>7.2f}  {cpu:>7.2f}  {wall / floor_wall:>10.2f}x  {cpu / floor_cpu:>9.2f}x")
+    print(f"{'way':<14}  {'wall s':>7}  {'(min)':>7}  {'CPU s':>7}  {'/ body wall':>11}  {'/ body CPU':>10}")
+    for name, (wall, cpu) in median.items():
+        fastest = min(run[0] for run in times[name])
+        print(
+            f"{name:<14}  {wall:>7.2f}  {fastest:>7.2f}  {cpu:>7.2f}  {wall / floor_wall:>10.2f}x  "
+            f"{cpu / floor_cpu:>9.2f}x"
+        )
+    if "naive" in outputs:
+        difference = max(
+            abs(a - b)
+            for x, y in zip(outputs["report"], outputs["naive"], strict=True)
+            for a, b in zip(x, y, strict=True)
+        )
+        print(f"max |mean-rank difference| report vs naive: {difference:.2g}")
+    if args.profile:
+        profile(model, ids, args, floor_cpu, median["report"][1])
+
+
+def profile(model, ids, args: argparse.Namespace, floor_cpu: float, report_cpu: float) -> None:
+    """Where the report's CPU time beyond the floor goes (medians from `ratio`): each piece's thread CPU time,
+    summed over the statistics' threads, in one more run, and the floor's own sdpa attention in one more pass."""
+    import torch
+    from transformers import AttentionInterface
+
+    import inheritune_hf.analyze as analyze
+
+    spent: dict[str, float] = {}
+
+    def timed(name: str, function):
+        def wrapper(*a, **k):
+            start = time.thread_time()
+            try:
+                return function(*a, **k)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.thread_time() - start
+
+        return wrapper
+
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    sdpa = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    AttentionInterface.register("sdpa", timed("sdpa attention (in the floor)", sdpa))
+    try:
+        with torch.inference_mode():
+            for batch in ids.split(args.batch_size):
+                model.base_model(input_ids=batch, use_cache=False)
+    finally:
+        AttentionInterface.register("sdpa", sdpa)
+    pieces = {
+        "_gram": "Gram matrices A A^T (fp32, causal halves)",
+        "_krylov_basis": "Krylov bases (block Lanczos)",
+        "_certified_ranks": "certificate: Ritz values, bounds (incl. Krylov)",
+        "_ranks_by_eigensolver": "eigvalsh for the unproved",
+        "attention_mass": "mass m*",
+        "_cosines": "Block Influence cosines",
+    }
+    saved = {name: getattr(analyze, name) for name in [*pieces, "_eager_attention_for"]}
+    for name, label in pieces.items():
+        setattr(analyze, name, timed(label, saved[name]))
+    analyze._eager_attention_for = lambda module: timed(
+        "eager attention (the model's own)", saved["_eager_attention_for"](module)
+    )
+    try:
+        analyze.analyze_attention(
+            model, input_ids=ids, num_samples=ids.shape[0], seq_len=ids.shape[1], batch_size=args.batch_size,
+            progress=False,
+        )  # fmt: skip
+    finally:
+        for name, function in saved.items():
+            setattr(analyze, name, function)
+    floor_attention = spent.pop("sdpa attention (in the floor)", 0.0)
+    eager = spent.pop("eager attention (the model's own)", 0.0)
+    krylov = spent.pop("Krylov bases (block Lanczos)", 0.0)
+    rows = {"eager attention, less the floor's sdpa attention": eager - floor_attention, **spent}
+    extra = report_cpu - floor_cpu
+    rows["the rest (threads, hooks' copies, Python)"] = extra - sum(rows.values())
+    print(f"\nwhere the report's CPU time beyond the floor goes (medians: report {report_cpu:.2f} s, body")
+    print(f"{floor_cpu:.2f} s, of which sdpa attention {floor_attention:.2f} s): CPU time of each piece in one more")
+    print(f"run, summed over the statistics' threads; the Krylov bases take {krylov:.2f} s of the certificate.")
+    print(f"{'piece':<52}  {'CPU s':>6}  {'/ body CPU':>10}")
+    for label, seconds in rows.items():
+        print(f"{label:<52}  {seconds:>6.2f}  {seconds / floor_cpu:>9.3f}x")
+    print(f"{'total beyond the floor':<52}  {extra:>6.2f}  {extra / floor_cpu:>9.3f}x")
 
 
 def child(args: argparse.Namespace) -> None:
@@ -234,6 +321,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--ratio", action="store_true", help="the report's cost over a plain body forward pass")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-naive", action="store_true", help="--ratio without the (slow) naive way")
+    parser.add_argument("--profile", action="store_true", help="--ratio, then where the report's time goes")
     parser.add_argument("--child", choices=["naive", "inheritune"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ratio:

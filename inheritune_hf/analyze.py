@@ -21,6 +21,10 @@ hooks on the block stack, so before any final norm):
 - **angular distance** (Gromov et al. 2024, PruneMe): d(x_l, x_{l+n}) = arccos(cos(x_l, x_{l+n})) / pi of the
   last token, averaged over samples. The report keeps the mean over samples of this distance for every pair of
   block boundaries (an (L+1) x (L+1) matrix), so a span of any n is answered without another pass.
+
+What the report costs beside the plain forward pass (the floor) goes to k*, which needs the top of the spectrum of
+every A A^T. On CPU a block Krylov certificate (`_certified_ranks`) proves k* for most attention matrices at a
+fraction of an eigensolver's cost, and `eigvalsh` settles the rest; the answer is the eigensolver's either way.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -51,6 +56,21 @@ STATS_ATTENTION = "inheritune_attention_stats"
 # Relative slack on the tau / eta threshold so that float round-off in a cumulative sum never costs one extra
 # singular value or column (the identity must give exactly ceil(0.9 T)).
 _THRESHOLD_SLACK = 1e-5
+
+# The Krylov certificate for k* (see `_certified_ranks`): p Ritz vectors from blocks of b columns, matrices taken a
+# few at a time so that each one stays in cache, and the margin (a fraction of the trace) by which both bounds must
+# clear the threshold before the eigensolver is skipped.
+_KRYLOV_DIM = 24
+_KRYLOV_BLOCK = 4
+_CHUNK_MATRICES = 16
+_CERTIFY_TOLERANCE = 1e-4
+# Causal matrices at least this large get their Gram from the blocks of their lower triangle (half the flops).
+_SPLIT_GRAM_MIN = 64
+_DELTA_SPLITS = torch.tensor([0.25, 1.0, 2.0, 4.0, 8.0, 16.0], dtype=torch.float64)
+
+# Eager attention runs on slices of the batch holding at most this many bytes of probabilities (one sample of
+# GPT-2 medium at T=256 is 4 MiB): small enough to stay in cache while it is reduced.
+_PROBS_CHUNK_BYTES = 4 << 20
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -79,25 +99,6 @@ def _count_to_fraction(descending: torch.Tensor, fraction: float) -> torch.Tenso
     return (short.sum(dim=-1) + 1).clamp(max=descending.shape[-1])
 
 
-def _eigvalsh(gram: torch.Tensor) -> torch.Tensor:
-    """`torch.linalg.eigvalsh` over a batch, split across CPU threads.
-
-    On CPU, LAPACK's symmetric eigensolver barely uses more than one core for matrices of a few hundred
-    rows, while torch runs a batch one matrix after another. Running chunks of the batch in parallel with one
-    thread each is about `num_threads` times faster; the result is bit-identical.
-    """
-    threads = torch.get_num_threads()
-    if gram.device.type != "cpu" or threads < 2 or gram.shape[0] < 2 * threads:
-        return torch.linalg.eigvalsh(gram)
-    chunks = gram.chunk(threads)
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
-            return torch.cat(list(pool.map(torch.linalg.eigvalsh, chunks)))
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _gram(matrices: torch.Tensor) -> torch.Tensor:
     """A A^T (or A^T A, the smaller) in fp32: its eigenvalues are the sigma_i^2 of A.
 
@@ -105,44 +106,237 @@ def _gram(matrices: torch.Tensor) -> torch.Tensor:
     only perturbs the smallest sigma_i^2 by about eps * sigma_1^2, far below what can move a 90 % threshold.
     """
     a = matrices.float()
-    return a @ a.mT if a.shape[-2] <= a.shape[-1] else a.mT @ a
+    rows, columns = a.shape[-2:]
+    half = rows // 2
+    if rows == columns and rows >= _SPLIT_GRAM_MIN and not a[..., :half, half:].any():
+        return _causal_gram(a, half)
+    return a @ a.mT if rows <= columns else a.mT @ a
 
 
-def _certainly_rank_one(gram: torch.Tensor, tau: float, iterations: int = 4) -> torch.Tensor:
-    """Matrices whose top sigma^2 provably holds `tau` of the total, found without an eigensolver.
+def _causal_gram(a: torch.Tensor, half: int) -> torch.Tensor:
+    """A A^T for lower block-triangular A = [[A11, 0], [A21, A22]] (causal attention) at half the cost:
+    [[A11 A11^T, (A21 A11^T)^T], [A21 A11^T, A21 A21^T + A22 A22^T]]."""
+    shape, a = a.shape, a.reshape(-1, *a.shape[-2:])
+    a11, a21, a22 = a[:, :half, :half], a[:, half:, :half], a[:, half:, half:]
+    gram = a.new_empty(a.shape)
+    gram[:, :half, :half] = a11 @ a11.mT
+    gram[:, half:, :half] = a21 @ a11.mT
+    gram[:, :half, half:] = gram[:, half:, :half].mT
+    gram[:, half:, half:] = torch.baddbmm(a22 @ a22.mT, a21, a21.mT)
+    return gram.reshape(shape)
 
-    A few power iterations give a Rayleigh quotient rho = x^T G x / x^T x, and rho <= lambda_1 for every x, so
-    rho >= tau * trace(G) proves k* = 1 exactly. Lazy layers are mostly such matrices, and attention Grams are
-    nonnegative, so the all-ones start is close to the top eigenvector (Perron-Frobenius). Others fall through.
+
+_START_BLOCKS: dict[tuple[int, int], torch.Tensor] = {}
+
+
+def _start_block(n: int, block: int, seed: int = 0) -> torch.Tensor:
+    """A fixed orthonormal n x block matrix (fp64) of seeded random columns; the start (seed 0) has the all-ones
+    vector first, close to the top eigenvector of a nonnegative Gram (Perron-Frobenius). Fixed, so that the same
+    matrix always gets the same certificate."""
+    key = (n, block, seed)
+    if key not in _START_BLOCKS:
+        start = torch.randn(n, block, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        if seed == 0:
+            start[:, 0] = 1.0
+        _START_BLOCKS[key] = torch.linalg.qr(start).Q
+    return _START_BLOCKS[key]
+
+
+def _krylov_basis(gram: torch.Tensor, dim: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """An orthonormal basis K (to the working precision) of the block Krylov space span{X, G X, G^2 X, ...}
+    (`dim` vectors) and its image K G, both as rows [batch, dim, n]: row-vector products Q^T G run several times
+    faster on CPU than G Q.
+
+    Block Lanczos with full reorthogonalisation (classical Gram-Schmidt twice): for the top eigenvalues it
+    converges far faster than subspace iteration for the same number of products with G.
     """
-    x = torch.ones(*gram.shape[:-1], 1, dtype=gram.dtype, device=gram.device)
-    for _ in range(iterations):
-        x = gram @ x
-        x = x / x.norm(dim=-2, keepdim=True).clamp(min=torch.finfo(gram.dtype).tiny)
-    rho = (x.mT @ (gram @ x)).reshape(gram.shape[:-2])
-    total = gram.diagonal(dim1=-2, dim2=-1).sum(dim=-1)
-    return rho >= total * (tau * (1.0 + _THRESHOLD_SLACK))
+    batch, n, _ = gram.shape
+    q = _start_block(n, block).to(device=gram.device, dtype=gram.dtype).mT.expand(batch, block, n)
+    # When the space stops growing (a rank-1 sink's Gram maps everything onto the ones vector), what is left after
+    # the projection is zero or round-off; this nudge, small beside anything that moves a bound, then gives new
+    # directions instead of a QR of nothing. Any subspace gives valid bounds; a poor one only costs a fallback.
+    scale = gram.diagonal(dim1=-2, dim2=-1).sum(dim=-1).view(batch, 1, 1) * 1e-6
+    nudge = _start_block(n, block, seed=1).to(device=gram.device, dtype=gram.dtype).mT * scale
+    leak_limit = 1e3 * torch.finfo(gram.dtype).eps
+    basis, image = gram.new_empty(batch, dim, n), gram.new_empty(batch, dim, n)
+    for j in range(0, dim, block):
+        width = min(block, dim - j)
+        q = q[:, :width]
+        basis[:, j : j + width] = q
+        w = q @ gram
+        image[:, j : j + width] = w
+        if j + width == dim:
+            break
+        done = basis[:, : j + width]
+        w = w + nudge
+        w = torch.baddbmm(w, w @ done.mT, done, alpha=-1)
+        w = torch.baddbmm(w, w @ done.mT, done, alpha=-1)
+        q = torch.linalg.qr(w.mT).Q.mT
+        for _ in range(2):  # after a breakdown the new directions come from tiny vectors: project once more
+            leak = q @ done.mT
+            if leak.abs().amax() <= leak_limit:
+                break
+            q = torch.linalg.qr(torch.baddbmm(q, leak, done, alpha=-1).mT).Q.mT
+    return basis, image
+
+
+def _certified_ranks(gram: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """k* of each Gram matrix where a Krylov subspace proves it, and a mask of the matrices it proves.
+
+    With sigma_i^2 = lambda_i(G) and S_k the sum of the top k, k* = k exactly when S_k >= t and S_{k-1} < t
+    (t = tau * trace, less the usual slack). Both sides are bounded from an orthonormal basis K (p vectors, here
+    a block Krylov space) with Ritz values theta_i, Ritz vectors x_i and residuals r_i = G x_i - theta_i x_i:
+
+    - below, by Ky Fan's maximum principle: S_k(G) >= theta_1 + ... + theta_k, whatever K is;
+    - above, for any s >= k - 1 of the Ritz vectors X_s and any delta > 0, G <= diag(Theta_s + R_s^T R_s / delta,
+      C_s + delta I) in the basis [X_s, X_s-perp] (a Schur-complement inequality), where C_s is G compressed to
+      the complement: trace(C_s) = trace(G) - theta_1 - ... - theta_s, and ||C_s||_F^2 = ||D_s||_F^2 - 2 ||R_s||_F^2
+      with D_s = G - X_s Theta_s X_s^T, ||D_s||_F^2 = ||D_p||_F^2 + theta_{s+1}^2 + ... + theta_p^2. Hence
+      S_m(G) <= max over j of S_{m-j}(theta) + ||R_s||_F^2 / delta + min(sqrt(j) ||C_s||_F, trace(C_s)) + j delta.
+
+    ||D_p||_F is computed from the matrix G - K^T H K itself, not as ||G||_F^2 - sum theta_i^2, which loses all
+    its digits when the spectrum falls fast; so fp32 products are enough, and the p x p algebra is fp64. A matrix
+    counts as proved only when both bounds clear t by `_CERTIFY_TOLERANCE` of the trace, two orders of magnitude
+    above the fp32 round-off here and in the eigensolver it replaces, so a proved k* is the one `eigvalsh` gives;
+    the rest (near-ties, slowly converging spectra, k* > p) go to the eigensolver. For attention matrices k* is
+    usually small and the spectrum falls fast, so most are proved with p = 24 at a fraction of `eigvalsh`'s cost.
+    """
+    batch, n, _ = gram.shape
+    dim = min(_KRYLOV_DIM, n)
+    basis, image = _krylov_basis(gram, dim, min(_KRYLOV_BLOCK, dim))
+    # Orthonormal in fp64 (Cholesky QR: K <- L^-1 K, and K G with it); fp32 Gram-Schmidt leaves ~1e-6 off.
+    basis, image = basis.double(), image.double()
+    eye = torch.eye(dim, dtype=torch.float64, device=gram.device)
+    overlap = basis @ basis.mT
+    factor, info = torch.linalg.cholesky_ex(overlap)
+    orthonormal = (info == 0) & ((overlap - eye).abs().amax(dim=(-2, -1)) < 1e-2)
+    factor = torch.where(orthonormal.view(batch, 1, 1), factor, eye)
+    basis = torch.linalg.solve_triangular(factor, basis, upper=False)
+    image = torch.linalg.solve_triangular(factor, image, upper=False)
+    basis32 = basis.float()
+    compressed = basis @ image.mT
+    theta, vectors = torch.linalg.eigh((compressed + compressed.mT) / 2)
+    theta, vectors = theta.flip(-1), vectors.flip(-1).mT  # rows of `vectors`: Ritz vectors in the basis
+    residual_sq = (vectors @ image - theta.unsqueeze(-1) * (vectors @ basis)).square().sum(dim=-1)
+
+    trace = gram.diagonal(dim1=-2, dim2=-1).sum(dim=-1, dtype=torch.float64)
+    target = trace * (tau * (1.0 - _THRESHOLD_SLACK))
+    margin = trace * _CERTIFY_TOLERANCE
+    top_sums = torch.cat([theta.new_zeros(batch, 1), theta.cumsum(dim=-1)], dim=-1)  # [batch, k]: S_k(theta)
+    reached = top_sums[:, 1:] >= (target + margin).unsqueeze(-1)
+    ranks = reached.int().argmax(dim=-1) + 1
+    m = ranks - 1
+    proved = reached.any(dim=-1) & orthonormal
+    if not (proved & (m > 0)).any():
+        return ranks, proved
+
+    # S_m(G) for m = k - 1, bounded for every split m = (m - j) + j, every s >= m and a few delta; the best counts.
+    rest = torch.baddbmm(gram, basis32.mT, compressed.float() @ basis32, alpha=-1)  # D_p = G - K^T H K
+    rest_sq = torch.linalg.vector_norm(rest, dim=(-2, -1)).double().square()
+    residual_sq = residual_sq.cumsum(dim=-1)  # [batch, s]: ||R_s||_F^2
+    outside_sq = theta.square().flip(-1).cumsum(dim=-1).flip(-1)  # theta_s^2 + ... + theta_p^2
+    outside_sq = torch.cat([outside_sq[:, 1:], outside_sq.new_zeros(batch, 1)], dim=-1)  # ... from s + 1
+    # fp32 round-off in G K and in D_p is about 1e-7 of ||G|| <= trace per entry; this allowance covers it
+    allowance = 1e-5 * trace.unsqueeze(-1) * ((rest_sq.unsqueeze(-1) + outside_sq).sqrt() + residual_sq.sqrt())
+    tail_frobenius = (rest_sq.unsqueeze(-1) + outside_sq - 2.0 * residual_sq + allowance).clamp(min=0.0).sqrt()
+    tail_trace = (trace.unsqueeze(-1) - top_sums[:, 1:]).clamp(min=0.0)  # [batch, s]
+    splits = int(m.max()) + 1
+    j = torch.arange(splits, device=gram.device, dtype=torch.float64)  # eigenvalues taken from the complement
+    kept = m.unsqueeze(-1) - j.long()  # [batch, j]: ... and from the Ritz block
+    head = top_sums.gather(1, kept.clamp(min=0)).view(batch, 1, 1, splits)
+    # delta = sqrt(||R_s||^2 / j) balances the coupling and the shift for a split j; try it for a few j
+    floor = trace.view(batch, 1, 1) * 1e-12
+    delta = (residual_sq.unsqueeze(-1) / _DELTA_SPLITS.to(gram.device)).sqrt().maximum(floor).unsqueeze(-1)
+    coupling = (kept > 0).view(batch, 1, 1, splits) * residual_sq.view(batch, dim, 1, 1) / delta
+    tail = torch.minimum(
+        j.sqrt().view(1, 1, 1, splits) * tail_frobenius.view(batch, dim, 1, 1), tail_trace.view(batch, dim, 1, 1)
+    )
+    bound = (head + coupling + tail + j.view(1, 1, 1, splits) * delta).masked_fill(
+        (kept < 0).view(batch, 1, 1, splits), -math.inf
+    )
+    bound = bound.amax(dim=-1).amin(dim=-1)  # [batch, s]: best delta for each s
+    s = torch.arange(1, dim + 1, device=gram.device)
+    bound = bound.masked_fill(s.unsqueeze(0) < m.unsqueeze(-1), math.inf).amin(dim=-1)
+    proved &= (m == 0) | (bound <= target - margin)
+    return ranks, proved
+
+
+def _ranks_of_chunk(matrices: torch.Tensor, tau: float) -> torch.Tensor:
+    """k* of a few matrices: proved by `_certified_ranks` where it can, the eigensolver for the rest."""
+    gram = _gram(matrices)
+    ranks, proved = _certified_ranks(gram, tau)
+    if not proved.all():
+        undecided = ~proved
+        ranks[undecided] = _ranks_by_eigensolver(gram[undecided], tau)
+    return ranks
+
+
+def _ranks_by_eigensolver(gram: torch.Tensor, tau: float) -> torch.Tensor:
+    """k* from the full spectrum of each Gram matrix (fp32 `eigvalsh`): the reference the certificate agrees with."""
+    spectrum = torch.linalg.eigvalsh(gram).flip(-1).clamp(min=0.0)
+    return _count_to_fraction(spectrum, tau)
+
+
+def _map_on_threads(function: Callable[[Any], Any], items: Sequence[Any], cpu: bool = True) -> list[Any]:
+    """`function` over `items`, spread over the CPU threads torch may use, each worker with one torch thread.
+
+    The statistics are many small ops (products with a few columns, LAPACK on small matrices) that torch runs
+    one matrix after another and that a second intra-op thread only slows down (it spins, and on a loaded machine
+    it waits); independent slices on separate threads keep every core busy instead. Workers run in the caller's
+    grad and inference mode. The result does not depend on the number of threads.
+    """
+    if not cpu:
+        return [function(item) for item in items]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if threads < 2 or len(items) < 2:
+            return [function(item) for item in items]
+        grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+        def work(item: Any) -> Any:
+            torch.set_num_threads(1)
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+                return function(item)
+
+        return list(_worker_pool(threads).map(work, items))
+    finally:
+        torch.set_num_threads(threads)
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _worker_pool(workers: int) -> ThreadPoolExecutor:
+    """One pool per worker count, kept for the process: the same threads (and their allocator arenas) serve every
+    layer, instead of new threads per attention call."""
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inheritune-stats")
+    return _POOLS[workers]
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads: it starts its own pools
+    os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def attention_rank(attn: torch.Tensor, tau: float = 0.9) -> torch.Tensor:
     """Rank k* of each attention matrix: the fewest singular values holding `tau` of the squared spectrum.
 
-    `attn` has shape ``[..., T, S]`` (e.g. ``[batch, heads, T, T]``), any float dtype, any device; the work
-    is done in fp32. Returns an integer tensor of shape ``[...]``. Paper (section 3): k* is the smallest k with
-    sum_{i<=k} sigma_i^2 >= tau * sum_i sigma_i^2.
+    `attn` has shape ``[..., T, S]`` (e.g. ``[batch, heads, T, T]``), any float dtype, any device; the Gram
+    matrix is formed in fp32. Returns an integer tensor of shape ``[...]``. Paper (section 3): k* is the smallest
+    k with sum_{i<=k} sigma_i^2 >= tau * sum_i sigma_i^2. Most matrices are settled by a Krylov certificate
+    (`_certified_ranks`); the others by `eigvalsh`, and both give the same k*.
     """
     _check_fraction("tau", tau)
     _check_square_stack(attn)
     batch_shape = attn.shape[:-2]
     if attn.numel() == 0:
         return torch.zeros(batch_shape, dtype=torch.long, device=attn.device)
-    gram = _gram(attn.reshape(-1, *attn.shape[-2:]))
-    ranks = torch.ones(gram.shape[0], dtype=torch.long, device=attn.device)
-    undecided = ~_certainly_rank_one(gram, tau)
-    if undecided.any():
-        spectrum = _eigvalsh(gram[undecided]).flip(-1).clamp(min=0.0)
-        ranks[undecided] = _count_to_fraction(spectrum, tau)
-    return ranks.reshape(batch_shape)
+    matrices = attn.reshape(-1, *attn.shape[-2:])
+    if matrices.device.type != "cpu":  # an accelerator's batched eigensolver beats many small Krylov steps
+        return _ranks_by_eigensolver(_gram(matrices), tau).reshape(batch_shape)
+    chunks = matrices.split(_CHUNK_MATRICES)
+    return torch.cat(_map_on_threads(lambda chunk: _ranks_of_chunk(chunk, tau), chunks)).reshape(batch_shape)
 
 
 def attention_mass(attn: torch.Tensor, eta: float = 0.9) -> torch.Tensor:
@@ -333,22 +527,40 @@ class _Accumulator:
             )
 
     @torch.no_grad()
-    def add(self, module: nn.Module, probs: torch.Tensor) -> None:
-        """Reduce one layer's probabilities [batch, heads, T, S] to sums over the batch, then let them go."""
-        position, self.position = self.position, self.position + 1
+    def reduce(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Per-head sums over the batch of k* and m* for probabilities [batch, heads, T, S], and the batch size."""
         rank = attention_rank(probs, self.tau).sum(dim=0).double().cpu()
         mass = attention_mass(probs, self.eta).sum(dim=0).double().cpu()
+        return rank, mass, probs.shape[0]
+
+    def add(self, module: nn.Module, probs: torch.Tensor) -> None:
+        """Reduce one attention call's probabilities [batch, heads, T, S] to sums over the batch, then let them go."""
+        self.record(module, [self.reduce(probs)])
+
+    def record(self, module: nn.Module, parts: Sequence[tuple[torch.Tensor, torch.Tensor, int]]) -> None:
+        """Add one attention call's sums (given in parts, one per slice of the batch) to its layer's running sums."""
+        position, self.position = self.position, self.position + 1
+        rank = torch.stack([part[0] for part in parts]).sum(dim=0)
+        mass = torch.stack([part[1] for part in parts]).sum(dim=0)
+        count = sum(part[2] for part in parts)
         if position == len(self.names):
             layer_idx = getattr(module, "layer_idx", None)
             self.names.append(self.module_names.get(id(module), type(module).__name__))
             self.layers.append(layer_idx if isinstance(layer_idx, int) else position)
             self.rank_sums.append(rank)
             self.mass_sums.append(mass)
-            self.counts.append(probs.shape[0])
+            self.counts.append(count)
         else:
             self.rank_sums[position] += rank
             self.mass_sums[position] += mass
-            self.counts[position] += probs.shape[0]
+            self.counts[position] += count
+
+
+def _cosines(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """cos(x, y) along the last dim, as `torch.nn.functional.cosine_similarity` (norms floored at 1e-8) but from
+    three reductions, without normalised copies of x and y: the block hooks run once per block on every token."""
+    norms = torch.linalg.vector_norm(x, dim=-1).clamp_min(1e-8) * torch.linalg.vector_norm(y, dim=-1).clamp_min(1e-8)
+    return torch.linalg.vecdot(x, y) / norms
 
 
 class _BlockStates:
@@ -391,9 +603,8 @@ class _BlockStates:
                 return
             # fp32 at least: a bf16 cosine near 1 would round a small BI to 0.
             dtype = torch.promote_types(x.dtype, torch.float32)
-            cos = torch.nn.functional.cosine_similarity(x.to(dtype), y.to(dtype), dim=-1)
-            self.bi_sums[index] += cos.sum().double().cpu()
-            self.bi_tokens[index] += cos.numel()
+            self.bi_sums[index] += _cosines(x.to(dtype), y.to(dtype)).sum().double().cpu()
+            self.bi_tokens[index] += x.shape[:-1].numel()
             if index == len(self.blocks) - 1:
                 self.last[index + 1] = y[:, -1].detach().double().cpu()
 
@@ -456,13 +667,49 @@ def _eager_attention_for(module: nn.Module) -> Any:
     return function
 
 
+def _batch_slice(value: Any, rows: slice, batch: int) -> Any:
+    """`value` for the samples `rows` of a batch: tensors with one row per sample are sliced, the rest (scalars,
+    per-head parameters such as attention sinks, masks and position ids broadcast over the batch) pass as they are."""
+    if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[0] == batch:
+        return value[rows]
+    return value
+
+
 def _stats_attention_forward(module: nn.Module, query, key, value, attention_mask, **kwargs):
-    """Eager attention that reduces its probabilities to rank and mass on the spot and returns no weights."""
-    attn_output, attn_weights = _eager_attention_for(module)(module, query, key, value, attention_mask, **kwargs)
+    """Eager attention that reduces its probabilities to rank and mass on the spot and returns no weights.
+
+    The model's eager attention runs on a few samples at a time (`_PROBS_CHUNK_BYTES` of probabilities), and each
+    slice is reduced while it is still in cache: one batch-sized probability tensor per op costs several passes
+    over memory and fresh pages, which made eager attention about 3x slower than sdpa on CPU; per slice it is
+    about 1.5x. The slices run on separate CPU threads (`_map_on_threads`). Samples do not interact in
+    attention, so the output is the same.
+    """
+    eager = _eager_attention_for(module)
     accumulator = _ACTIVE.get()
-    if accumulator is not None and attn_weights is not None:
-        accumulator.add(module, attn_weights)
-    return attn_output, None
+    if accumulator is None:
+        return eager(module, query, key, value, attention_mask, **kwargs)[0], None
+    batch, cpu = query.shape[0], query.device.type == "cpu"
+    per_sample = query.shape[1] * query.shape[2] * key.shape[2] * query.element_size()
+    step = max(1, _PROBS_CHUNK_BYTES // max(per_sample, 1)) if cpu else batch
+
+    def attend_and_reduce(rows: slice) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, int] | None]:
+        output, weights = eager(
+            module,
+            query[rows],
+            key[rows],
+            value[rows],
+            _batch_slice(attention_mask, rows, batch),
+            **{name: _batch_slice(item, rows, batch) for name, item in kwargs.items()},
+        )
+        return output, (accumulator.reduce(weights) if weights is not None else None)
+
+    slices = [slice(start, min(start + step, batch)) for start in range(0, batch, step)]
+    results = _map_on_threads(attend_and_reduce, slices, cpu)
+    parts = [part for _, part in results if part is not None]
+    if parts:
+        accumulator.record(module, parts)
+    outputs = [output for output, _ in results]
+    return (outputs[0] if len(outputs) == 1 else torch.cat(outputs)), None
 
 
 def _register_stats_attention() -> None:

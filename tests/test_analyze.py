@@ -244,12 +244,7 @@ ARCHITECTURES = {
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_matches_the_naive_path_across_architectures(arch):
-    import transformers
-
-    config_class, model_class, kwargs = ARCHITECTURES[arch]
-    torch.manual_seed(0)
-    config = getattr(transformers, config_class)(vocab_size=VOCAB, **kwargs)
-    model = getattr(transformers, model_class)(config).eval()
+    model = build_architecture(arch)
     samples = stream().unfold(0, 24, 60)[:4]
     report = analyze_attention(model, input_ids=samples, num_samples=4, seq_len=24, progress=False)
     ranks, masses = naive_report(model, samples)
@@ -270,6 +265,58 @@ def test_model_outside_the_attention_interface_falls_back_to_hooks():
     for layer, probs in enumerate(attentions):
         assert report.rank[layer] == pytest.approx(attention_rank(probs).double().mean(0).tolist(), abs=1e-9)
         assert report.mass[layer] == pytest.approx(attention_mass(probs).double().mean(0).tolist(), abs=1e-9)
+
+
+def build_architecture(arch: str):
+    import transformers
+
+    config_class, model_class, kwargs = ARCHITECTURES[arch]
+    torch.manual_seed(0)
+    config = getattr(transformers, config_class)(vocab_size=VOCAB, **kwargs)
+    return getattr(transformers, model_class)(config).eval()
+
+
+@pytest.mark.parametrize("arch", ["gpt_oss", "opt", "mistral", "gemma2", "llama_gqa"])
+def test_attention_taken_a_few_samples_at_a_time_gives_the_same_report(arch, monkeypatch):
+    # Per-sample tensors (the masks, OPT's position ids) are cut with the batch; the rest passes whole.
+    import inheritune_hf.analyze as analyze
+
+    model = llama(2) if arch == "llama_gqa" else build_architecture(arch)
+    samples = stream().unfold(0, 24, 60)[:4]
+    kwargs = dict(input_ids=samples, num_samples=4, seq_len=24, progress=False)
+    whole = analyze_attention(model, **kwargs)
+    monkeypatch.setattr(analyze, "_PROBS_CHUNK_BYTES", 1)  # one sample per slice, slices on separate threads
+    sliced = analyze_attention(model, **kwargs)
+    assert sliced.rank == whole.rank and sliced.mass == whole.mass
+    assert sliced.block_influence == pytest.approx(whole.block_influence, abs=1e-6)
+    assert torch.tensor(sliced.angular).allclose(torch.tensor(whole.angular), atol=1e-6)
+
+
+def test_only_per_sample_tensors_are_cut_with_the_batch():
+    from inheritune_hf.analyze import _batch_slice
+
+    rows, batch = slice(1, 3), 4
+    mask, positions = torch.zeros(4, 1, 5, 5), torch.arange(20).view(4, 5)
+    assert _batch_slice(mask, rows, batch).shape == (2, 1, 5, 5)
+    assert torch.equal(_batch_slice(positions, rows, batch), positions[1:3])
+    sinks = torch.ones(4)  # one per head, and there happen to be as many heads as samples
+    broadcast = torch.zeros(1, 1, 5, 5)
+    assert _batch_slice(sinks, rows, batch) is sinks and _batch_slice(broadcast, rows, batch) is broadcast
+    assert _batch_slice(0.125, rows, batch) == 0.125
+
+
+def test_the_report_does_not_depend_on_the_number_of_threads():
+    model = gpt2(init=0.3)
+    threads = torch.get_num_threads()
+    reports = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            reports.append(analyze_attention(model, input_ids=stream(), num_samples=8, seq_len=32, progress=False))
+            assert torch.get_num_threads() == count  # restored after the statistics' own threads
+    finally:
+        torch.set_num_threads(threads)
+    assert reports[0].rank == reports[1].rank and reports[0].mass == reports[1].mass
 
 
 def test_texts_and_datasets_are_sampled_the_same_seeded_way(tokenizer):
@@ -370,3 +417,65 @@ def test_blocks_that_start_with_bos_give_samples_that_start_with_it():
 
     dataset = datasets.Dataset.from_dict({"input_ids": blocks.tolist()})
     assert torch.equal(attention_samples(dataset, num_samples=5, seq_len=8, seed=3), samples)
+
+
+# -- memory ------------------------------------------------------------------------------------------------------
+
+PEAK_MEMORY_SCRIPT = """
+import gc, json, sys
+from pathlib import Path
+
+import torch
+from conftest import tiny_gpt2
+
+from inheritune_hf import analyze_attention
+
+
+def kib(key):
+    return next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith(key + ":"))
+
+
+samples, heads, seq_len = 8, 16, 128  # one layer's probabilities: 8 MiB
+ids = torch.randint(0, 300, (samples, seq_len), generator=torch.Generator().manual_seed(1))
+peaks = {}
+for layers in (2, 8):
+    model = tiny_gpt2(layers, n_embd=32, n_head=heads, n_positions=seq_len, vocab_size=300)
+    run = lambda: analyze_attention(model, input_ids=ids, num_samples=samples, seq_len=seq_len, progress=False)
+    run()  # first-call allocations: thread pools, kernels
+    peaks[layers] = 0.0
+    for _ in range(3):  # the largest of three: the allocator's page-granular noise is a few MiB
+        gc.collect()
+        before = kib("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # resets the high-water mark VmHWM to the current RSS
+        run()
+        peaks[layers] = max(peaks[layers], (kib("VmHWM") - before) / 1024)
+print(json.dumps(peaks))
+"""
+
+
+def test_peak_memory_does_not_grow_with_depth():
+    # Each layer's probabilities are reduced and dropped inside the forward pass, and the block hooks keep only
+    # last-token states: from 2 to 8 layers the peak may not grow by the probabilities of two layers (16 MiB),
+    # where a path that kept them all would grow by six (48 MiB). Resident memory, in a fresh process.
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pytest.skip("needs Linux's /proc/self/clear_refs to reset the resident high-water mark")
+    tests = Path(__file__).parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY_SCRIPT], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    peaks = {int(layers): mib for layers, mib in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+    assert peaks[8] - peaks[2] < 16.0, peaks
