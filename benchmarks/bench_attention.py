@@ -20,8 +20,10 @@ machine, CPU time is steadier than wall time.
 `--ratio` answers the other question, what the whole report costs beside the floor it cannot beat: the time of
 `analyze_attention` (rank, mass, Block Influence, angular distances) over a plain forward pass of the model's
 body (`model.base_model`, sdpa, no statistics, no LM head) on the same samples, beside the full model's forward
-(with the LM head) and the naive way, each the median of `--repeats` alternating runs (issue 12: goal <= 1.2x
-at GPT-2-medium width, 12 layers, T=256, 8 samples). `--profile` adds where the report's CPU time goes:
+(with the LM head) and the naive way, each the median of `--repeats` alternating runs, and the median of the
+report / body ratios of back-to-back pairs (issue 12: goal <= 1.2x at GPT-2-medium width, 12 layers, T=256,
+8 samples). `--profile` adds where the report's CPU time goes; `--threads 1` gives steadier CPU-time ratios on a
+shared machine:
 
     .venv/bin/python benchmarks/bench_attention.py --ratio --layers 12 --samples 8 --profile
 """
@@ -151,6 +153,8 @@ def ratio(args: argparse.Namespace) -> None:
 
     import inheritune_hf.analyze as analyze
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model, ids = build(args.layers[0], args.samples, args.seq_len)
     model.set_attn_implementation("sdpa")
     outputs: dict[str, list[list[float]]] = {}
@@ -181,16 +185,22 @@ def ratio(args: argparse.Namespace) -> None:
     load_before = os.getloadavg()[0]
     body(), report()  # warm-up: first-call allocations, kernel selection, the statistics' threads
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
-    for _ in range(args.repeats):
-        for name, way in ways.items():
+    for repeat in range(args.repeats):
+        # the body and the report back to back, in turn first, so that a change of load hits both; the rest after
+        pair = ["body (floor)", "report"] if repeat % 2 == 0 else ["report", "body (floor)"]
+        for name in [*pair, *(name for name in ways if name not in pair)]:
             start, cpu_start = time.perf_counter(), time.process_time()
-            way()
+            ways[name]()
             times[name].append((time.perf_counter() - start, time.process_time() - cpu_start))
     median = {name: tuple(statistics.median(run[i] for run in runs) for i in (0, 1)) for name, runs in times.items()}
     floor_wall, floor_cpu = median["body (floor)"]
+    pair_ratios = [
+        tuple(report[i] / body[i] for i in (0, 1))
+        for report, body in zip(times["report"], times["body (floor)"], strict=True)
+    ]
     print(
         f"{args.layers[0]} layers, d=1024, 16 heads, {args.samples} samples x T={args.seq_len}, batch "
-        f"{args.batch_size}, fp32, torch {torch.__version__} with {torch.get_num_threads()} threads, median of "
+        f"{args.batch_size}, fp32, torch {torch.__version__}, torch threads: {torch.get_num_threads()}, median of "
         f"{args.repeats} alternating runs; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     )
     print(f"{'way':<14}  {'wall s':>7}  {'(min)':>7}  {'CPU s':>7}  {'/ body wall':>11}  {'/ body CPU':>10}")
@@ -200,6 +210,11 @@ def ratio(args: argparse.Namespace) -> None:
             f"{name:<14}  {wall:>7.2f}  {fastest:>7.2f}  {cpu:>7.2f}  {wall / floor_wall:>10.2f}x  "
             f"{cpu / floor_cpu:>9.2f}x"
         )
+    walls = ", ".join(f"{wall:.2f}" for wall, _ in pair_ratios)
+    print(
+        f"report / body, pair by pair: wall {walls}; median {statistics.median(r[0] for r in pair_ratios):.3f}x wall, "
+        f"{statistics.median(r[1] for r in pair_ratios):.3f}x CPU (issue 12's goal: 1.2x)"
+    )
     if "naive" in outputs:
         difference = max(
             abs(a - b)
@@ -322,6 +337,7 @@ def main() -> None:
     parser.add_argument("--ratio", action="store_true", help="the report's cost over a plain body forward pass")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-naive", action="store_true", help="--ratio without the (slow) naive way")
+    parser.add_argument("--threads", type=int, default=0, help="--ratio: torch threads (default: torch's own)")
     parser.add_argument("--profile", action="store_true", help="--ratio, then where the report's time goes")
     parser.add_argument("--child", choices=["naive", "inheritune"], help=argparse.SUPPRESS)
     args = parser.parse_args()
