@@ -8,10 +8,14 @@ from pathlib import Path
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def notebook_snippet() -> str:
+def snippet(after: str) -> str:
+    """The first python code block of the README after the line `after`."""
     text = README.read_text()
-    start = text.index("In a notebook, on a model you already hold")
-    return re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
+    return re.search(r"```python\n(.*?)```", text[text.index(after) :], re.S).group(1)
+
+
+def notebook_snippet() -> str:
+    return snippet("In a notebook, on a model you already hold")
 
 
 def test_the_notebook_snippet_runs_as_printed(tmp_path, monkeypatch, capsys):
@@ -25,9 +29,7 @@ def test_the_notebook_snippet_runs_as_printed(tmp_path, monkeypatch, capsys):
 
 
 def tracking_snippet() -> str:
-    text = README.read_text()
-    start = text.index("### Watch attention collapse during training")
-    return re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
+    return snippet("### Watch attention collapse during training")
 
 
 def test_the_tracking_snippet_runs_as_printed(tmp_path, monkeypatch, capsys):
