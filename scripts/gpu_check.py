@@ -346,6 +346,7 @@ class Row:
     title: str
     run: Callable[[Context], Outcome]
     limit: int
+    runs_a_child: bool = False  # a recipe run in a subprocess: its own limit is --smoke_timeout, the row's above it
 
 
 ROWS: dict[str, Row] = {
@@ -353,8 +354,8 @@ ROWS: dict[str, Row] = {
     "loop": Row("plain torch loop", lambda ctx: throughput(ctx, "loop", False), 120),
     "train-compile": Row("inheritune_hf.train + torch.compile", lambda ctx: throughput(ctx, "train", True), 300),
     "loop-compile": Row("plain torch loop + torch.compile", lambda ctx: throughput(ctx, "loop", True), 300),
-    "smoke-bf16": Row("gpt2_medium.py --smoke (bf16)", lambda ctx: recipe_smoke(ctx, False), 240),
-    "smoke-fsdp": Row("gpt2_medium.py --smoke (FSDP, 1 process)", lambda ctx: recipe_smoke(ctx, True), 240),
+    "smoke-bf16": Row("gpt2_medium.py --smoke (bf16)", lambda ctx: recipe_smoke(ctx, False), 240, True),
+    "smoke-fsdp": Row("gpt2_medium.py --smoke (FSDP, 1 process)", lambda ctx: recipe_smoke(ctx, True), 240, True),
     "attention": Row("analyze_attention vs an sdpa forward", attention_ratio, 150),
     "distill": Row("distilled step vs a plain step", distill_step, 180),
     "collapse": Row("AttentionCollapseCallback overhead", collapse_overhead, 180),
@@ -385,7 +386,8 @@ def run_row(key: str, ctx: Context) -> Outcome:
     row = ROWS[key]
     started = time.perf_counter()
     try:
-        with time_limit(TINY_LIMIT if ctx.tiny else row.limit):
+        limit = TINY_LIMIT if ctx.tiny else row.limit
+        with time_limit(max(limit, ctx.smoke_timeout + 30) if row.runs_a_child else limit):
             outcome = row.run(ctx)
     except Skipped as reason:
         outcome = Outcome(status=f"skipped: {reason}")
