@@ -56,6 +56,7 @@ class Shape:
         config = GPT2Config(
             n_layer=n_layer or self.n_layer, n_embd=self.n_embd, n_head=self.n_head, vocab_size=self.vocab_size,
             n_positions=self.seq_len, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+            bos_token_id=min(50256, self.vocab_size - 1), eos_token_id=min(50256, self.vocab_size - 1),
         )  # fmt: skip
         config._attn_implementation = "sdpa"
         return config

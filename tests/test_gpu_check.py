@@ -165,3 +165,33 @@ def test_bench_gpu_train_refuses_a_warmup_that_leaves_no_timed_step(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--device", "cpu", "--tiny", "--steps", "3", "--warmup", "3"])
     assert "--warmup must be in [1, --steps - 1]" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_profile_step_prints_the_top_ops_of_traced_steps(tmp_path, capsys):
+    profile_step = _load(ROOT / "scripts" / "profile_step.py", "profile_step")
+    trace = tmp_path / "trace.json"
+    argv = ["--device", "cpu", "--tiny", "--wait", "1", "--active", "2", "--rows", "5", "--trace", str(trace)]
+    assert profile_step.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "2 steps traced after 2, sorted by self_cpu_time_total" in printed and "aten::" in printed
+    assert trace.stat().st_size > 0
+
+
+def test_gpu_session_script_parses_and_fits_one_device_call():
+    script = ROOT / "scripts" / "gpu_session.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    limits = {
+        line.split()[1]: int(line.split()[2])
+        for line in script.read_text().splitlines()
+        if line.startswith("  stage ")
+    }
+    limits.update(
+        {
+            line.split()[1]: int(line.split()[2])
+            for line in script.read_text().splitlines()
+            if line.startswith("stage ")
+        }
+    )
+    assert set(limits) == {"install", "gpu_check", "bench_gpu_train", "profile_step"}
+    assert sum(limits.values()) <= 580  # one `run` call of at most 600 s, with the session's own start around it
