@@ -156,8 +156,10 @@ def test_bench_gpu_train_prints_trainer_beside_the_loop_with_mfu(capsys):
     for cells in rows:
         tokens_per_s = float(cells[4].replace(",", ""))
         assert tokens_per_s > 0
-        # MFU = 6 N tokens/s / peak, in percent of the 1 GFLOP/s given (a peak a tiny CPU run is a fair share of)
-        assert float(cells[5].strip().rstrip("%")) == pytest.approx(600 * params * tokens_per_s / 1e9, rel=0.01)
+        # MFU = 6 N tokens/s / peak, in percent of the 1 GFLOP/s given (a peak a tiny CPU run is a fair share of),
+        # printed to 0.1% from tokens/s printed to 1 token/s
+        expected = 600 * params * tokens_per_s / 1e9
+        assert float(cells[5].strip().rstrip("%")) == pytest.approx(expected, rel=0.01, abs=0.06)
     assert rows[0][6].strip() == "1.00x" and float(rows[1][6].strip().rstrip("x")) > 0
 
 
