@@ -40,6 +40,7 @@ from .architecture import check_causal_lm, decoder_config, find_decoder_layers
 from .errors import CheckpointError, UnsupportedModelError
 from .io import atomic_output_dir, check_output_dir, write_json
 from .slicing import Lineage, _check_blocks_match, _inherit_config, check_reinit, reinitialize_parts, resolve_layers
+from .sources import check_source
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 def _open_source(source: str | os.PathLike, revision: str | None, token: str | bool | None) -> _Source:
     """A local folder if one exists at `source`, else a Hub repo id."""
+    check_source(source)
     path = Path(source)
     if path.is_dir():
         if revision is not None:
