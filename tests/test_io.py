@@ -13,9 +13,10 @@ import torch
 
 import inheritune_hf
 from inheritune_hf import io
+from inheritune_hf.analyze import AttentionReport
 from inheritune_hf.evaluate import RAW_RESULTS_FILENAME, RESULTS_FILENAME, DownstreamResult, DownstreamResults
+from inheritune_hf.figures import plot_attention
 from inheritune_hf.fingerprint import settings_differences
-from inheritune_hf.report import AttentionReport
 
 
 class DiskFull(OSError):
@@ -259,7 +260,7 @@ def test_attention_report_plot_failing_keeps_the_previous_figure(tmp_path, monke
     from matplotlib.figure import Figure
 
     path = tmp_path / "attention_rank.png"
-    assert report().plot(path) == path
+    assert plot_attention(report(), path) == path
     previous = path.read_bytes()
     assert previous.startswith(b"\x89PNG")
 
@@ -270,14 +271,14 @@ def test_attention_report_plot_failing_keeps_the_previous_figure(tmp_path, monke
 
     monkeypatch.setattr(Figure, "savefig", fail)
     with pytest.raises(DiskFull):
-        report().plot(path)
+        plot_attention(report(), path)
     assert path.read_bytes() == previous
     assert names(tmp_path) == ["attention_rank.png"]
 
 
 def test_attention_report_plot_returns_the_file_savefig_writes(tmp_path):
     pytest.importorskip("matplotlib")
-    written = report().plot(tmp_path / "figure")
+    written = plot_attention(report(), tmp_path / "figure")
     assert written == tmp_path / "figure.png"  # matplotlib's default format, as before
     assert names(tmp_path) == ["figure.png"]
 
