@@ -4,7 +4,6 @@ and JSON is converted one way."""
 import ast
 import csv
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -175,18 +174,6 @@ def test_atomic_output_dir_replaces_the_whole_folder(tmp_path):
         (tmp / "model.safetensors").write_text("new")
     assert names(tmp_path) == ["out"]
     assert names(out) == ["model.safetensors"]
-
-
-def test_the_old_output_module_still_works_and_warns():
-    from inheritune_hf import output
-
-    with pytest.warns(DeprecationWarning, match="inheritune_hf.io.atomic_output_dir"):
-        moved = output.atomic_output_dir
-    assert moved is io.atomic_output_dir
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with pytest.raises(AttributeError):
-            output.not_a_name  # noqa: B018
 
 
 def test_io_imports_only_the_standard_library_and_errors():
