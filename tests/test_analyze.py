@@ -14,16 +14,9 @@ from transformers import (
     MambaForCausalLM,
 )
 
-from inheritune_hf import (
-    AttentionReport,
-    DataError,
-    InherituneError,
-    UnsupportedModelError,
-    analyze_attention,
-    attention_mass,
-    attention_rank,
-)
+from inheritune_hf import AttentionReport, InherituneError, analyze_attention, attention_mass, attention_rank
 from inheritune_hf.data import train_tokenizer
+from inheritune_hf.errors import DataError, UnsupportedModelError
 
 VOCAB = 300
 TEXT = " ".join(

@@ -4,13 +4,13 @@ import json
 
 import pytest
 import torch
+from harness import tiny_config
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from inheritune_hf import AttentionReport, InherituneError
 from inheritune_hf.cli import main
 from inheritune_hf.data import train_tokenizer
 from inheritune_hf.figures import plot_attention
-from inheritune_hf.testing import tiny_config
 
 # MaxRank per layer: 5 4 3 2 1 1 2 1 (the last head of each layer holds the max)
 MAX_RANKS = [5.0, 4.0, 3.0, 2.0, 1.0, 1.2, 2.0, 1.0]

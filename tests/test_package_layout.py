@@ -55,7 +55,7 @@ def imported_modules(name: str) -> set[str]:
 # import shows exactly as in a fresh interpreter.
 LIST_THIRD_PARTY = """
 import sys
-import inheritune_hf, inheritune_hf.cli, inheritune_hf.testing  # noqa: F401
+import inheritune_hf, inheritune_hf.cli  # noqa: F401
 print("\\n".join(m for m in list(sys.modules) if not m.startswith(("inheritune_hf", "__main__"))))
 """
 FORK_EACH = """

@@ -17,14 +17,14 @@ import inheritune_hf.analyze.run as analyze_run
 from inheritune_hf import (
     AttentionReport,
     InherituneError,
-    InvalidLayersError,
-    LayerSelection,
     analyze_attention,
     find_decoder_layers,
     inherit,
     select_layers,
 )
+from inheritune_hf.analyze import LayerSelection
 from inheritune_hf.cli import main
+from inheritune_hf.errors import InvalidLayersError
 from inheritune_hf.figures import plot_attention
 
 VOCAB = 97
