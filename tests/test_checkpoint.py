@@ -17,8 +17,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, T5Config
 
-from inheritune_hf import sources
 from inheritune_hf import checkpoint as checkpoint_module
+from inheritune_hf import sources
 from inheritune_hf.checkpoint import inherit_checkpoint, plan_inherit, read_safetensors_header
 from inheritune_hf.errors import CheckpointError, InvalidLayersError, OutputExistsError, UnsupportedModelError
 from inheritune_hf.inherit import NANOGPT_REINIT, inherit
