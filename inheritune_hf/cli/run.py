@@ -104,13 +104,11 @@ def run(argv: list[str]) -> int:
     if training_args.process_index == 0:
         for row in result.rounds:
             print(
-                f"round {row['round']}: {row['layers']} layers, {row['steps']} steps, val loss {row['val_loss']:.4f} "
-                f"(target {row['target_loss']:.4f}) {'matched' if row['matched'] else 'not matched'}"
+                f"round {row.round}: {row.layers} layers, {row.steps} steps, val loss {row.val_loss:.4f} "
+                f"(target {row.target_loss:.4f}) {'matched' if row.matched else 'not matched'}"
             )
         if result.baseline:
-            print(
-                f"random-init baseline: {result.baseline['layers']} layers, val loss {result.baseline['val_loss']:.4f}"
-            )
+            print(f"random-init baseline: {result.baseline.layers} layers, val loss {result.baseline.val_loss:.4f}")
         print(json.dumps({"output_dir": str(result.output_dir), "matched": result.matched}))
     return 0
 

@@ -234,8 +234,8 @@ def run_recipe(
     )
     final = result.rounds[-1]
     say(
-        f"[3/5 inheritune] {len(result.rounds)} round(s), final {final['layers']} layers, val loss "
-        f"{final['val_loss']:.4f} vs reference {result.reference_loss:.4f}: "
+        f"[3/5 inheritune] {len(result.rounds)} round(s), final {final.layers} layers, val loss "
+        f"{final.val_loss:.4f} vs reference {result.reference_loss:.4f}: "
         f"{'matched' if result.matched else 'not matched'}"
     )
     if tracking is not None:
