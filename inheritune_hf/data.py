@@ -6,8 +6,9 @@ Sources, all ending as a `datasets.DatasetDict` with a `train` and a `validation
   since web-scale corpora do not fit on a laptop disk;
 - local text / JSON / JSON-lines files;
 - a `datasets.Dataset` or `DatasetDict` the user already has;
-- the **embedded corpus**: the source files of the running Python's standard library. It exists on every
-  machine with no download, so the demo and the tests run offline.
+- the **embedded corpora**, offline, so the demo and the tests need no download: `python-docs` (the default), the
+  Python 3.11 documentation shipped in the package and checked by sha256, the same bytes on every machine; and
+  `stdlib`, the running Python's standard library sources, which differ between Python builds.
 
 `pack_dataset` tokenizes with `datasets.map` and concatenates documents with EOS between them, then cuts
 the stream into blocks of `block_size` tokens (the `group_texts` recipe of transformers' `run_clm.py`).
@@ -17,11 +18,15 @@ block starts with that token (as GPT-2 and Llama are trained), which gives atten
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
+import math
 import os
 import sysconfig
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +34,7 @@ import datasets
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from .errors import DataError, moved
-from .settings import EMBEDDED_CORPUS
+from .settings import EMBEDDED_CORPORA, EMBEDDED_CORPUS, STDLIB_CORPUS
 
 if TYPE_CHECKING:
     from .settings import DataArguments
@@ -63,53 +68,107 @@ def _stable_unit(key: str) -> float:
     return int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") / 2**64
 
 
-def _stdlib_files(max_files: int | None, max_bytes: int | None) -> Iterator[tuple[str, str]]:
-    """(relative path, text) of the standard library's .py files, in a stable order, within the caps."""
+#: The default offline corpus (`dataset_name: python-docs`): the reStructuredText sources of the Python 3.11
+#: documentation from Debian 12's python3.11-doc 3.11.2-6+deb12u9 (497 documents, 12 MB of prose with code
+#: examples; PSF license, examples also 0BSD; see corpora/NOTICE.md). `scripts/build_corpus.py` rebuilds it.
+PYTHON_DOCS_CORPUS_FILE = Path(__file__).resolve().parent / "corpora" / "python-docs-3.11.jsonl.gz"
+#: sha256 of the uncompressed JSON lines (independent of the zlib that compressed them).
+PYTHON_DOCS_CORPUS_SHA256 = "080eff940f95b383aad080b61b6957e55a39edf7c4d003003ae1912bf523a292"
+
+
+@lru_cache(maxsize=1)
+def _python_docs() -> tuple[tuple[str, str], ...]:
+    """(path, text) of the shipped documentation corpus, after checking the file's sha256."""
+    try:
+        blob = PYTHON_DOCS_CORPUS_FILE.read_bytes()
+    except OSError as err:
+        raise DataError(
+            f"The embedded corpus file {PYTHON_DOCS_CORPUS_FILE} cannot be read ({err.strerror}); reinstall "
+            "inheritune-hf, or pass --dataset_name with your own text."
+        ) from err
+    try:
+        lines = gzip.decompress(blob)
+    except (OSError, EOFError) as err:
+        raise DataError(
+            f"The embedded corpus file {PYTHON_DOCS_CORPUS_FILE} is not valid gzip ({err}): it was changed or "
+            "damaged; restore it (git checkout, or reinstall)."
+        ) from err
+    digest = hashlib.sha256(lines).hexdigest()
+    if digest != PYTHON_DOCS_CORPUS_SHA256:
+        raise DataError(
+            f"The embedded corpus file {PYTHON_DOCS_CORPUS_FILE} holds text of sha256 {digest}, expected "
+            f"{PYTHON_DOCS_CORPUS_SHA256}: it was changed or damaged; restore it (git checkout, or reinstall)."
+        )
+    rows = (json.loads(line) for line in lines.decode("utf-8").splitlines())
+    return tuple((row["path"], row["text"]) for row in rows)
+
+
+def _stdlib_files() -> Iterator[tuple[str, Callable[[], str], int]]:
+    """(relative path, reader, size on disk) of the running Python's standard library .py files."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    paths = [
-        (path.relative_to(root).as_posix(), path)
-        for path in root.rglob("*.py")
-        if "site-packages" not in path.parts and "dist-packages" not in path.parts and path.is_file()
-    ]
-    # A stable shuffle (by hash of the relative path), so that a size cap picks a spread of modules, not
-    # the alphabetically first package.
-    paths.sort(key=lambda item: (_stable_unit("order:" + item[0]), item[0]))
-    count, total = 0, 0
-    for rel, path in paths:
-        if max_files is not None and count >= max_files:
-            return
-        if max_bytes is not None and total + path.stat().st_size > max_bytes + 1024:
-            continue  # cheap pre-filter on the size on disk; the exact cap is on the decoded text below
-        text = path.read_text(encoding="utf-8", errors="replace")
-        size = len(text.encode("utf-8"))
-        if not text.strip() or (max_bytes is not None and total + size > max_bytes):
-            continue
-        count, total = count + 1, total + size
-        yield rel, text
+    for path in root.rglob("*.py"):
+        if "site-packages" not in path.parts and "dist-packages" not in path.parts and path.is_file():
+            yield (
+                path.relative_to(root).as_posix(),
+                partial(path.read_text, encoding="utf-8", errors="replace"),
+                path.stat().st_size,
+            )
+
+
+def _corpus_documents(name: str) -> list[tuple[str, Callable[[], str], int]]:
+    """(path, reader, approximate size) of every document of the offline corpus `name`."""
+    if name == EMBEDDED_CORPUS:
+        return [(path, partial(str, text), len(text)) for path, text in _python_docs()]
+    if name == STDLIB_CORPUS:
+        return list(_stdlib_files())
+    raise DataError(f"Unknown embedded corpus {name!r}; choose one of {', '.join(EMBEDDED_CORPORA)}.")
 
 
 def embedded_corpus(
-    max_files: int | None = None, max_bytes: int | None = None, validation_fraction: float = 0.05
+    max_files: int | None = None,
+    max_bytes: int | None = None,
+    validation_fraction: float = 0.05,
+    name: str = EMBEDDED_CORPUS,
 ) -> datasets.DatasetDict:
-    """The running Python's standard library sources as a `DatasetDict` (`train`, `validation`; columns `path`, `text`).
+    """An offline corpus as a `DatasetDict` (`train`, `validation`; columns `path`, `text`).
 
-    Files are found through `sysconfig.get_paths()["stdlib"]` (site-packages excluded). A file goes to
-    `validation` when the sha1 of its relative path falls below `validation_fraction`, so the split does not
-    depend on the order of the file system or on which other files exist. `max_files` / `max_bytes` cap the
-    corpus (tests use a few hundred KB). `corpus_fingerprint` gives the file count, bytes and sha256 to record.
+    `name` is `"python-docs"` (the default: the Python 3.11 documentation shipped in the package and checked by
+    sha256, so every machine trains on the same bytes) or `"stdlib"` (the running Python's standard library
+    sources, found through `sysconfig`; a different corpus on every Python build).
+
+    A document goes to `validation` when the sha1 of its path falls below `validation_fraction`, so the split does
+    not depend on the file system's order or on which other documents exist. Documents are taken in a stable
+    shuffled order (by hash of the path) until the caps are reached; the caps `max_files` / `max_bytes` are shared
+    between the splits by `validation_fraction`, so a small cap still leaves a proportionate validation split.
+    `corpus_fingerprint` gives the document count, bytes and sha256 to record.
     """
     if not 0.0 < validation_fraction < 1.0:
         raise DataError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
+    fractions = {"train": 1.0 - validation_fraction, "validation": validation_fraction}
+    file_caps = {s: None if max_files is None else max(1, math.ceil(f * max_files)) for s, f in fractions.items()}
+    byte_caps = {s: None if max_bytes is None else f * max_bytes for s, f in fractions.items()}
     rows: dict[str, dict[str, list[str]]] = {"train": {"path": [], "text": []}, "validation": {"path": [], "text": []}}
-    for rel, text in _stdlib_files(max_files, max_bytes):
+    totals = {"train": 0, "validation": 0}
+    documents = sorted(_corpus_documents(name), key=lambda doc: (_stable_unit("order:" + doc[0]), doc[0]))
+    for rel, read, size_hint in documents:
         split = "validation" if _stable_unit("split:" + rel) < validation_fraction else "train"
+        files_cap, bytes_cap = file_caps[split], byte_caps[split]
+        if files_cap is not None and len(rows[split]["path"]) >= files_cap:
+            continue
+        if bytes_cap is not None and totals[split] + size_hint > bytes_cap + 1024:
+            continue  # cheap pre-filter on the approximate size; the exact cap is on the UTF-8 text below
+        text = read()
+        size = len(text.encode("utf-8"))
+        if not text.strip() or (bytes_cap is not None and totals[split] + size > bytes_cap):
+            continue
         rows[split]["path"].append(rel)
         rows[split]["text"].append(text)
+        totals[split] += size
     for split, columns in rows.items():
         if not columns["text"]:
             raise DataError(
-                f"The embedded corpus has no {split} files with max_files={max_files}, max_bytes={max_bytes}, "
-                f"validation_fraction={validation_fraction}. Allow more files or bytes."
+                f"The embedded corpus {name!r} has no {split} documents with max_files={max_files}, "
+                f"max_bytes={max_bytes}, validation_fraction={validation_fraction}. Allow more files or bytes."
             )
     return datasets.DatasetDict({split: datasets.Dataset.from_dict(columns) for split, columns in rows.items()})
 
@@ -282,14 +341,14 @@ def load_text_dataset(
 ) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     """Raw text with `train` and `validation` splits, from whatever the user has.
 
-    `source` is `None` or `"stdlib"` (the embedded corpus), a local file or folder, a `Dataset` /
+    `source` is `None` or `"python-docs"` (the embedded corpus), `"stdlib"` (this Python's sources), a local file or folder, a `Dataset` /
     `DatasetDict`, or a Hub dataset name. The validation split is the source's own when it has one
     (`validation`, else `test`); otherwise `validation_fraction` of the documents, drawn with `seed`, so the
     same call always holds out the same documents. Streamed sources hold out their first
     `streaming_validation_documents` documents instead.
     """
-    if source is None or source == EMBEDDED_CORPUS:
-        raw = embedded_corpus(corpus_max_files, corpus_max_bytes, validation_fraction)
+    if source is None or (isinstance(source, str) and source in EMBEDDED_CORPORA):
+        raw = embedded_corpus(corpus_max_files, corpus_max_bytes, validation_fraction, name=source or EMBEDDED_CORPUS)
     elif isinstance(source, datasets.DatasetDict):
         raw = source
     elif isinstance(source, datasets.Dataset):

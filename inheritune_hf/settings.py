@@ -27,8 +27,14 @@ GROWTH_STRATEGIES = ("restart", "continue")
 #: How the distillation weight alpha moves over a round: held, decayed linearly to 0 at the round's last step, or
 #: held until the validation loss first reaches the target and 0 from there on.
 DISTILLATION_SCHEDULES = ("constant", "linear_decay", "until_target")
-#: `dataset_name` of the offline corpus: this Python's standard library sources.
-EMBEDDED_CORPUS = "stdlib"
+#: `dataset_name` of the default offline corpus: the Python 3.11 documentation sources shipped in the package,
+#: checked by sha256, so the same bytes on every machine and Python.
+EMBEDDED_CORPUS = "python-docs"
+#: `dataset_name` of the other offline corpus: the running Python's standard library sources. Machine-dependent
+#: (pyenv's 3.11 has ~13,000 files, Debian's ~670), so results on it do not reproduce across machines.
+STDLIB_CORPUS = "stdlib"
+#: The offline corpora `dataset_name` accepts by name.
+EMBEDDED_CORPORA = (EMBEDDED_CORPUS, STDLIB_CORPUS)
 #: Weight dtypes `inheritune inherit --dtype` casts to.
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -139,7 +145,7 @@ class AnalyzeArguments:
         metadata={
             "help": "Instead of --text_file: a Hub dataset name or local text/JSON file or folder, optionally "
             f"NAME:split (default: the validation split, as in the paper). '{EMBEDDED_CORPUS}' is the embedded "
-            "offline corpus."
+            f"offline corpus (the Python docs, fixed bytes); '{STDLIB_CORPUS}' this Python's stdlib (machine-dependent)."
         },
     )
     text_column: str = field(default="text", metadata={"help": "Dataset column holding the text."})
@@ -261,7 +267,8 @@ class DataArguments:
         default=None,
         metadata={
             "help": "Hub dataset name, local file or folder of .txt/.json/.jsonl files. "
-            f"Default: the embedded corpus ('{EMBEDDED_CORPUS}': this Python's standard library sources)."
+            f"Default: the embedded corpus ('{EMBEDDED_CORPUS}': the Python 3.11 documentation, the same bytes on every "
+            f"machine). '{STDLIB_CORPUS}': this Python's standard library sources (differs between machines)."
         },
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})

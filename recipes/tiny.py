@@ -2,7 +2,7 @@
 
     python recipes/tiny.py [--budget small|default|paper] [--seed N] [--push-to-hub REPO_ID]
 
-Trains an 8-layer GPT-2-style reference on this Python's standard library sources, diagnoses its attention,
+Trains an 8-layer GPT-2-style reference on the embedded corpus (the Python 3.11 documentation), diagnoses its attention,
 runs Inheritune from 4 layers with growth until it matches, trains the same-size random-init baseline, scores
 all three with lm-eval on held-out tasks, and writes outputs/demo/ (report.md, figures, a Hub-ready model).
 All settings are in tiny.yaml; the logic is `inheritune_hf.recipe`.

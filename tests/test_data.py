@@ -17,23 +17,75 @@ from inheritune_hf.data import (
     pack_dataset,
 )
 from inheritune_hf.errors import DataError
-from inheritune_hf.settings import DataArguments
+from inheritune_hf.settings import EMBEDDED_CORPORA, EMBEDDED_CORPUS, STDLIB_CORPUS, DataArguments
+
+#: sha256 of the default corpus's train split as `corpus_fingerprint` computes it (paths and texts, in order).
+PINNED_TRAIN_SHA256 = "475d0f340071192d981f3e6a23b4eec63f62cd6acbb216cf12afbcbae36939ca"
 
 
-def test_embedded_corpus_is_standard_library_source_split_by_path():
+def test_embedded_corpus_is_the_python_docs_split_by_path():
     raw = corpus()
     assert set(raw) == {"train", "validation"}
     assert raw["train"].num_rows > 0 and raw["validation"].num_rows > 0
     assert not set(raw["train"]["path"]) & set(raw["validation"]["path"])
-    assert all(path.endswith(".py") for path in raw["train"]["path"])
+    assert all(path.endswith(".rst") for path in raw["train"]["path"])
     assert sum(len(t.encode()) for split in raw.values() for t in split["text"]) <= CORPUS_BYTES
 
 
 def test_embedded_corpus_split_does_not_depend_on_which_files_are_included():
-    small = embedded_corpus(max_files=20, validation_fraction=0.3)
-    large = embedded_corpus(max_files=60, validation_fraction=0.3)
-    assert set(small["validation"]["path"]) <= set(large["validation"]["path"])
-    assert set(small["train"]["path"]) <= set(large["train"]["path"])
+    for name in EMBEDDED_CORPORA:
+        small = embedded_corpus(max_files=20, validation_fraction=0.3, name=name)
+        large = embedded_corpus(max_files=60, validation_fraction=0.3, name=name)
+        assert set(small["validation"]["path"]) <= set(large["validation"]["path"])
+        assert set(small["train"]["path"]) <= set(large["train"]["path"])
+
+
+def test_a_small_cap_keeps_a_proportionate_validation_split():
+    # On a machine whose stdlib had 574 files, an 800 KB cap once left validation almost empty: the caps are now
+    # shared between the splits by validation_fraction.
+    raw = embedded_corpus(max_bytes=800_000, validation_fraction=0.05)
+    sizes = {split: sum(len(t.encode()) for t in ds["text"]) for split, ds in raw.items()}
+    assert 0.03 * 800_000 <= sizes["validation"] <= 0.05 * 800_000
+    assert sizes["train"] <= 0.95 * 800_000
+
+
+def test_embedded_corpus_bytes_are_pinned():
+    # The whole corpus: the same documents and bytes on every machine and Python (the fingerprint run.json records).
+    fingerprint = corpus_fingerprint(embedded_corpus(validation_fraction=0.05))
+    assert {split: (fp["documents"], fp["bytes"]) for split, fp in fingerprint.items()} == {
+        "train": (470, 10_315_913),
+        "validation": (27, 732_362),
+    }
+    assert fingerprint["train"]["sha256"] == PINNED_TRAIN_SHA256
+
+
+def test_a_damaged_corpus_file_is_refused_by_its_sha256(tmp_path, monkeypatch):
+    import gzip
+
+    from inheritune_hf import data
+
+    damaged = tmp_path / "python-docs-3.11.jsonl.gz"
+    text = gzip.decompress(data.PYTHON_DOCS_CORPUS_FILE.read_bytes())
+    damaged.write_bytes(gzip.compress(text.replace(b"Python", b"Pithon", 1)))
+    monkeypatch.setattr(data, "PYTHON_DOCS_CORPUS_FILE", damaged)
+    data._python_docs.cache_clear()
+    try:
+        with pytest.raises(DataError, match="expected 080eff94.*restore it") as err:
+            embedded_corpus(max_files=4)
+        assert "\n" not in str(err.value)
+        damaged.write_bytes(b"not gzip")
+        data._python_docs.cache_clear()
+        with pytest.raises(DataError, match="not valid gzip"):
+            embedded_corpus(max_files=4)
+    finally:
+        data._python_docs.cache_clear()
+
+
+def test_the_stdlib_corpus_stays_available_by_name():
+    raw = load_text_dataset(STDLIB_CORPUS, corpus_max_files=30, validation_fraction=0.2)
+    assert all(path.endswith(".py") for path in raw["train"]["path"])
+    with pytest.raises(DataError, match="Unknown embedded corpus 'nope'"):
+        embedded_corpus(max_files=3, name="nope")
 
 
 def test_fingerprint_counts_files_bytes_and_hash_and_is_stable():
@@ -158,7 +210,7 @@ def test_data_arguments_parse_beside_training_arguments(tmp_path):
     assert data_args.block_size == BLOCK and data_args.dataset_name is None
     train, validation, metadata = causal_lm_datasets(data_args, tokenizer())
     assert len(train) > 0 and len(validation) > 0
-    assert metadata["source"] == "stdlib" and metadata["fingerprint"]["train"]["bytes"] > 0
+    assert metadata["source"] == EMBEDDED_CORPUS and metadata["fingerprint"]["train"]["bytes"] > 0
 
 
 def test_a_streamed_source_holds_out_its_first_documents_and_packs_lazily(tmp_path):

@@ -35,7 +35,7 @@ def test_run_from_flags_writes_the_rounds_table(reference_dir, tmp_path, capsys)
     rounds = json.loads((out / "rounds.json").read_text())
     assert [row["layers"] for row in rounds] == [2, 4]
     run = json.loads((out / "run.json").read_text())
-    assert run["metadata"]["data"]["source"] == "stdlib"
+    assert run["metadata"]["data"]["source"] == "python-docs"
     assert run["metadata"]["data"]["fingerprint"]["train"]["documents"] > 0
     printed = capsys.readouterr().out
     assert "round 2: 4 layers" in printed
