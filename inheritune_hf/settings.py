@@ -2,7 +2,7 @@
 
 Every entry point reads its settings from these dataclasses, so the same thing has the same name everywhere
 (`--dataset_name`, `--output_dir`, `--reinit`, `--trust_remote_code`) and a YAML file's keys are the flag names.
-The `inheritune` subcommands and the recipe scripts parse them with `inheritune_hf.cli.parser.InherituneParser`,
+The `inheritune` subcommands and the recipe scripts parse them with `inheritune_hf.parser.InherituneParser`,
 a notebook can build them directly (`InherituneArguments(start_layers=12)`).
 
 This module sits low in the package, beside `errors`: it imports nothing of the method, so any step (and the CLI

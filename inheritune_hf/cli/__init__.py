@@ -2,7 +2,7 @@
 
 Each subcommand lives in its own module `inheritune_hf.cli.<name>` exposing `register(subparsers)`, `parser()`
 and `parse(argv)`: its settings are a dataclass of `inheritune_hf.settings`, parsed by the one `InherituneParser`
-(`inheritune_hf.cli.parser`) from flags in either spelling or a YAML file (`--config FILE`). Library errors
+(`inheritune_hf.parser`) from flags in either spelling or a YAML file (`--config FILE`). Library errors
 (`InherituneError`), unknown flags and unparsable values are printed as one clear line with exit code 2.
 """
 

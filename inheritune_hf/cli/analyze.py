@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ..errors import CheckpointError, DataError, InherituneError
 from ..io import atomic_output_dir, check_output_dir
+from ..parser import InherituneParser, add_command
 from ..settings import AnalyzeArguments
-from .parser import InherituneParser, add_command
 
 HELP = "Measure attention rank and mass per layer and head; find the lazy layers."
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from ..io import atomic_output_dir, check_output_dir
+from ..parser import InherituneParser, add_command
 from ..settings import EvaluateArguments
-from .parser import InherituneParser, add_command
 
 HELP = "Score a checkpoint on lm-eval tasks (default: the paper's downstream suite)."
 

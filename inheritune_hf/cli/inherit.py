@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 
 from ..errors import InvalidLayersError
+from ..parser import InherituneParser, add_command
 from ..settings import InheritArguments
-from .parser import InherituneParser, add_command
 
 HELP = "Slice the first K blocks (or chosen blocks) of a causal LM into a new checkpoint folder."
 

@@ -16,8 +16,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import CheckpointError
+from ..parser import InherituneParser, add_command
 from ..settings import PushArguments
-from .parser import InherituneParser, add_command
 
 HELP = "Upload a checkpoint (safetensors), its model card, figures and results to the Hub in one commit."
 

@@ -16,8 +16,8 @@ import sys
 
 from ..errors import DataError, TrainingError
 from ..io import check_output_dir
+from ..parser import InherituneParser, add_command
 from ..settings import DataArguments, InherituneArguments
-from .parser import InherituneParser, add_command
 
 
 def parser() -> InherituneParser:

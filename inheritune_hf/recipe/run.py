@@ -23,6 +23,7 @@ from transformers import TrainingArguments
 from ..errors import InherituneError
 from ..io import atomic_write_text
 from ..narration import print_narration
+from ..parser import InherituneParser
 from ..publish import check_repo_id
 from ..settings import DataArguments, InherituneArguments, RecipeArguments
 from ..tracking import ATTENTION_HISTORY_FILE, AttentionTracking, check_trackable
@@ -94,8 +95,6 @@ def parse_recipe_args(
     The YAML file is the script's own (`default_config`) unless `--config FILE` names another. `--budget`,
     `--smoke` and `--plan` are read first because they change the settings the flags then override.
     """
-    from ..cli.parser import InherituneParser  # the CLI sits above the library; it is imported when used
-
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = InherituneParser(
         PARSED_TYPES,

@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 
 from transformers import HfArgumentParser
 
-from ..errors import InvalidArgumentError, unknown_arguments, unknown_flags
+from .errors import InvalidArgumentError, unknown_arguments, unknown_flags
 
 #: List flags that took comma-separated values before every entry point shared this parser; commas still work.
 COMMA_SEPARATED = frozenset({"reinit", "layers", "tasks"})
