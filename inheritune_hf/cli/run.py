@@ -16,7 +16,7 @@ import sys
 
 from ..errors import DataError, TrainingError
 from ..io import check_output_dir
-from ..parser import InherituneParser, add_command
+from ..parser import InherituneParser
 from ..settings import DataArguments, InherituneArguments
 
 
@@ -63,7 +63,8 @@ def _defaults_a_user_would_choose(argv: list[str], training_args):
     return dataclasses.replace(training_args, **changes) if changes else training_args
 
 
-def run(argv: list[str]) -> int:
+def main(argv: list[str]) -> int:
+    """`inheritune run ...`: parse the settings, check them, then run the loop."""
     from transformers import AutoTokenizer
 
     from ..data import causal_lm_datasets
@@ -113,11 +114,7 @@ def run(argv: list[str]) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    add_command(subparsers, "run", "train and grow: the Inheritune loop (flags or a YAML recipe; see --help)", run)
-
-
 if __name__ == "__main__":  # pragma: no cover
-    from . import main
+    from . import main as inheritune
 
-    sys.exit(main(["run", *sys.argv[1:]]))
+    sys.exit(inheritune(["run", *sys.argv[1:]]))
