@@ -24,7 +24,6 @@ import dataclasses
 import sys
 import types
 import typing
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -35,8 +34,6 @@ from .errors import InvalidArgumentError, unknown_arguments, unknown_flags
 
 #: List flags that took comma-separated values before every entry point shared this parser; commas still work.
 COMMA_SEPARATED = frozenset({"reinit", "layers", "tasks"})
-#: Old spellings that keep working for one release, with a FutureWarning naming the new one.
-DEPRECATED_FLAGS = {"--out": "--output_dir", "--dataset": "--dataset_name"}
 #: Other spellings of a flag, kept because they read well.
 FLAG_ALIASES = {"--public": "--no_private"}
 #: What `transformers.hf_argparser.string_to_bool` accepts after a boolean flag.
@@ -278,9 +275,6 @@ class InherituneParser(HfArgumentParser):
                 continue
             known = self._option_string_actions
             flag = self.aliases.get(flag, flag)
-            if flag not in known and DEPRECATED_FLAGS.get(flag) in known:
-                warnings.warn(f"{flag} is deprecated; use {DEPRECATED_FLAGS[flag]}.", FutureWarning, stacklevel=3)
-                flag = DEPRECATED_FLAGS[flag]
             if flag not in known and FLAG_ALIASES.get(flag) in known:
                 flag = FLAG_ALIASES[flag]
             action = self._option_string_actions.get(flag)
@@ -333,4 +327,4 @@ def _list_element_types(dataclass_types: Iterable[type]) -> dict[str, type]:
     return found
 
 
-__all__ = ["COMMA_SEPARATED", "DEPRECATED_FLAGS", "FLAG_ALIASES", "InherituneParser"]
+__all__ = ["COMMA_SEPARATED", "FLAG_ALIASES", "InherituneParser"]

@@ -305,7 +305,8 @@ def test_cli_evaluate_checks_tasks_and_output_before_loading(model_dir, task_dir
     (occupied / "keep.txt").write_text("mine")
     assert (
         main(
-            ["evaluate", str(model_dir), "--tasks", "toy_mc", "--include-path", str(task_dir), "--output_dir", str(occupied)]
+            ["evaluate", str(model_dir), "--tasks", "toy_mc", "--include-path", str(task_dir), "--output_dir"]
+            + [str(occupied)]
         )
         == 2
     )
