@@ -125,9 +125,10 @@ def naive(model, ids, batch_size: int) -> tuple[list[list[float]], float]:
 
 def inheritune(model, ids, batch_size: int) -> tuple[list[list[float]], float]:
     import inheritune_hf.analyze as analyze
+    import inheritune_hf.analyze.capture as capture
 
     stats_seconds = 0.0
-    original = analyze.attention_rank, analyze.attention_mass
+    original = capture.attention_rank, capture.attention_mass
 
     def timed(function):
         def wrapper(*args, **kwargs):
@@ -140,13 +141,13 @@ def inheritune(model, ids, batch_size: int) -> tuple[list[list[float]], float]:
 
         return wrapper
 
-    analyze.attention_rank, analyze.attention_mass = timed(original[0]), timed(original[1])
+    capture.attention_rank, capture.attention_mass = timed(original[0]), timed(original[1])
     try:
         report = analyze.analyze_attention(
             model, input_ids=ids, num_samples=ids.shape[0], seq_len=ids.shape[1], batch_size=batch_size, progress=False
         )
     finally:
-        analyze.attention_rank, analyze.attention_mass = original
+        capture.attention_rank, capture.attention_mass = original
     return report.rank, stats_seconds
 
 
@@ -250,6 +251,8 @@ def profile(model, ids, args: argparse.Namespace, floor_cpu: float, report_cpu: 
     from transformers import AttentionInterface
 
     import inheritune_hf.analyze as analyze
+    import inheritune_hf.analyze.capture as capture
+    import inheritune_hf.analyze.stats as stats
 
     spent: dict[str, float] = {}
 
@@ -274,18 +277,18 @@ def profile(model, ids, args: argparse.Namespace, floor_cpu: float, report_cpu: 
     finally:
         AttentionInterface.register("sdpa", sdpa)
     pieces = {
-        "_gram": "Gram matrices A A^T (fp32, causal halves)",
-        "_krylov_basis": "Krylov bases (block Lanczos)",
-        "_certified_ranks": "certificate: Ritz values, bounds (incl. Krylov)",
-        "_ranks_by_eigensolver": "eigvalsh for the unproved",
-        "attention_mass": "mass m*",
-        "_cosines": "Block Influence cosines",
+        (stats, "_gram"): "Gram matrices A A^T (fp32, causal halves)",
+        (stats, "_krylov_basis"): "Krylov bases (block Lanczos)",
+        (stats, "_certified_ranks"): "certificate: Ritz values, bounds (incl. Krylov)",
+        (stats, "_ranks_by_eigensolver"): "eigvalsh for the unproved",
+        (capture, "attention_mass"): "mass m*",
+        (capture, "_cosines"): "Block Influence cosines",
     }
-    saved = {name: getattr(analyze, name) for name in [*pieces, "_eager_attention_for"]}
-    for name, label in pieces.items():
-        setattr(analyze, name, timed(label, saved[name]))
-    analyze._eager_attention_for = lambda module: timed(
-        "eager attention (the model's own)", saved["_eager_attention_for"](module)
+    saved = {(module, name): getattr(module, name) for module, name in [*pieces, (capture, "_eager_attention_for")]}
+    for (module, name), label in pieces.items():
+        setattr(module, name, timed(label, saved[module, name]))
+    capture._eager_attention_for = lambda module: timed(
+        "eager attention (the model's own)", saved[capture, "_eager_attention_for"](module)
     )
     try:
         analyze.analyze_attention(
@@ -293,8 +296,8 @@ def profile(model, ids, args: argparse.Namespace, floor_cpu: float, report_cpu: 
             progress=False,
         )  # fmt: skip
     finally:
-        for name, function in saved.items():
-            setattr(analyze, name, function)
+        for (module, name), function in saved.items():
+            setattr(module, name, function)
     floor_attention = spent.pop("sdpa attention (in the floor)", 0.0)
     eager = spent.pop("eager attention (the model's own)", 0.0)
     krylov = spent.pop("Krylov bases (block Lanczos)", 0.0)

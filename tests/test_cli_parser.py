@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import json
-import warnings
 from pathlib import Path
 
 import pytest
@@ -228,8 +227,8 @@ def test_values_that_do_not_parse_are_one_line(tmp_path, capsys):
     assert line == "inheritune inherit: error: unknown flag --public"
     line = one_error_line(["inherit", "src", "dst", "--output_dir", "other"], capsys)
     assert line == "inheritune inherit: error: OUTPUT_DIR given twice: by position and as --output_dir."
-    line = one_error_line(["analyze", "m", "--output_dir", "o"], capsys)
-    assert "--text_file FILE or --dataset_name" in line
+    line = one_error_line(["analyze", "m", "--output_dir", "o", "--text_file", "t", "--dataset_name", "d"], capsys)
+    assert line.endswith("--text_file FILE or --dataset_name NAME[:split], not both.")
     line = one_error_line(["inherit", "src", "dst", "--num_layers", "2", "--layers", "0", "1"], capsys)
     assert line.endswith("Give --num_layers or --layers, not both.")
     bad = write_yaml(tmp_path / "bad.yaml", "- a list\n")
@@ -257,7 +256,7 @@ def test_inherit_runs_from_a_yaml_file(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Settings live in one low module; the old imports still work for a release
+# Settings live in one low module
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -265,19 +264,6 @@ def test_settings_imports_only_errors():
     tree = ast.parse(Path(settings.__file__).read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
     assert imported == {"errors"}
-
-
-@pytest.mark.parametrize(
-    "module, name", [("train", "InherituneArguments"), ("data", "DataArguments"), ("recipe", "RecipeArguments")]
-)
-def test_moved_settings_import_from_the_old_place_with_a_warning(module, name):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        namespace: dict = {}
-        exec(f"from inheritune_hf.{module} import {name}", namespace)
-    assert namespace[name] is getattr(settings, name)
-    assert [w.category for w in caught] == [DeprecationWarning]
-    assert "moved to inheritune_hf.settings" in str(caught[0].message)
 
 
 def test_a_prefix_of_a_flag_is_refused_not_expanded(tmp_path, capsys):

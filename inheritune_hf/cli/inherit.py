@@ -40,10 +40,9 @@ def main(argv: list[str]) -> int:
 
 def _selected_layers(args: InheritArguments):
     """The blocks `--select` chooses from `--report`, checked against SRC's depth before anything is written."""
+    from ..analyze import AttentionReport, select_layers
     from ..architecture import num_layers_of
     from ..loading import load_causal_lm_config
-    from ..report import AttentionReport
-    from ..selection import select_layers
 
     path = Path(args.report)
     if path.is_dir():
@@ -73,7 +72,9 @@ def _size(num_bytes: int) -> str:
 
 def run(args: InheritArguments) -> int:
     from ..checkpoint import inherit_checkpoint
+    from ..sources import check_source
 
+    check_source(args.reference_model, "SRC")
     num_layers, layers = args.num_layers, args.layers
     if args.select is not None:
         selection = _selected_layers(args) if args.report is not None else None

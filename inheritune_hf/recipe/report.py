@@ -14,8 +14,8 @@ from ..markdown import cell
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
 
+    from ..analyze import AttentionReport
     from ..evaluate import DownstreamResults
-    from ..report import AttentionReport
 
 REPORT_FILE = "report.md"
 

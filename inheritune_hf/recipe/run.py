@@ -24,7 +24,7 @@ from ..io import atomic_write_text
 from ..narration import print_narration
 from ..parser import InherituneParser
 from ..publish import check_repo_id
-from ..settings import DataArguments, InherituneArguments, RecipeArguments
+from ..settings import DataArguments, InherituneArguments, RecipeArguments, check_training_arguments
 from ..tracking import ATTENTION_HISTORY_FILE, AttentionTracking, check_trackable
 from .plan import accumulation_for, check_recipe, format_plan, parameter_count, plan_recipe, processes
 from .report import REPORT_FILE, format_report
@@ -142,6 +142,7 @@ def parse_recipe_args(
     settings["push_to_hub"] = False  # see RECIPE_ALIASES
 
     recipe, inheritune_args, data_args, training_args = parser.parse(argv, config=settings, source=str(config))
+    check_training_arguments(training_args)
     training_args.push_to_hub = False
     if recipe.plan:  # the plan's memory estimate is for the precision the run will train in, not the laptop's
         training_args.bf16 = bool(planned_bf16)
