@@ -218,6 +218,12 @@ def test_spellings_of_unreleased_versions_are_unknown_flags(argv, line, tmp_path
     assert one_error_line(argv, capsys).startswith(line)
 
 
+def test_inheritune_run_names_the_subcommand_that_runs_a_recipe(capsys):
+    line = one_error_line(["run", str(RECIPES / "tiny.yaml"), "--output_dir", "unused"], capsys)
+    assert line.startswith(f"inheritune run: error: {RECIPES / 'tiny.yaml'} is a recipe (it sets ")
+    assert line.endswith(f"run it with `inheritune recipe {RECIPES / 'tiny.yaml'}`.")
+
+
 def test_values_that_do_not_parse_are_one_line(tmp_path, capsys):
     line = one_error_line(["analyze", "m", "--text_file", "t", "--output_dir", "o", "--num-samples", "many"], capsys)
     assert line == "inheritune analyze: error: argument --num_samples/--num-samples: invalid int value: 'many'"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..errors import DataError, TrainingError
+from ..errors import DataError, InvalidArgumentError, TrainingError
 from ..io import check_output_dir
 from ..parser import InherituneParser
 from ..settings import DataArguments, InherituneArguments, check_training_arguments
@@ -39,9 +39,28 @@ def parse(argv: list[str]):
     Every value is range-checked here (our settings in their `__post_init__`, Trainer's by
     `check_training_arguments`), before anything is read or written.
     """
-    inheritune_args, data_args, training_args = parser().parse(argv)
+    run_parser = parser()
+    path, _ = run_parser.config_file(argv)
+    if path is not None:
+        _refuse_a_recipe(path, run_parser.read_config(path))
+    inheritune_args, data_args, training_args = run_parser.parse(argv)
     check_training_arguments(training_args)
     return inheritune_args, data_args, training_args
+
+
+def _refuse_a_recipe(path: str, settings: dict) -> None:
+    """A recipe's YAML (recipes/*.yaml: its budgets, its reference's shape) names the subcommand that runs it."""
+    import dataclasses
+
+    from ..settings import RecipeArguments
+
+    own = {f.name for dtype in (InherituneArguments, DataArguments) for f in dataclasses.fields(dtype)}
+    recipe_keys = sorted(({f.name for f in dataclasses.fields(RecipeArguments)} - own) & set(settings))
+    recipe_keys += ["budgets"] if "budgets" in settings else []
+    if recipe_keys:
+        raise InvalidArgumentError(
+            f"{path} is a recipe (it sets {', '.join(recipe_keys[:4])}): run it with `inheritune recipe {path}`."
+        )
 
 
 #: Checkpoints kept per round when --save_total_limit is not given: the last, and the best one Trainer tracks.
