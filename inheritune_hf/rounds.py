@@ -5,7 +5,7 @@ compare, grow, until a round matches the target or reaches `max_layers`. Its out
 
     output_dir/
       run.json                 settings, reference and data fingerprints (a resume must match them)
-      rounds.json              the table: one row per round (and the random baseline, if asked), with the
+      rounds.json              the table: one `RoundRecord` per round (and the random baseline, if asked), with the
                                tokens and training FLOPs spent (the teacher's forwards included when distilling)
       round-1-12L/             one round: Trainer checkpoints (checkpoint-N/), then
         model/                 the trained model (save_pretrained, safetensors), written atomically
@@ -14,6 +14,10 @@ compare, grow, until a round matches the target or reaches `max_layers`. Its out
       loss_curves.png          reference, rounds and baseline against training tokens
       attention_history.json   with track_attention_steps N: each stage's attention rank and mass every N steps,
       attention_history.png    and MaxRank per layer against training steps (`tracking`)
+
+The loop reads as the paper's Algorithm 1 in `run_inheritune`: `_start_run` (every check, the folder),
+`_measure_reference` (the target), `_inheritune_round` per depth until one matches, `_random_baseline`, `_plot`;
+the stages share one `_Run` (inputs, folder, target, the table so far).
 
 A killed run is resumed with `resume=True`: finished rounds are read back from rounds.json, the unfinished
 round continues from its last Trainer checkpoint (model, optimizer, scheduler, RNG and data position).
