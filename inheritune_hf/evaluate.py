@@ -93,6 +93,27 @@ class DownstreamResult:
     dataset_split: str | None = None
 
 
+#: Accuracy of a uniform guess, per task: 1 / the number of choices. A score at or below it carries no signal: the
+#: model learned nothing the task measures (a tiny model on a short budget often lands there). The offline held-out
+#: multiple-choice task of the recipes (`write_heldout_tasks`, 4 choices) is `heldout_mc`.
+CHANCE_ACCURACY: Mapping[str, float] = MappingProxyType(
+    {
+        "arc_easy": 0.25,
+        "arc_challenge": 0.25,
+        "hellaswag": 0.25,
+        "sciq": 0.25,
+        "openbookqa": 0.25,
+        "mmlu": 0.25,
+        "heldout_mc": 0.25,
+        "piqa": 0.5,
+        "winogrande": 0.5,
+        "boolq": 0.5,
+        "copa": 0.5,
+    }
+)
+_ACCURACIES = ("acc", "acc_norm")
+
+
 @dataclass
 class DownstreamResults:
     """The rows of a downstream evaluation plus lm-eval's raw results JSON, kept beside them unchanged.
@@ -117,6 +138,43 @@ class DownstreamResults:
                 per_task.setdefault(row.task, row.value)
         return sum(per_task.values()) / len(per_task) if per_task else None
 
+    def chance(self, task: str) -> float | None:
+        """The accuracy of a uniform guess on `task` (`CHANCE_ACCURACY`), or None when not known."""
+        return CHANCE_ACCURACY.get(task)
+
+    @property
+    def chance_average(self) -> float | None:
+        """The average a uniform guess would score over the same tasks, or None when a task's chance is unknown."""
+        tasks = list(dict.fromkeys(row.task for row in self.rows if row.higher_is_better))
+        chances = [self.chance(task) for task in tasks]
+        return sum(chances) / len(chances) if chances and None not in chances else None
+
+    def no_signal(self) -> list[DownstreamResult]:
+        """The accuracy rows at or below their task's chance level: they say nothing about the model."""
+        return [
+            row
+            for row in self.rows
+            if row.metric in _ACCURACIES and self.chance(row.task) is not None and row.value <= self.chance(row.task)
+        ]
+
+    def chance_note(self) -> str | None:
+        """One sentence for a reader when scores sit at or below chance (None when none does)."""
+        rows = self.no_signal()
+        chance, average = self.chance_average, self.average
+        tasks = {row.task for row in self.rows if row.higher_is_better}
+        below_average = len(tasks) > 1 and chance is not None and average is not None and average <= chance
+        if not rows and not below_average:
+            return None
+        parts = [
+            f"{row.task} {row.metric} {100 * row.value:.2f} (chance {100 * self.chance(row.task):.2f})" for row in rows
+        ]
+        if below_average:
+            parts.append(f"the average {100 * average:.2f} (chance {100 * chance:.2f})")
+        return (
+            f"At or below chance, so carrying no signal: {'; '.join(parts)}. The model has not learned what these "
+            "tasks measure; compare such scores only once they rise above chance."
+        )
+
     def get(self, task: str, metric: str) -> DownstreamResult:
         """The row for `metric` of `task`; a KeyError names what is available otherwise."""
         for row in self.rows:
@@ -138,8 +196,11 @@ class DownstreamResults:
                 f"{_format_value(row, row.stderr) if row.stderr is not None else '-'} |"
             )
         if self.average is not None:
-            lines.append(f"| **Average** | accuracy | **{100 * self.average:.2f}** | |")
-        return "\n".join(lines)
+            chance = self.chance_average
+            versus = f" (chance {100 * chance:.2f})" if chance is not None else ""
+            lines.append(f"| **Average** | accuracy{versus} | **{100 * self.average:.2f}** | |")
+        note = self.chance_note()
+        return "\n".join(lines) + (f"\n\n*{note}*" if note else "")
 
     def to_eval_results(self, model_name: str | None = None) -> list[EvalResult]:
         """`huggingface_hub.EvalResult`s for `ModelCardData(eval_results=...)`, i.e. the card's `model-index`.

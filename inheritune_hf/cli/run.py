@@ -74,6 +74,7 @@ def run(argv: list[str]) -> int:
     from ..loading import load_causal_lm, load_causal_lm_config
     from ..rounds import check_against_reference, check_resumable, run_inheritune
     from ..sources import check_source
+    from ..verdict import weak_reference
 
     inheritune_args, data_args, training_args = parse(argv)
     if not inheritune_args.reference_model:
@@ -122,6 +123,9 @@ def run(argv: list[str]) -> int:
             print(
                 f"random-init baseline: {result.baseline['layers']} layers, val loss {result.baseline['val_loss']:.4f}"
             )
+        caveat = weak_reference([*result.rounds, result.baseline] if result.baseline else result.rounds)
+        if result.matched and caveat:
+            print(caveat)
         print(json.dumps({"output_dir": str(result.output_dir), "matched": result.matched}))
     return 0
 

@@ -26,6 +26,7 @@ from ..narration import print_narration
 from ..publish import check_repo_id
 from ..settings import DataArguments, InherituneArguments, RecipeArguments, check_training_arguments
 from ..tracking import ATTENTION_HISTORY_FILE, AttentionTracking, check_trackable
+from ..verdict import weak_reference
 from .plan import accumulation_for, check_recipe, format_plan, parameter_count, plan_recipe, processes
 from .report import REPORT_FILE, format_report
 from .stages import (
@@ -239,6 +240,9 @@ def run_recipe(
         f"{final['val_loss']:.4f} vs reference {result.reference_loss:.4f}: "
         f"{'matched' if result.matched else 'not matched'}"
     )
+    caveat = weak_reference([*result.rounds, result.baseline] if result.baseline else result.rounds)
+    if result.matched and caveat:
+        say(f"[3/5 inheritune] {caveat}")
     if tracking is not None:
         say(
             f"[3/5 attention] rank per layer every {tracking.every_n_steps} steps -> {run_dir / ATTENTION_HISTORY_FILE}"
