@@ -61,9 +61,13 @@ bench: install
 	$(PY) benchmarks/bench_inference.py --threads 1
 
 # On one CUDA GPU, under 8 minutes: train throughput and MFU vs a plain loop, the recipe smoke in bf16 and under
-# FSDP, analyze_attention on sdpa. Without CUDA it says so and exits 0; never part of `make test`.
-gpu-check: install
-	$(PY) scripts/gpu_check.py
+# FSDP, analyze_attention vs a forward, distillation, collapse tracking. Without CUDA it says so and exits 0.
+# Not `install`: it runs on the python at hand (PYTHON=... when given, else an existing .venv, else python3), so a
+# user's CUDA torch is never replaced by the pinned CPU one and no registry is asked. `make test` runs its rows on
+# tiny shapes on CPU (tests/test_gpu_check.py). GPU_CHECK_FLAGS: e.g. --rows train,loop --log outputs/gpu.log
+GPU_PYTHON := $(if $(filter command line environment,$(origin PYTHON)),$(PYTHON),$(if $(wildcard $(PY)),$(PY),$(PYTHON)))
+gpu-check:
+	$(GPU_PYTHON) scripts/gpu_check.py $(GPU_CHECK_FLAGS)
 
 quality: install
 	$(VENV)/bin/ruff check .

@@ -51,14 +51,13 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from inheritune_hf.analyze import analyze_attention  # noqa: E402
+from inheritune_hf.analyze import SELECTION_CRITERIA, analyze_attention, select_layers  # noqa: E402
 from inheritune_hf.errors import ConfigSliceError  # noqa: E402
 from inheritune_hf.inherit import inherit  # noqa: E402
 from inheritune_hf.io import write_json  # noqa: E402
 from inheritune_hf.recipe.plan import reference_config  # noqa: E402
 from inheritune_hf.recipe.run import parse_recipe_args  # noqa: E402
 from inheritune_hf.recipe.stages import prepare_inputs  # noqa: E402
-from inheritune_hf.selection import SELECTION_CRITERIA, select_layers  # noqa: E402
 from inheritune_hf.train import train  # noqa: E402
 
 RANDOM_INIT = "random init"

@@ -11,7 +11,15 @@ step that needs them, so `import inheritune_hf` works without them.
 
 # Imported eagerly, not lazily: the modules `inherit` and `train` share their names with the functions
 # they define, and a lazy package attribute would be shadowed by the submodule once it is imported.
-from .analyze import analyze_attention, attention_mass, attention_rank
+from .analyze import (
+    SELECTION_CRITERIA,
+    AttentionReport,
+    LayerSelection,
+    analyze_attention,
+    attention_mass,
+    attention_rank,
+    select_layers,
+)
 from .architecture import LayerStack, find_decoder_layers
 from .checkpoint import InheritPlan, inherit_checkpoint, plan_inherit
 from .distill import DistillationTrainer, distillation_kl
@@ -33,9 +41,7 @@ from .figures import attention_figure, loss_figure
 from .inherit import NANOGPT_REINIT, REINIT_PARTS, grow, inherit
 from .publish import model_card, publish_run, push_to_hub
 from .recipe import run_recipe
-from .report import AttentionReport
 from .rounds import InherituneResult, round_depths, run_inheritune
-from .selection import SELECTION_CRITERIA, LayerSelection, select_layers
 from .settings import DataArguments, InherituneArguments, RecipeArguments
 from .slicing import Lineage, inherit_config, nearest_valid_num_layers, valid_num_layers
 from .tracking import (

@@ -15,7 +15,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-from .errors import LayerStackNotFoundError, UnsupportedModelError, moved
+from .errors import LayerStackNotFoundError, UnsupportedModelError
 
 
 @dataclass
@@ -304,14 +304,3 @@ def block_signature(block: nn.Module) -> list[tuple]:
         params = tuple((key, tuple(p.shape)) for key, p in module.named_parameters(recurse=False))
         signature.append((name, type(module).__name__, params, scalars))
     return signature
-
-
-# Moved to `slicing` in 0.2 (the one home of per-layer field discovery and config rebuilding); the old imports keep
-# working, with a warning, until 0.3.
-_MOVED_TO_SLICING = ("per_layer_fields", "periodic_fields", "PERIODIC_FIELD_HINTS", "PROBE_EXTRA")
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_SLICING:
-        return moved(__name__, name, "inheritune_hf.slicing")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

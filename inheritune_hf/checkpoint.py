@@ -39,7 +39,9 @@ from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, Pre
 from .architecture import check_causal_lm, decoder_config, find_decoder_layers
 from .errors import CheckpointError, UnsupportedModelError
 from .io import atomic_output_dir, check_output_dir, write_json
-from .slicing import Lineage, _check_blocks_match, _inherit_config, check_reinit, reinitialize_parts, resolve_layers
+from .slicing import Lineage, inherit_config, resolve_layers
+from .slicing.blocks import check_blocks_match
+from .slicing.reinit import check_reinit, reinitialize_parts
 from .sources import check_source
 
 logger = logging.getLogger(__name__)
@@ -447,13 +449,13 @@ def plan_inherit(
     source_layers = resolve_layers(len(stack), num_layers, layers)
     reinit, reinit_layers = check_reinit(reinit, reinit_layers, len(source_layers), reference)
     lineage = Lineage(str(source), config.model_type, len(stack), source_layers, bool(random_init))
-    new_config = _inherit_config(
+    new_config = inherit_config(
         config, source_layers, lineage=lineage.to_dict(), source_stack=stack, model_class=type(reference)
     )
     if not getattr(new_config, "architectures", None):
         new_config.architectures = [type(reference).__name__]
     target = _meta_model(new_config, trust_remote_code)
-    _check_blocks_match(reference, stack, find_decoder_layers(target), source_layers)
+    check_blocks_match(reference, stack, find_decoder_layers(target), source_layers)
 
     companions = {
         name: name

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import datasets
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from .errors import DataError, moved
+from .errors import DataError
 from .settings import EMBEDDED_CORPORA, EMBEDDED_CORPUS, STDLIB_CORPUS
 
 if TYPE_CHECKING:
@@ -574,10 +574,3 @@ def causal_lm_datasets(
         if len(validation) == 0:
             raise DataError("The validation split gives fewer tokens than one block; hold out more documents.")
     return train, validation, metadata
-
-
-def __getattr__(name: str):
-    """`DataArguments` moved to `inheritune_hf.settings`; the old import works, with a warning, until 0.3."""
-    if name == "DataArguments":
-        return moved(__name__, name, "inheritune_hf.settings")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -96,19 +96,3 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def moved(old_module: str, name: str, new_module: str, stacklevel: int = 3):
-    """`new_module.name`, with a `DeprecationWarning` that it moved from `old_module`: the body of every module
-    `__getattr__` that keeps a 0.1 import working for one release (until 0.3) while code moves to the new home."""
-    import importlib
-    import warnings
-
-    value = getattr(importlib.import_module(new_module), name)
-    warnings.warn(
-        f"{old_module}.{name} moved to {new_module}.{name} (public names also import from inheritune_hf); the old "
-        "import goes away in 0.3.",
-        DeprecationWarning,
-        stacklevel=stacklevel,
-    )
-    return value

@@ -11,7 +11,7 @@
   where a round matched.
 
 Each builds a `matplotlib.figure.Figure` without pyplot (no global state, safe in threads and notebooks) and
-returns it, so a notebook user can restyle it; `save_figure` writes one atomically. `AttentionReport.plot` and
+returns it, so a notebook user can restyle it; `save_figure` writes one atomically. `plot_attention` and
 `plot_loss_curves` (what `run_inheritune` calls) are build-and-save in one call. Needs matplotlib (the `plot`
 extra); this module imports it only when a figure is built.
 """
@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .report import AttentionReport
+    from .analyze.report import AttentionReport
 
-__all__ = ["attention_figure", "loss_figure", "plot_loss_curves", "save_figure"]
+__all__ = ["attention_figure", "loss_figure", "plot_attention", "plot_loss_curves", "save_figure"]
 
 #: A head (or a layer's MaxRank) counts as rank 1 below this: "rounds to 1", as in `AttentionReport.lazy_layers`.
 RANK_ONE_BELOW = 1.5
@@ -398,6 +398,17 @@ def loss_figure(
     fig.suptitle(title or "Inheritune: validation loss against training tokens", fontsize="medium")
     zoom.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize="small")
     return fig
+
+
+def plot_attention(report: AttentionReport, path: str | os.PathLike, angular_span: int = 1) -> Path:
+    """Save the paper's Figures 2-3 in one image (`attention_figure`): a layers x heads heatmap of rank on a fixed
+    log scale 1..T (rank-1 heads dotted, lazy layers framed), MaxRank and AvgMass in panels of their own, and, where
+    the report has them, the peers' block measures: Block Influence (ShortGPT) and the angular distance of the span
+    of `angular_span` blocks starting at each block (Gromov et al.). Needs matplotlib.
+
+    A function here rather than a method of the report, so that the report never imports the figures. Returns the
+    file written (a path without a suffix gets matplotlib's default format's)."""
+    return save_figure(attention_figure(report, angular_span), path)
 
 
 def plot_loss_curves(

@@ -19,21 +19,10 @@ from .architecture import check_causal_lm, find_decoder_layers, num_layers_of
 from .checkpoint import inherit_checkpoint
 from .errors import ConfigSliceError, InherituneError, TrainingError
 from .settings import GROWTH_STRATEGIES, NANOGPT_REINIT, REINIT_PARTS
-from .slicing import (
-    Lineage,
-    _check_blocks_match,
-    _check_prefix_by_forward,
-    _extra_parameters,
-    _inherit_config,
-    _remap_state_dict,
-    check_reinit,
-    inherit_config,
-    nearest_valid_num_layers,
-    reinitialize_parts,
-    resolve_layers,
-    slice_packed_tensor,
-    valid_num_layers,
-)
+from .slicing import Lineage, inherit_config, nearest_valid_num_layers, resolve_layers, valid_num_layers
+from .slicing.blocks import check_blocks_match, check_prefix_by_forward, extra_parameters
+from .slicing.reinit import check_reinit, reinitialize_parts
+from .slicing.weights import remap_state_dict, slice_packed_tensor
 
 __all__ = [
     "NANOGPT_REINIT",
@@ -134,7 +123,7 @@ def inherit(
     source_layers = resolve_layers(len(stack), num_layers, layers)
     reinit, reinit_layers = check_reinit(reinit, reinit_layers, len(source_layers), model)
     lineage = Lineage(_source_name(model), model.config.model_type, len(stack), source_layers, bool(random_init))
-    config = _inherit_config(
+    config = inherit_config(
         model.config, source_layers, lineage=lineage.to_dict(), source_stack=stack, model_class=type(model)
     )
     parameter = next(model.parameters())
@@ -148,8 +137,8 @@ def inherit(
 
     target_stack = find_decoder_layers(target)
     is_prefix = source_layers == list(range(len(source_layers)))
-    flags_differ = _check_blocks_match(model, stack, target_stack, source_layers, flags_checked_by_forward=is_prefix)
-    state = _remap_state_dict(model.state_dict(), stack.path, source_layers)
+    flags_differ = check_blocks_match(model, stack, target_stack, source_layers, flags_checked_by_forward=is_prefix)
+    state = remap_state_dict(model.state_dict(), stack.path, source_layers)
     for name, want in target.state_dict().items():
         if name in state and state[name].shape != want.shape:
             packed = slice_packed_tensor(state[name], want.shape, source_layers, len(stack))
@@ -164,7 +153,7 @@ def inherit(
         fresh = {
             f"{target_stack.path}.{new}.{name}"
             for new, source in enumerate(source_layers)
-            for name in _extra_parameters(stack.layers[source], target_stack.layers[new])
+            for name in extra_parameters(stack.layers[source], target_stack.layers[new])
         }
         missing = [name for name in missing if name not in fresh]
     # Non-persistent buffers are rebuilt from the config; anything else missing means the slice is wrong.
@@ -174,7 +163,7 @@ def inherit(
             "The config describes the blocks in a way this slice could not follow; please report the model type."
         )
     if flags_differ:
-        _check_prefix_by_forward(model, target, len(source_layers))
+        check_prefix_by_forward(model, target, len(source_layers))
 
     lineage.reinitialized = reinitialize_parts(target, reinit, reinit_layers)
     config.inheritune = lineage.to_dict()

@@ -32,10 +32,10 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from .analyze import _draw_samples, analyze_attention, sample_source
+from .analyze import AttentionReport, analyze_attention, sample_source
+from .analyze.samples import draw_samples
 from .errors import DataError, InherituneError, TrainingError
 from .io import atomic_path, read_json, write_json
-from .report import AttentionReport
 
 if TYPE_CHECKING:
     from transformers import Trainer, TrainingArguments
@@ -494,7 +494,7 @@ def attention_samples(dataset: Any, num_samples: int = 100, seq_len: int = 100, 
         if length == 0:
             raise DataError("The validation set is empty: there are no attention samples to draw.")
         stream = sample_source(dataset[:]["input_ids"])
-    return _draw_samples(stream.long(), num_samples, seq_len, seed)
+    return draw_samples(stream.long(), num_samples, seq_len, seed)
 
 
 class AttentionTracking:

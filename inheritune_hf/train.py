@@ -28,7 +28,7 @@ from transformers import (
 
 from .data import MIN_DISTINCT_IDS, NO_TOKENIZER_HINT
 from .distill import LOGGED, DistillationTrainer, training_flops
-from .errors import DataError, TrainingError, moved
+from .errors import DataError, TrainingError
 from .loading import check_block_size
 from .settings import as_target_loss, check_distillation, check_training_arguments
 from .tracking import AttentionCollapseCallback
@@ -251,27 +251,6 @@ def evaluate_loss(model: PreTrainedModel, eval_dataset, args: TrainingArguments)
     """Mean validation loss of `model` on `eval_dataset`, computed by `Trainer.evaluate` (so under DDP too)."""
     trainer = Trainer(model=model, args=args, eval_dataset=eval_dataset, data_collator=default_data_collator)
     return float(trainer.evaluate()["eval_loss"])
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# grow: l -> l + num_new blocks
-# ---------------------------------------------------------------------------------------------------------------
-
-
-# Names that moved in 0.2: the old imports keep working, with a warning, until 0.3.
-_MOVED = {
-    "InherituneArguments": "settings",
-    "grow": "inherit",
-    "run_inheritune": "rounds",
-    "InherituneResult": "rounds",
-}
-
-
-def __getattr__(name: str):
-    """Names that moved out of `train` (settings, `grow` beside `inherit`, the loop in `rounds`) still import."""
-    if name in _MOVED:
-        return moved(__name__, name, f"inheritune_hf.{_MOVED[name]}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Run `inheritune_hf.testing.check_architecture` over every causal-LM model type and write a Markdown table.
+"""Run `check_architecture` (tests/harness.py) over every causal-LM model type and write a Markdown table.
 
     python scripts/architecture_sweep.py --out docs/architectures.md     (also: make sweep)
 
@@ -15,12 +15,14 @@ import signal
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import torch
 import transformers
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-from inheritune_hf.testing import ArchitectureCheck, check_architecture
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the harness lives beside the tests
+from harness import ArchitectureCheck, check_architecture  # noqa: E402
 
 
 class SweepTimeout(BaseException):

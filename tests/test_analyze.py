@@ -14,16 +14,9 @@ from transformers import (
     MambaForCausalLM,
 )
 
-from inheritune_hf import (
-    AttentionReport,
-    DataError,
-    InherituneError,
-    UnsupportedModelError,
-    analyze_attention,
-    attention_mass,
-    attention_rank,
-)
+from inheritune_hf import AttentionReport, InherituneError, analyze_attention, attention_mass, attention_rank
 from inheritune_hf.data import train_tokenizer
+from inheritune_hf.errors import DataError, UnsupportedModelError
 
 VOCAB = 300
 TEXT = " ".join(
@@ -279,13 +272,13 @@ def build_architecture(arch: str):
 @pytest.mark.parametrize("arch", ["gpt_oss", "opt", "mistral", "gemma2", "llama_gqa"])
 def test_attention_taken_a_few_samples_at_a_time_gives_the_same_report(arch, monkeypatch):
     # Per-sample tensors (the masks, OPT's position ids) are cut with the batch; the rest passes whole.
-    import inheritune_hf.analyze as analyze
+    import inheritune_hf.analyze.capture as capture
 
     model = llama(2) if arch == "llama_gqa" else build_architecture(arch)
     samples = stream().unfold(0, 24, 60)[:4]
     kwargs = dict(input_ids=samples, num_samples=4, seq_len=24, progress=False)
     whole = analyze_attention(model, **kwargs)
-    monkeypatch.setattr(analyze, "_PROBS_CHUNK_BYTES", 1)  # one sample per slice, slices on separate threads
+    monkeypatch.setattr(capture, "_PROBS_CHUNK_BYTES", 1)  # one sample per slice, slices on separate threads
     sliced = analyze_attention(model, **kwargs)
     assert sliced.rank == whole.rank and sliced.mass == whole.mass
     assert sliced.block_influence == pytest.approx(whole.block_influence, abs=1e-6)
@@ -293,7 +286,7 @@ def test_attention_taken_a_few_samples_at_a_time_gives_the_same_report(arch, mon
 
 
 def test_only_per_sample_tensors_are_cut_with_the_batch():
-    from inheritune_hf.analyze import _batch_slice
+    from inheritune_hf.analyze.capture import _batch_slice
 
     rows, batch = slice(1, 3), 4
     mask, positions = torch.zeros(4, 1, 5, 5), torch.arange(20).view(4, 5)
@@ -400,7 +393,8 @@ def test_model_without_attention_is_unsupported():
 
 
 def test_blocks_that_start_with_bos_give_samples_that_start_with_it():
-    from inheritune_hf.analyze import _draw_samples, sample_source
+    from inheritune_hf.analyze import sample_source
+    from inheritune_hf.analyze.samples import draw_samples
     from inheritune_hf.tracking import attention_samples
 
     generator = torch.Generator().manual_seed(0)
@@ -410,7 +404,7 @@ def test_blocks_that_start_with_bos_give_samples_that_start_with_it():
 
     blocks[:, 0] = 0  # every training window began with BOS = 0
     rows = sample_source(blocks)
-    samples = _draw_samples(rows, num_samples=5, seq_len=8, seed=3)
+    samples = draw_samples(rows, num_samples=5, seq_len=8, seed=3)
     assert samples.shape == (5, 8) and (samples[:, 0] == 0).all()
     prefixes = {tuple(row[:8].tolist()) for row in blocks}
     assert all(tuple(sample.tolist()) in prefixes for sample in samples)  # a block's first tokens, not a window

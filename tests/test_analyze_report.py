@@ -4,12 +4,13 @@ import json
 
 import pytest
 import torch
+from harness import tiny_config
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from inheritune_hf import AttentionReport, InherituneError
 from inheritune_hf.cli import main
 from inheritune_hf.data import train_tokenizer
-from inheritune_hf.testing import tiny_config
+from inheritune_hf.figures import plot_attention
 
 # MaxRank per layer: 5 4 3 2 1 1 2 1 (the last head of each layer holds the max)
 MAX_RANKS = [5.0, 4.0, 3.0, 2.0, 1.0, 1.2, 2.0, 1.0]
@@ -93,7 +94,7 @@ def test_csv_and_dataframe_have_one_row_per_layer_and_head(tmp_path):
 
 
 def test_plot_writes_an_image(tmp_path):
-    path = constructed_report().plot(tmp_path / "rank.png")
+    path = plot_attention(constructed_report(), tmp_path / "rank.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
 
 

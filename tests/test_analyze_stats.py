@@ -125,7 +125,7 @@ def test_fraction_outside_zero_one_is_refused(bad):
 
 
 def test_rank_one_matrices_are_certified_without_the_eigensolver(monkeypatch):
-    import inheritune_hf.analyze as analyze
+    import inheritune_hf.analyze.stats as analyze
 
     def fail(gram, tau):
         raise AssertionError("the eigensolver should not run for provably rank-1 matrices")
@@ -163,7 +163,7 @@ def attention_like(t: int, seed: int, scales: tuple[float, ...] = (0.3, 1.0, 3.0
 
 @pytest.mark.parametrize("tau", [0.5, 0.75, 0.9, 0.99])
 def test_every_rank_the_krylov_certificate_proves_is_the_eigensolvers(tau):
-    import inheritune_hf.analyze as analyze
+    import inheritune_hf.analyze.stats as analyze
 
     a = torch.cat([attention_like(256, seed=4), torch.stack([sink(256), rank_two(256), uniform_causal(256)])])
     gram = analyze._gram(a)
@@ -175,7 +175,7 @@ def test_every_rank_the_krylov_certificate_proves_is_the_eigensolvers(tau):
 
 def test_low_rank_attention_is_proved_without_the_eigensolver():
     # the heads of an untrained model and lazy heads: k* well below p = 24 Ritz values
-    import inheritune_hf.analyze as analyze
+    import inheritune_hf.analyze.stats as analyze
 
     flat = attention_like(256, seed=8, scales=(0.3,))[:-1]  # without the local head
     a = torch.cat([flat, torch.stack([sink(256), rank_two(256), 0.97 * sink(256) + 0.03 * uniform_causal(256)])])
@@ -189,7 +189,7 @@ def test_krylov_ranks_agree_with_numpy_svd_at_realistic_size():
 
 
 def test_a_tie_at_the_threshold_is_left_to_the_eigensolver(monkeypatch):
-    import inheritune_hf.analyze as analyze
+    import inheritune_hf.analyze.stats as analyze
 
     # sigma^2 = 0.5, 0.4, 0.1 (a diagonal matrix is causal): the top two hold exactly 90 %
     a = torch.zeros(100, 100)
@@ -204,7 +204,7 @@ def test_a_tie_at_the_threshold_is_left_to_the_eigensolver(monkeypatch):
 
 
 def test_ranks_do_not_depend_on_threads_or_chunking(monkeypatch):
-    import inheritune_hf.analyze as analyze
+    import inheritune_hf.analyze.stats as analyze
 
     a = attention_like(96, seed=6)
     threads = torch.get_num_threads()
@@ -222,7 +222,7 @@ def test_ranks_do_not_depend_on_threads_or_chunking(monkeypatch):
 
 
 def test_the_causal_gram_is_the_plain_product():
-    import inheritune_hf.analyze as analyze
+    import inheritune_hf.analyze.stats as analyze
 
     a = attention_like(80, seed=7)
     torch.testing.assert_close(analyze._gram(a), a @ a.mT, rtol=1e-6, atol=1e-7)
@@ -232,7 +232,7 @@ def test_the_causal_gram_is_the_plain_product():
 
 def certify_with_basis(monkeypatch, eigenvalues: list[float], rows: torch.Tensor, tau: float):
     """`_certified_ranks` on G = diag(eigenvalues) when the Krylov space is `rows` (a subspace chosen to be poor)."""
-    import inheritune_hf.analyze as analyze
+    import inheritune_hf.analyze.stats as analyze
 
     gram = torch.diag(torch.tensor(eigenvalues)).unsqueeze(0)
     monkeypatch.setattr(analyze, "_krylov_basis", lambda g, dim, block: (rows.unsqueeze(0), rows.unsqueeze(0) @ g))

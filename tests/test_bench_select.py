@@ -16,8 +16,8 @@ import pytest
 from transformers import AutoModelForCausalLM, set_seed
 
 from inheritune_hf import AttentionReport
+from inheritune_hf.analyze import SELECTION_CRITERIA
 from inheritune_hf.io import read_json
-from inheritune_hf.selection import SELECTION_CRITERIA
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_select.py"
 

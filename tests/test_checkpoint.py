@@ -12,15 +12,16 @@ import pytest
 import torch
 from conftest import tiny_gpt2 as gpt2
 from conftest import tiny_llama as llama
+from harness import tiny_config
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, T5Config
 
-from inheritune_hf import CheckpointError, InvalidLayersError, OutputExistsError, UnsupportedModelError, sources
 from inheritune_hf import checkpoint as checkpoint_module
+from inheritune_hf import sources
 from inheritune_hf.checkpoint import inherit_checkpoint, plan_inherit, read_safetensors_header
+from inheritune_hf.errors import CheckpointError, InvalidLayersError, OutputExistsError, UnsupportedModelError
 from inheritune_hf.inherit import NANOGPT_REINIT, inherit
-from inheritune_hf.testing import tiny_config
 
 
 def save(model, folder: Path, max_shard_size: str | int = "50GB") -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import json
-import warnings
 from pathlib import Path
 
 import pytest
@@ -248,7 +247,7 @@ def test_inherit_runs_from_a_yaml_file(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Settings live in one low module; the old imports still work for a release
+# Settings live in one low module
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -256,19 +255,6 @@ def test_settings_imports_only_errors():
     tree = ast.parse(Path(settings.__file__).read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
     assert imported == {"errors"}
-
-
-@pytest.mark.parametrize(
-    "module, name", [("train", "InherituneArguments"), ("data", "DataArguments"), ("recipe", "RecipeArguments")]
-)
-def test_moved_settings_import_from_the_old_place_with_a_warning(module, name):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        namespace: dict = {}
-        exec(f"from inheritune_hf.{module} import {name}", namespace)
-    assert namespace[name] is getattr(settings, name)
-    assert [w.category for w in caught] == [DeprecationWarning]
-    assert "moved to inheritune_hf.settings" in str(caught[0].message)
 
 
 def test_a_prefix_of_a_flag_is_refused_not_expanded(tmp_path, capsys):

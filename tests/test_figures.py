@@ -20,7 +20,7 @@ pytest.importorskip("matplotlib")
 
 from matplotlib.colors import LogNorm  # noqa: E402
 
-from inheritune_hf.figures import attention_figure, loss_figure, plot_loss_curves  # noqa: E402
+from inheritune_hf.figures import attention_figure, loss_figure, plot_attention, plot_loss_curves  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -63,7 +63,7 @@ def integers(values) -> bool:
 @pytest.mark.parametrize(("layers", "heads", "lazy_from"), [(1, 1, None), (2, 2, 1), (48, 32, 40)])
 def test_attention_figure_builds_for_one_two_and_forty_eight_layers(tmp_path, layers, heads, lazy_from):
     data = report(layers, heads, seq_len=64, lazy_from=lazy_from)
-    path = data.plot(tmp_path / "attention_rank.png")
+    path = plot_attention(data, tmp_path / "attention_rank.png")
     assert path.read_bytes().startswith(PNG_MAGIC) and path.stat().st_size > 10_000
 
     fig = attention_figure(data)
@@ -126,7 +126,7 @@ def test_block_measures_panel_only_when_the_report_has_them():
 
 def test_a_bad_angular_span_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(InherituneError, match="span n"):
-        report(4, 2).plot(tmp_path / "bad.png", angular_span=9)
+        plot_attention(report(4, 2), tmp_path / "bad.png", angular_span=9)
     assert not (tmp_path / "bad.png").exists()
 
 

@@ -1,8 +1,14 @@
-"""`make gpu-check` is ready for a GPU and harmless without one: it exits at once, status 0, saying why."""
+"""`make gpu-check` cannot rot: every row's code runs here on tiny shapes on CPU, and a failing row names its error.
+
+On 2026-12-04 the check met its first GPU and four of seven rows failed, one on a datasets API change (a `Column`
+where a tensor was read) that a CPU run of the same code would have caught the day it landed. The rows here run
+in `--device cpu --tiny` mode: the same functions as on the GPU, on a 2-layer model of width 64.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import math
 import subprocess
 import sys
 import time
@@ -11,7 +17,104 @@ from pathlib import Path
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu_check.py"
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "gpu_check.py"
+
+
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+gpu_check = _load(SCRIPT, "gpu_check")
+bench = gpu_check.bench  # benchmarks/bench_gpu_train.py, which the training rows share
+
+#: The rows a CPU test runs in seconds; the compile rows (dynamo tracing) and the recipe's smoke are slow.
+FAST_ROWS = ["train", "loop", "attention", "distill", "collapse", "smoke-fsdp"]
+SLOW_ROWS = ["train-compile", "loop-compile", "smoke-bf16"]
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """The context `--device cpu --tiny` gives every row."""
+    shape = gpu_check.bench.TINY
+    return gpu_check.Context("cpu", True, shape, 2, 600, tmp_path / "gpu_check.log")
+
+
+def test_every_row_is_covered_by_a_test():
+    assert sorted(FAST_ROWS + SLOW_ROWS) == sorted(gpu_check.ROWS)
+
+
+@pytest.mark.parametrize("key", [k for k in FAST_ROWS if k != "smoke-fsdp"])
+def test_row_runs_on_tiny_shapes_on_cpu(key, tiny):
+    outcome = gpu_check.run_row(key, tiny)
+    assert outcome.status == "ok", outcome.status
+    assert outcome.met is None  # tiny shapes: the goals are for the GPU and are not judged here
+    figures = {k: v for k, v in outcome.data.items() if k not in ("seconds", "params")}
+    assert figures, outcome
+    for name, value in figures.items():
+        assert value is None or (math.isfinite(value) and value > 0), (name, value)
+
+
+def test_fsdp_row_is_skipped_on_cpu_with_its_reason(tiny):
+    outcome = gpu_check.run_row("smoke-fsdp", tiny)
+    assert outcome.status.startswith("skipped: FSDP needs CUDA: accelerate turns FSDP off under use_cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", SLOW_ROWS)
+def test_slow_row_runs_on_tiny_shapes_on_cpu(key, tiny):
+    outcome = gpu_check.run_row(key, tiny)
+    assert outcome.status == "ok", (outcome.status, tiny.log.read_text()[-3000:])
+
+
+def test_a_broken_row_shows_its_real_exception_and_logs_its_traceback(tmp_path, capsys, monkeypatch):
+    def broken(ctx):
+        raise ValueError("the real error: 42 blocks\nsecond line")
+
+    monkeypatch.setitem(gpu_check.ROWS, "attention", gpu_check.Row("analyze_attention", broken, 10))
+    log = tmp_path / "check.log"
+    assert gpu_check.main(["--device", "cpu", "--tiny", "--rows", "attention", "--log", str(log)]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| analyze_attention |")]
+    assert len(table) == 1 and table[0].endswith("| FAILED: ValueError: the real error: 42 blocks second line |")
+    logged = log.read_text()
+    assert "### attention: ValueError" in logged and 'raise ValueError("the real error' in logged
+
+
+def test_a_row_past_its_limit_fails_in_its_row(tiny, monkeypatch):
+    monkeypatch.setitem(gpu_check.ROWS, "loop", gpu_check.Row("loop", lambda ctx: time.sleep(5), 1))
+    monkeypatch.setattr(gpu_check, "TINY_LIMIT", 1)
+    started = time.perf_counter()
+    outcome = gpu_check.run_row("loop", tiny)
+    assert outcome.status == "FAILED: RowTimeout: over its time limit of 1 s"
+    assert time.perf_counter() - started < 4
+
+
+def test_the_real_exception_is_read_past_the_launchers_wrappers():
+    stderr = "\n".join(
+        [
+            "Traceback (most recent call last):",
+            '  File "recipes/gpt2_medium.py", line 9, in <module>',
+            "inheritune_hf.errors.DataError: The validation split: fewer tokens than one block of 64",
+            "Traceback (most recent call last):",
+            '  File "torch/distributed/run.py", line 1, in main',
+            "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ",
+            "============================================================",
+        ]
+    )
+    assert gpu_check.real_exception(stderr) == (
+        "inheritune_hf.errors.DataError: The validation split: fewer tokens than one block of 64"
+    )
+    assert gpu_check.real_exception("warning: x\n=====\n") == "warning: x"
+
+
+def test_rows_flag_picks_rows_in_table_order_and_refuses_unknown_ones():
+    assert gpu_check.parse_rows("collapse,train") == ["train", "collapse"]
+    assert gpu_check.parse_rows("all") == list(gpu_check.ROWS)
+    with pytest.raises(Exception, match="unknown row.*choose from: all, train"):
+        gpu_check.parse_rows("train,trian")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine the script runs the check itself")
@@ -26,14 +129,71 @@ def test_gpu_check_exits_at_once_without_a_gpu():
 
 
 def test_gpu_check_knows_the_peaks_it_computes_mfu_against():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.peak_flops("NVIDIA H200") == module.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
-    assert module.peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
-    assert module.peak_flops("NVIDIA GeForce GTX 1080") is None  # unknown: MFU is left out, not guessed
+    assert gpu_check.peak_flops("NVIDIA H200") == gpu_check.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert gpu_check.peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
+    assert gpu_check.peak_flops("NVIDIA GeForce GTX 1080") is None  # unknown: MFU is left out, not guessed
 
 
-def test_make_gpu_check_runs_the_script():
-    makefile = (SCRIPT.parent.parent / "Makefile").read_text()
-    assert "gpu-check: install\n\t$(PY) scripts/gpu_check.py\n" in makefile
+def test_make_gpu_check_uses_the_python_at_hand_and_never_installs():
+    makefile = (ROOT / "Makefile").read_text()
+    target = makefile.split("\ngpu-check:")[1].split("\n\n")[0]
+    assert target.splitlines()[0].strip() == ""  # no prerequisite: `install` would put a CPU torch over CUDA's
+    assert "$(GPU_PYTHON) scripts/gpu_check.py" in target and "pip" not in target
+    done = subprocess.run(
+        ["make", "-n", "gpu-check", "PYTHON=/opt/cuda-env/bin/python"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "/opt/cuda-env/bin/python scripts/gpu_check.py", done.stderr
+
+
+def test_bench_gpu_train_prints_trainer_beside_the_loop_with_mfu(capsys):
+    assert (
+        bench.main(["--device", "cpu", "--tiny", "--compile", "off", "--micro_batch", "2", "--peak_tflops", "0.001"])
+        == 0
+    )
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| 2 |")]
+    assert [cells[3].strip() for cells in rows] == ["loop", "Trainer"]
+    params = sum(p.numel() for p in bench.build_model(bench.TINY, "cpu").parameters())
+    for cells in rows:
+        tokens_per_s = float(cells[4].replace(",", ""))
+        assert tokens_per_s > 0
+        # MFU = 6 N tokens/s / peak, in percent of the 1 GFLOP/s given (a peak a tiny CPU run is a fair share of),
+        # printed to 0.1% from tokens/s printed to 1 token/s
+        expected = 600 * params * tokens_per_s / 1e9
+        assert float(cells[5].strip().rstrip("%")) == pytest.approx(expected, rel=0.01, abs=0.06)
+    assert rows[0][6].strip() == "1.00x" and float(rows[1][6].strip().rstrip("x")) > 0
+
+
+def test_bench_gpu_train_refuses_a_warmup_that_leaves_no_timed_step(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--device", "cpu", "--tiny", "--steps", "3", "--warmup", "3"])
+    assert "--warmup must be in [1, --steps - 1]" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_profile_step_prints_the_top_ops_of_traced_steps(tmp_path, capsys):
+    profile_step = _load(ROOT / "scripts" / "profile_step.py", "profile_step")
+    trace = tmp_path / "trace.json"
+    argv = ["--device", "cpu", "--tiny", "--wait", "1", "--active", "2", "--rows", "5", "--trace", str(trace)]
+    assert profile_step.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "2 steps traced after 2, sorted by self_cpu_time_total" in printed and "aten::" in printed
+    assert trace.stat().st_size > 0
+
+
+def test_gpu_session_script_parses_and_fits_one_device_call():
+    script = ROOT / "scripts" / "gpu_session.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    limits = {
+        line.split()[1]: int(line.split()[2])
+        for line in script.read_text().splitlines()
+        if line.startswith("  stage ")
+    }
+    limits.update(
+        {
+            line.split()[1]: int(line.split()[2])
+            for line in script.read_text().splitlines()
+            if line.startswith("stage ")
+        }
+    )
+    assert set(limits) == {"install", "gpu_check", "bench_gpu_train", "profile_step"}
+    assert sum(limits.values()) <= 580  # one `run` call of at most 600 s, with the session's own start around it

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from _train_setup import blocks, tiny_model, trained_reference, training_args
+from harness import tiny_config
 from transformers import AutoModelForCausalLM
 
 from inheritune_hf.errors import OutputExistsError, TrainingError
@@ -14,7 +15,6 @@ from inheritune_hf.inherit import grow, inherit
 from inheritune_hf.rounds import round_depths, run_inheritune
 from inheritune_hf.settings import InherituneArguments
 from inheritune_hf.slicing import valid_num_layers
-from inheritune_hf.testing import tiny_config
 from inheritune_hf.train import evaluate_loss
 
 

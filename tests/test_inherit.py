@@ -6,6 +6,7 @@ import pytest
 import torch
 from conftest import tiny_gpt2 as gpt2
 from conftest import tiny_llama as llama
+from harness import check_architecture, shrink_sizes, slice_points, tiny_config
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -18,21 +19,11 @@ from transformers import (
     PreTrainedModel,
 )
 
-from inheritune_hf import (
-    ConfigSliceError,
-    InvalidLayersError,
-    LayerStackNotFoundError,
-    UnsupportedModelError,
-    find_decoder_layers,
-    inherit,
-    inherit_config,
-    nearest_valid_num_layers,
-    valid_num_layers,
-)
+from inheritune_hf import find_decoder_layers, inherit, inherit_config, valid_num_layers
 from inheritune_hf.architecture import block_outputs, depth_keys, num_layers_of
+from inheritune_hf.errors import ConfigSliceError, InvalidLayersError, LayerStackNotFoundError, UnsupportedModelError
 from inheritune_hf.inherit import NANOGPT_REINIT
-from inheritune_hf.slicing import per_layer_fields
-from inheritune_hf.testing import _shrink, check_architecture, slice_points, tiny_config
+from inheritune_hf.slicing import nearest_valid_num_layers, per_layer_fields
 
 MODELS = {"gpt2": gpt2, "llama": llama}
 IDS = torch.randint(1, 97, (2, 11), generator=torch.Generator().manual_seed(1))
@@ -422,7 +413,7 @@ def test_tiny_config_rederives_values_the_class_derives_from_shrunk_fields():
 
 
 def test_tiny_config_keeps_zero_sizes_off_and_mamba2_heads_consistent():
-    shrunk = _shrink({"hidden_size": 4096, "hidden_size_per_layer_input": 0, "n_shared_experts": 0})
+    shrunk = shrink_sizes({"hidden_size": 4096, "hidden_size_per_layer_input": 0, "n_shared_experts": 0})
     assert shrunk == {"hidden_size": 64, "hidden_size_per_layer_input": 0, "n_shared_experts": 0}
     config = tiny_config("mamba2")
     assert config.num_heads * config.head_dim == config.expand * config.hidden_size == 64

@@ -4,7 +4,6 @@ and JSON is converted one way."""
 import ast
 import csv
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,10 @@ import torch
 
 import inheritune_hf
 from inheritune_hf import io
+from inheritune_hf.analyze import AttentionReport
 from inheritune_hf.evaluate import RAW_RESULTS_FILENAME, RESULTS_FILENAME, DownstreamResult, DownstreamResults
+from inheritune_hf.figures import plot_attention
 from inheritune_hf.fingerprint import settings_differences
-from inheritune_hf.report import AttentionReport
 
 
 class DiskFull(OSError):
@@ -176,18 +176,6 @@ def test_atomic_output_dir_replaces_the_whole_folder(tmp_path):
     assert names(out) == ["model.safetensors"]
 
 
-def test_the_old_output_module_still_works_and_warns():
-    from inheritune_hf import output
-
-    with pytest.warns(DeprecationWarning, match="inheritune_hf.io.atomic_output_dir"):
-        moved = output.atomic_output_dir
-    assert moved is io.atomic_output_dir
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with pytest.raises(AttributeError):
-            output.not_a_name  # noqa: B018
-
-
 def test_io_imports_only_the_standard_library_and_errors():
     tree = ast.parse(Path(io.__file__).read_text())
     local = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
@@ -259,7 +247,7 @@ def test_attention_report_plot_failing_keeps_the_previous_figure(tmp_path, monke
     from matplotlib.figure import Figure
 
     path = tmp_path / "attention_rank.png"
-    assert report().plot(path) == path
+    assert plot_attention(report(), path) == path
     previous = path.read_bytes()
     assert previous.startswith(b"\x89PNG")
 
@@ -270,14 +258,14 @@ def test_attention_report_plot_failing_keeps_the_previous_figure(tmp_path, monke
 
     monkeypatch.setattr(Figure, "savefig", fail)
     with pytest.raises(DiskFull):
-        report().plot(path)
+        plot_attention(report(), path)
     assert path.read_bytes() == previous
     assert names(tmp_path) == ["attention_rank.png"]
 
 
 def test_attention_report_plot_returns_the_file_savefig_writes(tmp_path):
     pytest.importorskip("matplotlib")
-    written = report().plot(tmp_path / "figure")
+    written = plot_attention(report(), tmp_path / "figure")
     assert written == tmp_path / "figure.png"  # matplotlib's default format, as before
     assert names(tmp_path) == ["figure.png"]
 

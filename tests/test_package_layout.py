@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import ast
-import importlib
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 import inheritune_hf
 
@@ -29,15 +26,8 @@ def imported_modules(name: str) -> set[str]:
     path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
     tree = ast.parse(path.read_text())
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    # Imports only for type checkers, and the deprecation shims (a module `__getattr__` that hands a moved name
-    # on to its new home), are not dependencies of the module.
-    skipped = {
-        id(child)
-        for node in ast.walk(tree)
-        if (isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test))
-        or (isinstance(node, ast.FunctionDef) and node.name == "__getattr__")
-        for child in ast.walk(node)
-    }
+    # Imports only for type checkers are dependencies too: a circle through them is still a circle.
+    skipped: set[int] = set()
     found = set()
     known = set(module_names())
     for node in ast.walk(tree):
@@ -65,7 +55,7 @@ def imported_modules(name: str) -> set[str]:
 # import shows exactly as in a fresh interpreter.
 LIST_THIRD_PARTY = """
 import sys
-import inheritune_hf, inheritune_hf.cli, inheritune_hf.testing  # noqa: F401
+import inheritune_hf, inheritune_hf.cli  # noqa: F401
 print("\\n".join(m for m in list(sys.modules) if not m.startswith(("inheritune_hf", "__main__"))))
 """
 FORK_EACH = """
@@ -126,21 +116,3 @@ def test_modules_import_only_downward_no_circles():
         if name not in state:
             visit(name, [name])
     assert not cycles, "import circles: " + "; ".join(" -> ".join(c) for c in cycles)
-
-
-@pytest.mark.parametrize(
-    ("old", "name", "new"),
-    [
-        ("inheritune_hf.train", "grow", "inheritune_hf.inherit"),
-        ("inheritune_hf.train", "run_inheritune", "inheritune_hf.rounds"),
-        ("inheritune_hf.train", "InherituneArguments", "inheritune_hf.settings"),
-        ("inheritune_hf.architecture", "per_layer_fields", "inheritune_hf.slicing"),
-        ("inheritune_hf.sweep", "check_architecture", "inheritune_hf.testing"),
-        ("inheritune_hf.output", "atomic_output_dir", "inheritune_hf.io"),
-    ],
-)
-def test_a_moved_name_still_imports_from_its_old_home_with_a_deprecation_warning(old, name, new):
-
-    with pytest.warns(DeprecationWarning, match=new):
-        value = getattr(importlib.import_module(old), name)
-    assert value is getattr(importlib.import_module(new), name)

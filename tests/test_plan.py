@@ -62,3 +62,35 @@ def test_a_short_growth_plan_shows_every_round_or_names_the_one_it_skips(max_lay
         assert plan["elided"]["label"] == f"... 1 growth round not shown: {elided}"
         assert [r["layers"] for r in _rounds_of(plan)] == [24, 26, 30]
         assert f"| {plan['elided']['label']} |" in format_plan(plan)
+
+
+def test_plan_prices_at_the_assumed_mfu_and_says_nothing_was_measured():
+    from inheritune_hf.recipe.plan import ASSUMED_MFU, MEASURED_MFU, PEAK_BF16_FLOPS
+
+    assert MEASURED_MFU == {}  # nothing measured yet: a row is added only from a GPU run, with where and when
+    plan = plan_recipe(*parse_recipe_args(["--plan"], RECIPES / "gpt2_medium.yaml"))
+    reference = plan["rows"][0]
+    assert reference["mfu"] == ASSUMED_MFU == 0.40 and reference["mfu_measured"] is None
+    assert reference["gpu_hours"] == pytest.approx(reference["flops"] / (PEAK_BF16_FLOPS * 0.40) / 3600, rel=1e-12)
+    printed = format_plan(plan)
+    assert "GPU-hours at an assumed 40% MFU of 989 TFLOP/s" in printed
+    assert "nothing was measured for these shapes" in printed
+
+
+def test_plan_prices_a_measured_shape_at_its_mfu_and_names_where_and_when(monkeypatch):
+    from inheritune_hf.recipe import plan as plan_module
+
+    recipe, inheritune_args, data_args, training_args = parse_recipe_args(["--plan"], RECIPES / "gpt2_medium.yaml")
+    shape = (24, 1024, data_args.block_size, training_args.per_device_train_batch_size)  # the reference's shape
+    measured = plan_module.MeasuredMFU(0.5, "one NVIDIA H200, torch 2.11.0+cu130", "2026-12-05")
+    monkeypatch.setitem(plan_module.MEASURED_MFU, shape, measured)
+    plan = plan_recipe(recipe, inheritune_args, data_args, training_args)
+    reference, first_round = plan["rows"][0], plan["rows"][1]
+    assert reference["layers"] == 24 and reference["mfu"] == 0.5 and reference["mfu_measured"] is measured
+    assert reference["gpu_hours"] == pytest.approx(reference["flops"] / (989e12 * 0.5) / 3600, rel=1e-12)
+    assert first_round["layers"] == 12 and first_round["mfu"] == 0.40  # a shape not measured stays assumed
+    worst = plan["worst_case"]
+    assert worst["gpu_hours"] < worst["flops"] / (989e12 * 0.40) / 3600  # the measured run costs less
+    printed = format_plan(plan)
+    assert "50.0% measured on one NVIDIA H200, torch 2.11.0+cu130 on 2026-12-05" in printed
+    assert "at an assumed 40% for Inheritune round 1" in printed and "nothing was measured" not in printed

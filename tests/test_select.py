@@ -13,18 +13,19 @@ from conftest import tiny_gpt2, tiny_llama
 from test_analyze import force_sink
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-import inheritune_hf.analyze as analyze_module
+import inheritune_hf.analyze.run as analyze_run
 from inheritune_hf import (
     AttentionReport,
     InherituneError,
-    InvalidLayersError,
-    LayerSelection,
     analyze_attention,
     find_decoder_layers,
     inherit,
     select_layers,
 )
+from inheritune_hf.analyze import LayerSelection
 from inheritune_hf.cli import main
+from inheritune_hf.errors import InvalidLayersError
+from inheritune_hf.figures import plot_attention
 
 VOCAB = 97
 
@@ -113,7 +114,7 @@ def test_block_influence_and_angular_distance_equal_an_independent_numpy_computa
 def test_rank_and_mass_are_unchanged_by_the_block_hooks(family, monkeypatch):
     model, ids = MODELS[family](), samples()
     with_blocks = report_of(model, ids)
-    monkeypatch.setattr(analyze_module, "_block_states", lambda model: None)
+    monkeypatch.setattr(analyze_run, "block_states", lambda model: None)
     without = report_of(model, ids)
     assert without.block_influence is None and with_blocks.block_influence is not None
     assert with_blocks.rank == without.rank and with_blocks.mass == without.mass
@@ -221,10 +222,10 @@ def test_bad_criterion_and_depth_are_refused():
 
 def test_plot_has_the_block_measures_panel(tmp_path):
     report = report_of(tiny_llama(), samples())
-    path = report.plot(tmp_path / "figure.png", angular_span=2)
+    path = plot_attention(report, tmp_path / "figure.png", angular_span=2)
     assert path.stat().st_size > 1000
     with pytest.raises(InherituneError, match="span n"):
-        report.plot(tmp_path / "bad.png", angular_span=9)
+        plot_attention(report, tmp_path / "bad.png", angular_span=9)
     assert not (tmp_path / "bad.png").exists()
 
 

@@ -21,20 +21,19 @@ from _train_setup import blocks, tiny_model, trained_reference, training_args
 from test_train_ddp import ENV, accelerate_command
 from transformers import TrainerCallback
 
-from inheritune_hf import (
-    AttentionCollapseCallback,
+from inheritune_hf import AttentionCollapseCallback, analyze_attention
+from inheritune_hf.errors import DataError, InherituneError, TrainingError
+from inheritune_hf.rounds import run_inheritune
+from inheritune_hf.settings import InherituneArguments
+from inheritune_hf.tracking import (
     AttentionTracking,
-    analyze_attention,
     attention_metrics,
     attention_samples,
+    check_trackable,
     plot_attention_history,
     read_attention_history,
     write_attention_history,
 )
-from inheritune_hf.errors import DataError, InherituneError, TrainingError
-from inheritune_hf.rounds import run_inheritune
-from inheritune_hf.settings import InherituneArguments
-from inheritune_hf.tracking import check_trackable
 from inheritune_hf.train import train
 
 EVERY = 4

@@ -127,7 +127,9 @@ def run(args: AnalyzeArguments) -> int:
         report.to_json(tmp / "report.json")
         report.to_csv(tmp / "report.csv")
         if args.plot:
-            report.plot(tmp / "attention_rank.png")
+            from ..figures import plot_attention
+
+            plot_attention(report, tmp / "attention_rank.png")
 
     print(report.table())
     for key, suggestion in report.suggest_num_layers(model.config).items():

@@ -42,10 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _selected_layers(args: InheritArguments):
     """The blocks `--select` chooses from `--report`, checked against SRC's depth before anything is written."""
+    from ..analyze import AttentionReport, select_layers
     from ..architecture import num_layers_of
     from ..loading import load_causal_lm_config
-    from ..report import AttentionReport
-    from ..selection import select_layers
 
     path = Path(args.report)
     if path.is_dir():

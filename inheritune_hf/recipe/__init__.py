@@ -13,8 +13,6 @@ The subpackage reads as the paper's stages, each file importing only the ones ab
   entry point of every `recipes/*.py` script.
 """
 
-from .. import settings as _settings
-from ..errors import moved
 from .plan import accumulation_for, check_recipe, format_plan, plan_recipe, reference_config
 from .report import format_report
 from .run import PARSED_TYPES, SMOKE_SETTINGS, RecipeResult, main, parse_recipe_args, run_recipe
@@ -55,16 +53,3 @@ __all__ = [
     "run_recipe",
     "train_or_load_reference",
 ]
-
-
-def __getattr__(name: str):
-    """`RecipeArguments` moved to `inheritune_hf.settings`; the old import works, with a warning, until 0.3."""
-    if name in ("RecipeArguments", "InherituneArguments", "DataArguments"):
-        import sys
-
-        # `from package import name` looks the name up twice, first from importlib's `_handle_fromlist`: warn once,
-        # on the second look-up, which comes from the importing line itself (so `stacklevel` points at it).
-        if sys._getframe(1).f_code.co_name == "_handle_fromlist":
-            return getattr(_settings, name)
-        return moved(__name__, name, "inheritune_hf.settings")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

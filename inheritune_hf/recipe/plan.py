@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel, TrainingArguments
@@ -144,9 +145,31 @@ def prefix_parameter_counts(config: PretrainedConfig) -> dict[int, int]:
 
 #: Dense bf16 peak of an H100 / H200 SXM (989 TFLOP/s): the GPU-hours are stated against it.
 PEAK_BF16_FLOPS = 989e12
-#: The model FLOPs utilisation the GPU-hours assume: a stated guess for GPT-2-sized models under Trainer, not a
-#: measurement (`make gpu-check` measures it).
+#: The model FLOPs utilisation the GPU-hours assume where nothing was measured for a run's shape: a stated guess for
+#: GPT-2-sized models under Trainer (llm-foundry reports 40-50% for 350M-1B models), not a measurement.
 ASSUMED_MFU = 0.40
+
+
+@dataclass(frozen=True)
+class MeasuredMFU:
+    """An MFU measured on a GPU for one training shape: the figure, the GPU and versions, and the date."""
+
+    mfu: float
+    where: str  # e.g. "one NVIDIA H200, torch 2.11.0+cu130, transformers 5.24.0, benchmarks/bench_gpu_train.py"
+    when: str  # the date, YYYY-MM-DD
+
+
+#: MFU measured by `benchmarks/bench_gpu_train.py` (or `make gpu-check`) through `inheritune_hf.train`, by training
+#: shape: (layers, hidden size, block size, micro-batch per device). Empty: nothing has been measured yet, so every
+#: run is priced at `ASSUMED_MFU` and `--plan` says so. Add a row only from a measurement, with where and when.
+MEASURED_MFU: dict[tuple[int, int, int, int], MeasuredMFU] = {}
+
+
+def measured_mfu(layers: int | None, hidden: int, block: int, micro_batch: int) -> MeasuredMFU | None:
+    """The MFU measured for this training shape, or None where nothing was measured (then `ASSUMED_MFU` holds)."""
+    return MEASURED_MFU.get((layers, hidden, block, micro_batch)) if layers else None
+
+
 #: Bytes per parameter that every process keeps while training: fp32 master weights, fp32 gradients and AdamW's
 #: two fp32 moments. Trainer's `bf16` is autocast: the weights stay fp32, and each matmul reads a bf16 copy.
 WEIGHT_BYTES, GRADIENT_BYTES, ADAMW_BYTES, BF16_COPY_BYTES = 4, 4, 8, 2
@@ -279,6 +302,8 @@ def plan_recipe(
         params = counts.get(layers) if model_config is not None else None
         tokens = per_step * run_steps if run_steps else None
         flops = 6 * params * tokens if params and tokens else None
+        hidden = model_config.get_text_config().hidden_size if model_config is not None else 0
+        measured = measured_mfu(layers, hidden, data_args.block_size, training_args.per_device_train_batch_size)
         return {
             "model": name,
             "layers": layers,
@@ -286,7 +311,9 @@ def plan_recipe(
             "steps": run_steps,
             "tokens": tokens,
             "flops": flops,
-            "gpu_hours": gpu_hours(flops) if flops else None,
+            "mfu": measured.mfu if measured else ASSUMED_MFU,
+            "mfu_measured": measured,
+            "gpu_hours": gpu_hours(flops, measured.mfu if measured else ASSUMED_MFU) if flops else None,
             "memory": memory(model_config, params) if params else None,
         }
 
@@ -328,7 +355,7 @@ def plan_recipe(
         every_run = [rows[0], *every_round, *([baseline] if inheritune_args.random_baseline else [])]
         worst["rounds"] = len(depths)
         worst["flops"] = sum(r["flops"] or 0 for r in every_run) or None
-        worst["gpu_hours"] = gpu_hours(worst["flops"]) if worst["flops"] else None
+        worst["gpu_hours"] = sum(r["gpu_hours"] or 0 for r in every_run) if worst["flops"] else None
         measured = [r["memory"] for r in every_run if r["memory"]]
         worst["memory"] = {key: max(m[key] for m in measured) for key in measured[0]} if measured else None
     return {
@@ -412,14 +439,12 @@ def _format_costs(plan: dict[str, Any]) -> list[str]:
     if not measured:
         return []
     precision = "bf16 autocast over fp32 master weights" if plan["bf16"] else "fp32"
-    lines = [
-        "",
-        f"Compute: GPU-hours at an assumed {plan['mfu']:.0%} MFU of {plan['peak_flops'] / 1e12:,.0f} TFLOP/s (H100/H200"
-        " dense bf16; an A100 is 312). Memory per device, in GiB, on "
+    lines = ["", f"Compute: {_mfu_basis(plan)} Memory per device, in GiB, on "]
+    lines[-1] += (
         f"{plan['devices']} devices ({precision}; weights, gradients, AdamW states, activations; ckpt = activation"
-        " checkpointing; without allocator and communication overheads).",
-        "",
-    ]
+        " checkpointing; without allocator and communication overheads)."
+    )
+    lines.append("")
     reference = plan["rows"][0]
     if reference.get("params"):
         lines[-2] += (
@@ -439,6 +464,25 @@ def _format_costs(plan: dict[str, Any]) -> list[str]:
         hours = "?" if r.get("gpu_hours") is None else f"{r['gpu_hours']:,.0f}"
         lines.append(f"| {r['model']} | {hours} | " + " | ".join(f"{r['memory'][k] / gib:,.1f}" for k in keys) + " |")
     return lines
+
+
+def _mfu_basis(plan: dict[str, Any]) -> str:
+    """What the GPU-hours are priced at: the MFU measured for each run's shape (where and when), else the assumption,
+    saying that nothing was measured."""
+    peak = f"{plan['peak_flops'] / 1e12:,.0f} TFLOP/s (H100/H200 dense bf16; an A100 is 312)"
+    rows = [r for r in plan["rows"] if r.get("flops")]
+    measured = {r["mfu_measured"] for r in rows if r.get("mfu_measured")}
+    assumed = [r for r in rows if not r.get("mfu_measured")]
+    if not measured:
+        return (
+            f"GPU-hours at an assumed {plan['mfu']:.0%} MFU of {peak}: nothing was measured for these shapes "
+            "(MEASURED_MFU in inheritune_hf/recipe/plan.py is empty for them; benchmarks/bench_gpu_train.py measures)."
+        )
+    said = "; ".join(f"{m.mfu:.1%} measured on {m.where} on {m.when}" for m in sorted(measured, key=lambda m: m.when))
+    text = f"GPU-hours at the MFU measured for each run's shape ({said}) of {peak}"
+    if assumed:
+        text += f"; at an assumed {plan['mfu']:.0%} for {', '.join(r['model'] for r in assumed)} (not measured)"
+    return text + "."
 
 
 def _si(x: float) -> str:

@@ -15,8 +15,8 @@ from ..verdict import weak_reference
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
 
+    from ..analyze import AttentionReport
     from ..evaluate import DownstreamResults
-    from ..report import AttentionReport
 
 REPORT_FILE = "report.md"
 

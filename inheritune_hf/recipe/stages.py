@@ -29,6 +29,7 @@ from ..analyze import analyze_attention, sample_source
 from ..data import EMBEDDED_CORPUS, causal_lm_datasets, load_text_dataset, train_tokenizer
 from ..errors import InherituneError
 from ..evaluate import PAPER_TASKS, DownstreamResults, evaluate_downstream, write_heldout_tasks
+from ..figures import plot_attention
 from ..fingerprint import config_fingerprint, dataset_fingerprint, settings_differences, training_fingerprint
 from ..io import atomic_write_bytes, jsonable, read_json, write_json
 from ..loading import check_block_size, load_causal_lm, load_causal_lm_config
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
     from transformers import PreTrainedTokenizerBase
 
-    from ..report import AttentionReport
+    from ..analyze import AttentionReport
     from ..settings import DataArguments, InherituneArguments, RecipeArguments
 
 
@@ -217,7 +218,7 @@ def diagnose(
     )
     report.to_json(folder / "report.json")
     report.to_csv(folder / "report.csv")
-    report.plot(folder / "attention_rank.png")
+    plot_attention(report, folder / "attention_rank.png")
     return report
 
 

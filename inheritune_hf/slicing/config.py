@@ -1,6 +1,6 @@
-"""Rebuild a config for chosen layers, and check that the rebuilt blocks compute what their sources did.
+"""The config of a model made of chosen source blocks, and the depths a config allows.
 
-The one home of slicing knowledge, used by both the in-memory `inherit` and the on-disk `inherit_checkpoint`:
+The one home of config slicing, used by both the in-memory `inherit` and the on-disk `inherit_checkpoint`:
 
 - which config fields depend on the layers (`per_layer_fields`: per-layer lists and strings, lists and maps of
   block indices, counts of leading or trailing blocks), discovered by value, length, type and config-class
@@ -8,8 +8,7 @@ The one home of slicing knowledge, used by both the in-memory `inherit` and the 
 - `inherit_config`: the config of a model made of chosen source blocks, rebuilt through its class (transformers 5
   validates per-layer lists against the depth), with depth-dependent scales kept exact;
 - `valid_num_layers` / `nearest_valid_num_layers`: the depths a config class's layer pattern allows;
-- `resolve_layers`, the per-block structure checks, the re-initialisation of parts, and the `Lineage` record that
-  a sliced config carries.
+- `resolve_layers`: a number of leading blocks or a list of block indices, checked, as source block indices.
 """
 
 from __future__ import annotations
@@ -20,29 +19,22 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
-import torch
-from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import PretrainedConfig
 
-from .architecture import (
+from ..architecture import (
     LayerStack,
     block_lists,
-    block_outputs,
     block_signature,
     decoder_config,
     depth_keys,
     find_decoder_layers,
     is_count,
     meta_model,
-    model_parts,
     named_like_depth,
     num_layers_of,
 )
-from .errors import ConfigSliceError, InvalidLayersError
-from .settings import REINIT_PARTS
+from ..errors import ConfigSliceError, InvalidLayersError
 
 logger = logging.getLogger(__name__)
 
@@ -342,7 +334,12 @@ def nearest_valid_num_layers(config: PretrainedConfig, num_layers: int) -> int:
 
 
 def inherit_config(
-    config: PretrainedConfig, layers: int | Sequence[int], *, lineage: dict | None = None
+    config: PretrainedConfig,
+    layers: int | Sequence[int],
+    *,
+    lineage: dict | None = None,
+    source_stack: LayerStack | None = None,
+    model_class: type | None = None,
 ) -> PretrainedConfig:
     """Build the config of a model made of the given source blocks of `config`'s model.
 
@@ -359,23 +356,13 @@ def inherit_config(
         config: the reference's config (not modified).
         layers: the number of leading blocks to keep, or an explicit list of source block indices.
         lineage: optional dict stored as the new config's `inheritune` attribute.
+        source_stack, model_class: the reference's blocks and model class when the caller has them (`inherit`,
+            `inherit_checkpoint`), reused by the check that depth-dependent scales stay exact.
 
     Raises:
         ConfigSliceError: when the config class would rewrite the sliced layer pattern; the message lists the
             numbers of leading blocks that do slice exactly (`valid_num_layers`).
     """
-    return _inherit_config(config, layers, lineage=lineage)
-
-
-def _inherit_config(
-    config: PretrainedConfig,
-    layers: int | Sequence[int],
-    *,
-    lineage: dict | None = None,
-    source_stack: LayerStack | None = None,
-    model_class: type | None = None,
-) -> PretrainedConfig:
-    """`inherit_config`, reusing the caller's reference blocks and model class for the depth-scale check."""
     n = num_layers_of(config)
     layers = resolve_layers(n, num_layers=layers) if isinstance(layers, int) else resolve_layers(n, layers=layers)
     try:
@@ -491,279 +478,3 @@ def _with_decoder_field(config: PretrainedConfig, key: str, value) -> Pretrained
     holder = next(name for name in new.sub_configs if getattr(new, name, None) is decoder)
     setattr(new, holder, rebuilt)
     return new
-
-
-def _remap_state_dict(state: dict[str, torch.Tensor], prefix: str, layers: list[int]) -> dict[str, torch.Tensor]:
-    """Rename block weights from source to target positions; keep everything outside the stack as is."""
-    head = prefix + "."
-    targets: dict[int, list[int]] = {}
-    for new, source in enumerate(layers):
-        targets.setdefault(source, []).append(new)
-    remapped = {}
-    for name, tensor in state.items():
-        if not name.startswith(head):
-            remapped[name] = tensor
-            continue
-        index, _, rest = name[len(head) :].partition(".")
-        for new in targets.get(int(index), ()):
-            remapped[f"{head}{new}.{rest}"] = tensor
-    return remapped
-
-
-def slice_packed_tensor(tensor: torch.Tensor, target_shape: torch.Size, layers: list[int], num_source_layers: int):
-    """Slice a tensor that packs one chunk per block along one dimension, or return None if it does not.
-
-    Some architectures keep per-layer weights outside the block stack, concatenated along one dimension
-    (Gemma 3n's per-layer token embeddings are [vocab, L * d]). When the target's shape differs from the
-    source's in exactly one dimension as L * c versus k * c, that dimension is cut into L chunks of c and the
-    chunks of the chosen blocks are kept, in target order.
-    """
-    if tensor.dim() != len(target_shape):
-        return None
-    differing = [d for d, (a, b) in enumerate(zip(tensor.shape, target_shape, strict=True)) if a != b]
-    if len(differing) != 1:
-        return None
-    dim = differing[0]
-    chunk, remainder = divmod(tensor.shape[dim], num_source_layers)
-    if remainder or chunk * len(layers) != target_shape[dim]:
-        return None
-    shape = tensor.shape
-    chunks = tensor.reshape(*shape[:dim], num_source_layers, chunk, *shape[dim + 1 :])
-    picked = chunks.index_select(dim, torch.tensor(layers, device=tensor.device))
-    return picked.reshape(target_shape)
-
-
-def _same_block(want: tuple, got: tuple, position: tuple[int, int], depth: tuple[int, int]) -> bool:
-    """Equal signatures, except scalars that hold the block's own position (`layer_idx`, `layer_id`, ...).
-
-    Settings derived from the depth (the model's layer count, or a float scale such as 1/sqrt(depth)) are
-    reported separately by `_depth_dependent`: they change by construction when the depth changes.
-    """
-    if want[:3] != got[:3]:
-        return False
-    # Only settings both blocks have: runtime flags set on the reference after it was built (such as
-    # `gradient_checkpointing`) are not part of what the block computes.
-    return all(
-        value == got[3][key]
-        or isinstance(value, float)
-        or (not isinstance(value, bool) and (value, got[3][key]) in (position, depth))
-        for key, value in want[3].items()
-        if key in got[3]
-    )
-
-
-def _depth_dependent(want: list[tuple], got: list[tuple], depth: tuple[int, int]) -> list[str]:
-    """Settings that differ only because the depth changed, e.g. a residual scale of 1/sqrt(depth)."""
-    return [
-        f"{w[0] or 'block'}.{key}: {value} -> {g[3][key]}"
-        for w, g in zip(want, got, strict=True)
-        for key, value in w[3].items()
-        if key in g[3] and value != g[3][key] and (isinstance(value, float) or (value, g[3][key]) == depth)
-    ]
-
-
-def _only_flags_differ(want: tuple, got: tuple) -> bool:
-    """Same classes; only boolean settings differ (such as Gemma 4's `store_full_length_kv`), and with them
-    perhaps parameters the target block has in addition (GPT-NeoX-Japanese gives only its last block an
-    output bias): those keep their fresh init, and the forward check shows whether that is exact."""
-    params_kept = set(want[2]) <= set(got[2])
-    return (
-        want[:2] == got[:2]
-        and params_kept
-        and all(isinstance(value, bool) for key, value in want[3].items() if key in got[3] and value != got[3][key])
-    )
-
-
-def _extra_parameters(source: nn.Module, target: nn.Module) -> list[str]:
-    """Names of the parameters of target block `target` that source block `source` does not have."""
-    have = {name for name, _ in source.named_parameters()}
-    return [name for name, _ in target.named_parameters() if name not in have]
-
-
-def _check_blocks_match(
-    reference: PreTrainedModel,
-    stack: LayerStack,
-    target_stack: LayerStack,
-    layers: list[int],
-    flags_checked_by_forward: bool = False,
-) -> bool:
-    """Each target block must be built exactly like the source block it copies (sliding window, MoE, ...).
-
-    With `flags_checked_by_forward`, blocks that differ only in boolean settings are accepted and True is
-    returned: the caller must then show with a forward pass that the prefix computes what the reference did.
-    A flag can be inert for the slice (Gemma 4 marks the last block of each kind as the one that *stores* its
-    KV cache for later blocks to reuse, also when no later block reuses it), which block settings cannot tell.
-    """
-    depth = (len(stack), len(layers))
-    flags_differ = False
-    for new, source in enumerate(layers):
-        want = block_signature(stack.layers[source])
-        got = block_signature(target_stack.layers[new])
-        mismatch = next(
-            ((w, g) for w, g in zip(want, got, strict=False) if not _same_block(w, g, (source, new), depth)),
-            None if len(want) == len(got) else (want[-1], got[-1]),
-        )
-        if mismatch is not None and flags_checked_by_forward and len(want) == len(got):
-            if all(
-                _same_block(w, g, (source, new), depth) or _only_flags_differ(w, g)
-                for w, g in zip(want, got, strict=True)
-            ):
-                flags_differ, mismatch = True, None
-        if mismatch is not None:
-            hints = periodic_fields(decoder_config(reference.config))
-            raise ConfigSliceError(
-                f"Target block {new} is not built like source block {source}; first difference: {mismatch[0]} vs "
-                f"{mismatch[1]}. The config describes the layer pattern in a way this selection of layers breaks"
-                + (f" (fields: {', '.join(hints)})" if hints else "")
-                + ". Choose a prefix of the stack or layers that keep the pattern."
-            )
-        scaled = _depth_dependent(want, got, depth)
-        if scaled:
-            logger.warning(
-                "inherit: block %d computes with depth-dependent settings that change with the new depth (%s); "
-                "the inherited model is a faithful initialisation but not an exact copy of the source blocks.",
-                new,
-                "; ".join(scaled[:3]),
-            )
-    return flags_differ
-
-
-def _check_prefix_by_forward(reference: PreTrainedModel, target: PreTrainedModel, k: int) -> None:
-    """Hidden states 0..k of a k-block prefix must equal the reference's bit for bit on a short input."""
-    vocab = target.get_input_embeddings().weight.shape[0]
-    device = next(target.parameters()).device
-    ids = torch.arange(1, 9, device=device).remainder(vocab).unsqueeze(0)
-    modes = reference.training, target.training
-    reference.eval(), target.eval()
-    try:
-        with torch.no_grad():
-            want = reference(input_ids=ids, output_hidden_states=True, use_cache=False).hidden_states
-            got = target(input_ids=ids, output_hidden_states=True, use_cache=False).hidden_states
-        # hidden states end at the last kept block's input (or its normed output): compare block outputs too
-        outputs = block_outputs(reference, ids), block_outputs(target, ids)
-    finally:
-        reference.train(modes[0]), target.train(modes[1])
-    differ: list = [i for i in range(k) if not torch.equal(want[i], got[i])]
-    differ += [f"block {i} output" for i in range(k) if not torch.equal(outputs[0][i], outputs[1][i])]
-    if differ:
-        raise ConfigSliceError(
-            f"The first {k} blocks are built with other settings than the reference's (boolean flags) and compute "
-            f"other hidden states ({differ[:3]}); the config describes the layer pattern in a way this slice breaks. "
-            "Choose another number of layers (inheritune_hf.valid_num_layers lists those that slice)."
-        )
-
-
-def _reinitialize(model: PreTrainedModel, module_names: Iterable[str]) -> None:
-    """Re-run the architecture's own `_init_weights` on the named modules and everything inside them."""
-    modules = dict(model.named_modules())
-    for name in module_names:
-        root = modules[name]
-        for module in root.modules():
-            for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
-                # transformers 5's init functions skip tensors flagged as already initialised.
-                if getattr(tensor, "_is_hf_initialized", False):
-                    tensor._is_hf_initialized = False
-        for module in root.modules():
-            model._init_weights(module)
-
-
-@dataclass
-class Lineage:
-    """Where an inherited model came from; written into its config as `config.inheritune`.
-
-    Stored as a plain dict (`to_dict`) so it survives `save_pretrained` and plain `AutoConfig` loading; read back
-    with `Lineage.from_dict(config.inheritune)`. The model card, `grow` and the recipes all read this one record.
-    """
-
-    source: str
-    source_model_type: str
-    source_num_layers: int
-    source_layers: list[int]
-    random_init: bool = False
-    reinitialized: list[str] = field(default_factory=list)
-    grown_from: dict[str, Any] | None = None
-    method: str = "inheritune"
-    paper: str = "arXiv:2404.08634"
-
-    def __post_init__(self) -> None:
-        if self.random_init and not self.reinitialized:
-            self.reinitialized = ["all"]  # the same-size baseline: nothing was inherited
-
-    @property
-    def num_layers(self) -> int:
-        return len(self.source_layers)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config's `inheritune` dict: the fields in reading order, `num_layers` spelled out for readers."""
-        values = asdict(self)
-        data = {"method": self.method, "paper": self.paper}
-        data |= {key: values[key] for key in ("source", "source_model_type", "source_num_layers", "source_layers")}
-        data |= {"num_layers": self.num_layers, "random_init": self.random_init, "reinitialized": self.reinitialized}
-        if self.grown_from is not None:
-            data["grown_from"] = self.grown_from
-        return copy.deepcopy(data)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Lineage:
-        """The inverse of `to_dict` (`num_layers` is derived, so it is not read)."""
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**copy.deepcopy({key: value for key, value in data.items() if key in known}))
-
-
-def check_reinit(
-    reinit: Iterable[str], reinit_layers: Iterable[int], num_layers: int, reference: PreTrainedModel
-) -> tuple[list[str], list[int]]:
-    """The re-initialisation request, checked before any work: known parts, target positions, no tied head.
-
-    Returns the parts without duplicates (in the order given) and the target block positions, sorted.
-    """
-    reinit = list(dict.fromkeys(reinit))
-    unknown = [part for part in reinit if part not in REINIT_PARTS]
-    if unknown:
-        raise InvalidLayersError(f"Unknown reinit part(s) {unknown}; choose from {list(REINIT_PARTS)}.")
-    reinit_layers = sorted(set(reinit_layers))
-    bad = [i for i in reinit_layers if not isinstance(i, int) or not 0 <= i < num_layers]
-    if bad:
-        raise InvalidLayersError(
-            f"reinit_layers {bad} are not target block positions; the target has {num_layers} blocks "
-            f"(0..{num_layers - 1})."
-        )
-    config = reference.config
-    tied = bool(
-        getattr(decoder_config(config), "tie_word_embeddings", False) or getattr(config, "tie_word_embeddings", False)
-    )
-    if "lm_head" in reinit and tied and reference.get_output_embeddings() is not None:
-        raise InvalidLayersError(
-            "reinit=['lm_head'] on a model with tied word embeddings would also reset the token embeddings. "
-            "Load the reference with tie_word_embeddings=False (or set it in its config.json) first if you want "
-            "an untied fresh head."
-        )
-    return reinit, reinit_layers
-
-
-def reinitialize_parts(model: PreTrainedModel, reinit: Sequence[str], reinit_layers: Sequence[int]) -> list[str]:
-    """Re-initialise `reinit` parts (`REINIT_PARTS`) and target blocks `reinit_layers` of `model` in place.
-
-    Parts are found from the forward pass (`model_parts`), not by attribute names, and reset by the architecture's
-    own `_init_weights`; a part the architecture does not have (position embeddings with RoPE) is skipped. Returns
-    the module names that were reset, as the lineage records them.
-    """
-    stack = find_decoder_layers(model)
-    names: list[str] = []
-    parts = model_parts(model, stack) if set(reinit) - {"blocks", "lm_head"} else {}
-    for part in reinit:
-        if part == "blocks":
-            found = [f"{stack.path}.{i}" for i in range(len(stack))]
-        elif part == "lm_head":
-            found = [n for n, m in model.named_modules() if m is model.get_output_embeddings()]
-        else:
-            found = parts[part]
-        if not found:
-            logger.info("inherit: %s has no %s; nothing to re-initialise.", type(model).__name__, part)
-        names += found
-    names += [f"{stack.path}.{i}" for i in reinit_layers]
-    names = list(dict.fromkeys(names))
-    if names:
-        _reinitialize(model, names)
-        model.tie_weights()
-    return names

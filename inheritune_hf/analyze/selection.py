@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .errors import InvalidLayersError
+from ..errors import InvalidLayersError
+from ..settings import SELECTION_CRITERIA
 from .report import AttentionReport
-from .settings import SELECTION_CRITERIA
 
 __all__ = ["SELECTION_CRITERIA", "LayerSelection", "select_layers"]
 

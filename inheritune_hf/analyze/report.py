@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .errors import InherituneError
-from .io import atomic_path, atomic_write_text
+from ..errors import InherituneError
+from ..io import atomic_path, atomic_write_text
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -153,7 +153,7 @@ class AttentionReport:
         suggestions = self._raw_suggestions()
         if config is None:
             return suggestions
-        from .slicing import nearest_valid_num_layers  # the report stays importable without the slicing code
+        from ..slicing import nearest_valid_num_layers  # the report stays importable without the slicing code
 
         moved = {}
         for key, (wish, reason) in suggestions.items():
@@ -304,14 +304,3 @@ class AttentionReport:
 
     def __str__(self) -> str:
         return f"AttentionReport({self.model_name}, {self.settings})\n{self.table()}"
-
-    def plot(self, path: str | os.PathLike, angular_span: int = 1) -> Path:
-        """Save the paper's Figures 2-3 in one image (`figures.attention_figure`): a layers x heads heatmap of rank
-        on a fixed log scale 1..T (rank-1 heads dotted, lazy layers framed), MaxRank and AvgMass in panels of their
-        own, and, where the report has them, the peers' block measures: Block Influence (ShortGPT) and the angular
-        distance of the span of `angular_span` blocks starting at each block (Gromov et al.). Needs matplotlib.
-
-        Returns the file written (a path without a suffix gets matplotlib's default format's)."""
-        from .figures import attention_figure, save_figure  # matplotlib is imported only when a figure is drawn
-
-        return save_figure(attention_figure(self, angular_span), path)

@@ -1,4 +1,4 @@
-"""Check `inherit` on every decoder-only architecture that transformers registers for causal LM.
+"""The test harness (not shipped in the wheel): check `inherit` on every decoder-only architecture that transformers registers for causal LM.
 
 For each model type a tiny random model is built from the type's default config (widths shrunk, depth
 cut to at least 6 blocks with `inherit_config`, trailing counts such as `num_kv_shared_layers` switched on),
@@ -27,16 +27,16 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
-from .architecture import (
+from inheritune_hf.architecture import (
     block_outputs,
     decoder_config,
     find_decoder_layers,
     meta_model,
     num_layers_of,
 )
-from .errors import ConfigSliceError
-from .inherit import inherit
-from .slicing import inherit_config, per_layer_fields, valid_num_layers
+from inheritune_hf.errors import ConfigSliceError
+from inheritune_hf.inherit import inherit
+from inheritune_hf.slicing import inherit_config, per_layer_fields, valid_num_layers
 
 # Shrunk widths for tiny models. Only keys the config already has are set, so this is a size recipe,
 # not a list of architectures.
@@ -143,7 +143,7 @@ REQUIRED_SIZES = (
 )
 
 
-def _shrink(values: dict) -> dict:
+def shrink_sizes(values: dict) -> dict:
     """Apply `TINY_SIZES` to a config dict and to its nested text config, where the keys exist."""
     for key, size in TINY_SIZES.items():
         value = values.get(key, False)
@@ -169,7 +169,7 @@ def _shrink(values: dict) -> dict:
         values["sliding_window"] = 4  # short enough that the sliding layers really slide in the checks
     for key, value in values.items():  # sub-configs (text, vision, audio towers) shrink the same way
         if isinstance(value, dict) and "model_type" in value:
-            values[key] = _shrink(value)
+            values[key] = shrink_sizes(value)
     return values
 
 
@@ -206,7 +206,7 @@ def tiny_config(model_type: str, num_layers: int = TINY_LAYERS, shrink: bool = T
     config = AutoConfig.for_model(model_type)
     values = config.to_dict()
     if shrink:
-        values = _shrink(values)
+        values = shrink_sizes(values)
     config = _rebuilt(config, values)
     depth = getattr(decoder_config(config), "num_hidden_layers", None)
     if isinstance(depth, int) and depth > num_layers:

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# One GPU session, prepared: everything issues 21 and 22 need measured, in one command of about 500 s on one
+# H100 / H200, with no network. Run from the project's root on the GPU machine (where a CUDA torch is installed):
+#
+#     bash scripts/gpu_session.sh            # logs into $OUT (the device runner's folder), else outputs/gpu_session
+#
+# 1. the wheels the machine lacks, from .whl/ (made beforehand with ../shared/offline-gpu/wheels.sh; carry .whl
+#    when the runner copies only tracked files), installed offline into /tmp/site; the package runs from the checkout;
+# 2. the GPU check, every row (scripts/gpu_check.py, 15 steps per throughput row);
+# 3. Trainer beside a plain loop at micro-batch 16 compiled, GPT-2-medium shape (benchmarks/bench_gpu_train.py);
+# 4. a profile of compiled steps at micro-batch 16 (scripts/profile_step.py) with its Chrome trace.
+# Each stage has its own time limit, so a hang in one leaves the others their time; every log is tee'd into $OUT.
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-outputs/gpu_session}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+started=$(date +%s)
+
+stage() {  # stage NAME SECONDS COMMAND...: run with a limit, tee into $OUT/NAME.txt, report its status and time
+  local name=$1 limit=$2
+  shift 2
+  local t0
+  t0=$(date +%s)
+  echo "### $name (limit ${limit}s): $*" | tee "$OUT/$name.txt"
+  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$OUT/$name.txt"
+  local status=${PIPESTATUS[0]}
+  echo "### $name: exit $status after $(($(date +%s) - t0)) s" | tee -a "$OUT/$name.txt" "$OUT/summary.txt"
+}
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+  stage install 90 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  echo "no .whl/: using the packages installed here" | tee -a "$OUT/summary.txt"
+  export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+{
+  date -u +%FT%TZ
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  "$PY" -c "import sys, torch, transformers, datasets, accelerate; print('python', sys.version.split()[0], \
+'torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__, \
+'datasets', datasets.__version__, 'accelerate', accelerate.__version__)"
+} 2>&1 | tee "$OUT/env.txt"
+
+stage gpu_check 330 "$PY" scripts/gpu_check.py --steps 15 --log "$OUT/gpu_check.log"
+stage bench_gpu_train 100 "$PY" benchmarks/bench_gpu_train.py --shape medium --micro_batch 16 --compile on \
+  --steps 15 --warmup 5
+stage profile_step 60 "$PY" scripts/profile_step.py --micro_batch 16 --compile --wait 5 --active 3 \
+  --trace "$OUT/step_trace.json"
+echo "### session: $(($(date +%s) - started)) s" | tee -a "$OUT/summary.txt"
