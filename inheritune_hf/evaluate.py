@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import logging
 import math
 import os
 import random
@@ -28,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 from .data import no_download_counts
 from .errors import EvaluationError
 from .io import atomic_write_text, jsonable, write_json
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from huggingface_hub import EvalResult
@@ -338,7 +341,7 @@ def evaluate_downstream(
     try:
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
         simple_evaluate_kwargs.setdefault("log_samples", False)
-        with no_download_counts():  # local tasks load local JSONL: no network
+        with no_download_counts(), _TruncationSummary(lm.max_length):  # local tasks load local JSONL: no network
             raw = lm_eval.simple_evaluate(
                 model=lm,
                 tasks=specs,
@@ -353,6 +356,45 @@ def evaluate_downstream(
     if raw is None:  # lm-eval returns None on non-zero ranks of a distributed run
         return DownstreamResults(rows=[], raw={})
     return DownstreamResults.from_lm_eval(raw, metrics)
+
+
+class _TruncationSummary(logging.Filter):
+    """Folds lm-eval's one warning per truncated request into one line at the end (a task of long documents on a
+    small context otherwise prints thousands): how many requests were cut to the context, and by how much."""
+
+    LOGGER = "lm_eval.models.huggingface"
+    _CUT = re.compile(
+        r"Truncating (\d+) tokens from the left|Original sequence length was (\d+), truncating to last (\d+)"
+    )
+
+    def __init__(self, context: int) -> None:
+        super().__init__()
+        self.context, self.count, self.most = context, 0, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = self._CUT.search(record.getMessage())
+        if match is None:
+            return True
+        self.count += 1
+        cut = int(match[1]) if match[1] else int(match[2]) - int(match[3])
+        self.most = max(self.most, cut)
+        return False
+
+    def __enter__(self) -> _TruncationSummary:
+        logging.getLogger(self.LOGGER).addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger(self.LOGGER).removeFilter(self)
+        if self.count:
+            logger.warning(
+                "lm-eval cut %d request(s) longer than the model's context of %d tokens from the left (at most %d "
+                "tokens each): their scores see only the last %d tokens.",
+                self.count,
+                self.context,
+                self.most,
+                self.context,
+            )
 
 
 def check_tasks(
@@ -534,7 +576,7 @@ def _resolve_tasks(
         where += f" and {', '.join(map(str, paths))}" if paths and include_defaults else ""
         raise EvaluationError(
             "Unknown lm-eval task(s), not found in " + where + ":\n" + "\n".join(lines) + "\n"
-            "Pass a local task folder with include_path= (CLI: --include-path) or a YAML path / config dict."
+            "Pass a local task folder with --include_path (library: include_path=...) or a YAML path / config dict."
         )
 
     for spec, chosen in wanted:

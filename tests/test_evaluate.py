@@ -378,3 +378,27 @@ def test_cli_evaluate_takes_a_run_folder_and_scores_its_final_round(model_dir, t
     argv = ["evaluate", str(run_dir), "--tasks", "toy_mc", "--include_path", str(task_dir), "--output_dir", str(out)]
     assert main(argv) == 0
     assert DownstreamResults.load(out).get("toy_mc", "acc").value == random_results.get("toy_mc", "acc").value
+
+
+def test_lm_eval_truncation_warnings_fold_into_one_line(caplog):
+    import logging
+
+    from inheritune_hf.evaluate import _TruncationSummary
+
+    lm_eval_logger = logging.getLogger("lm_eval.models.huggingface")
+    with caplog.at_level(logging.WARNING), _TruncationSummary(64):
+        for total in (70, 90, 80):
+            lm_eval_logger.warning(
+                f"Combined length of context ({total - 5}) and continuation (5) exceeds model's maximum length (64). "
+                f"Truncating {total - 64 + 1} tokens from the left."
+            )
+        lm_eval_logger.warning(
+            "Left truncation applied. Original sequence length was 100, truncating to last 64 tokens."
+        )
+        lm_eval_logger.warning("something else")
+    assert [record.getMessage() for record in caplog.records] == [
+        "something else",
+        "lm-eval cut 4 request(s) longer than the model's context of 64 tokens from the left (at most 36 tokens each): "
+        "their scores see only the last 64 tokens.",
+    ]
+    assert not lm_eval_logger.filters  # the filter leaves with the evaluation

@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from ..errors import InherituneError, unknown_flags
+from ..errors import InherituneError, for_the_command_line, unknown_flags
 from ..narration import print_narration
 
 COMMANDS = ("analyze", "inherit", "run", "evaluate", "push")
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             raise unknown_flags(rest, parser)
         return int(args.func(args) or 0)
     except InherituneError as err:
-        print(f"inheritune {args.command}: error: {err}", file=sys.stderr)
+        print(f"inheritune {args.command}: error: {for_the_command_line(str(err))}", file=sys.stderr)
         return 2
 
 

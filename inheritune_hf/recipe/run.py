@@ -20,7 +20,7 @@ from typing import Any
 
 from transformers import TrainingArguments
 
-from ..errors import InherituneError
+from ..errors import InherituneError, for_the_command_line
 from ..io import atomic_write_text
 from ..narration import print_narration
 from ..publish import check_repo_id
@@ -299,6 +299,6 @@ def main(default_config: str | Path | None = None, argv: Sequence[str] | None = 
         else:
             run_recipe(*parsed)
     except InherituneError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {for_the_command_line(str(err))}", file=sys.stderr)
         return 2
     return 0
