@@ -141,6 +141,10 @@ class InherituneResult:
     baseline: RoundRecord | None
     output_dir: Path
 
+    def rows(self) -> list[dict[str, Any]]:
+        """rounds.json's rows: the rounds, then the baseline (what `verdict.weak_reference` reads)."""
+        return [row.to_dict() for row in (*self.rounds, *([self.baseline] if self.baseline else []))]
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Fingerprints: what a resumed run must share with the run that wrote the folder

@@ -198,8 +198,10 @@ def test_loss_figure_draws_each_curve_from_step_0_against_tokens(tmp_path, basel
     fig = loss_figure(rows, 5.0, run_dir=tmp_path, reference_curve=reference_curve)
     lines = lines_by_label(fig)
     first, second = lines["round 1: 2 layers"], lines["round 2: 4 layers"]
-    assert first.get_xdata().tolist() == [0, 1000, 2000] and first.get_ydata()[0] == 6.0  # step 0: as inherited
-    assert second.get_xdata().tolist() == [2000, 3000, 4000]  # after the tokens round 1 spent
+    offset = 3000 if with_reference_curve else 0  # a reference trained here: Inheritune's cost starts after it
+    assert first.get_xdata().tolist() == [offset + x for x in (0, 1000, 2000)]
+    assert first.get_ydata()[0] == 6.0  # step 0: as inherited
+    assert second.get_xdata().tolist() == [offset + x for x in (2000, 3000, 4000)]  # after round 1's tokens
     assert ("random init, 4 layers" in lines) == baseline
     if baseline:
         assert lines["random init, 4 layers"].get_xdata().tolist() == [0, 1000, 2000]

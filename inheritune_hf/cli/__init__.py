@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from ..errors import InherituneError, unknown_flags
+from ..errors import InherituneError, for_the_command_line, unknown_flags
 from ..narration import print_narration
 
 #: Every subcommand and its one-line help, in the method's order: the module `inheritune_hf.cli.<name>` runs it.
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(importlib.import_module(f".{command}", __name__).main(argv[1:]) or 0)
     except InherituneError as err:
-        print(f"inheritune {command}: error: {err}", file=sys.stderr)
+        print(f"inheritune {command}: error: {for_the_command_line(str(err))}", file=sys.stderr)
         return 2
 
 

@@ -94,6 +94,7 @@ def main(argv: list[str]) -> int:
     from ..loading import load_causal_lm, load_causal_lm_config
     from ..rounds import check_against_reference, check_resumable, run_inheritune
     from ..sources import check_source
+    from ..verdict import weak_reference
 
     inheritune_args, data_args, training_args = parse(argv)
     if not inheritune_args.reference_model:
@@ -140,6 +141,9 @@ def main(argv: list[str]) -> int:
             )
         if result.baseline:
             print(f"random-init baseline: {result.baseline.layers} layers, val loss {result.baseline.val_loss:.4f}")
+        caveat = weak_reference(result.rows())
+        if result.matched and caveat:
+            print(caveat)
         print(json.dumps({"output_dir": str(result.output_dir), "matched": result.matched}))
     return 0
 

@@ -19,13 +19,14 @@ from typing import Any
 
 from transformers import TrainingArguments
 
-from ..errors import InherituneError
+from ..errors import InherituneError, for_the_command_line
 from ..io import atomic_write_text
 from ..narration import print_narration
 from ..parser import InherituneParser
 from ..publish import check_repo_id
 from ..settings import DataArguments, InherituneArguments, RecipeArguments, check_training_arguments
 from ..tracking import ATTENTION_HISTORY_FILE, AttentionTracking, check_trackable
+from ..verdict import weak_reference
 from .plan import accumulation_for, check_recipe, format_plan, parameter_count, plan_recipe, processes
 from .report import REPORT_FILE, format_report
 from .stages import (
@@ -246,6 +247,9 @@ def run_recipe(
         f"{final.val_loss:.4f} vs reference {result.reference_loss:.4f}: "
         f"{'matched' if result.matched else 'not matched'}"
     )
+    caveat = weak_reference(result.rows(), reference_info.get("tokens"))
+    if result.matched and caveat:
+        say(f"[3/5 inheritune] {caveat}")
     if tracking is not None:
         say(
             f"[3/5 attention] rank per layer every {tracking.every_n_steps} steps -> {run_dir / ATTENTION_HISTORY_FILE}"
@@ -309,5 +313,5 @@ def main(default_config: str | Path | None = None, argv: Sequence[str] | None = 
     try:
         return launch(argv, default_config)
     except InherituneError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {for_the_command_line(str(err))}", file=sys.stderr)
         return 2
