@@ -4,6 +4,9 @@ Each subcommand lives in its own module `inheritune_hf.cli.<name>` exposing `reg
 and `parse(argv)`: its settings are a dataclass of `inheritune_hf.settings`, parsed by the one `InherituneParser`
 (`inheritune_hf.cli.parser`) from flags in either spelling or a YAML file (`--config FILE`). Library errors
 (`InherituneError`), unknown flags and unparsable values are printed as one clear line with exit code 2.
+
+`inheritune --help` lists the subcommands from `COMMANDS` without importing them (each pulls in torch and
+transformers); a subcommand's module is imported when it runs.
 """
 
 from __future__ import annotations
@@ -15,7 +18,23 @@ import sys
 from ..errors import InherituneError, unknown_flags
 from ..narration import print_narration
 
-COMMANDS = ("analyze", "inherit", "run", "evaluate", "push")
+#: Each subcommand and its line in `inheritune --help` (the same line its module registers; a test holds them equal).
+COMMANDS = {
+    "analyze": "Measure attention rank and mass per layer and head; find the lazy layers.",
+    "inherit": "Slice the first K blocks (or chosen blocks) of a causal LM into a new checkpoint folder.",
+    "run": "train and grow: the Inheritune loop (flags or a YAML recipe; see --help)",
+    "evaluate": "Score a checkpoint on lm-eval tasks (default: the paper's downstream suite).",
+    "push": "Upload a checkpoint (safetensors), its model card, figures and results to the Hub in one commit.",
+}
+
+
+def _run_subcommand(name: str, argv: list[str]) -> int:
+    """Import subcommand `name` and hand it its arguments, through the parser its module registers."""
+    module = importlib.import_module(f".{name}", __name__)
+    parser = argparse.ArgumentParser(prog="inheritune")
+    module.register(parser.add_subparsers(dest="command", required=True))
+    args, _ = parser.parse_known_args([name, *argv])
+    return int(args.func(args) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,27 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Inheritune for Hugging Face causal LMs: analyze, inherit, run (train + grow), evaluate, push.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f".{name}", __name__)
-        except ModuleNotFoundError as err:
-            if err.name == f"{__name__}.{name}":
-                continue  # subcommand not installed in this version
-            raise
-        module.register(subparsers)
+    for name, help in COMMANDS.items():
+        subparsers.add_parser(name, help=help, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     print_narration()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Only the subcommand's name is parsed here; everything after it goes to the subcommand's own parser, which
+    # names the closest valid flag for a mistyped one. What comes before it can only be a flag of `inheritune`.
     parser = build_parser()
-    # Everything after the subcommand's name goes to its own parser (see `parser.add_command`), which names the
-    # closest valid flag for a mistyped one; what is left here can only be a flag before the subcommand.
-    args, rest = parser.parse_known_args(argv)
+    position = next((i for i, arg in enumerate(argv) if arg in COMMANDS), len(argv))
+    args, rest = parser.parse_known_args(argv[: position + 1])
     try:
         if rest:
             raise unknown_flags(rest, parser)
-        return int(args.func(args) or 0)
+        return _run_subcommand(args.command, argv[position + 1 :])
     except InherituneError as err:
         print(f"inheritune {args.command}: error: {err}", file=sys.stderr)
         return 2
