@@ -42,6 +42,7 @@ from .io import atomic_output_dir, check_output_dir, write_json
 from .slicing import Lineage, inherit_config, resolve_layers
 from .slicing.blocks import check_blocks_match
 from .slicing.reinit import check_reinit, reinitialize_parts
+from .sources import check_source
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +196,7 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 def _open_source(source: str | os.PathLike, revision: str | None, token: str | bool | None) -> _Source:
     """A local folder if one exists at `source`, else a Hub repo id."""
+    check_source(source)
     path = Path(source)
     if path.is_dir():
         if revision is not None:

@@ -325,6 +325,41 @@ def _local_files(source: str) -> tuple[str, list[str]]:
     return builders.pop(), files
 
 
+def check_text_source(source: str | None, flag: str = "--dataset_name") -> None:
+    """Refuse a local text source that holds nothing to read, in one line, before any tokenizer or model loads.
+
+    Every command that reads text (`run`, `analyze`, the recipes) calls this first, so a missing path that looks
+    like one, a folder without text files, a file that cannot be read and an empty (or blank) file get the same
+    line everywhere, instead of a datasets traceback from one command and a clean line from another. A name that
+    does not look like a path is left to the Hub (`load_text_dataset` says why it cannot be loaded).
+    """
+    from .sources import looks_like_path
+
+    if source is None or source in EMBEDDED_CORPORA:
+        return
+    path = Path(source).expanduser()
+    if not path.exists():
+        if looks_like_path(source):
+            raise DataError(f"{flag} {source}: no such file or folder.")
+        return
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix in _TEXT_SUFFIXES and p.is_file())
+        if not files:
+            raise DataError(f"{flag} {source}: no {', '.join(_TEXT_SUFFIXES)} files in this folder.")
+    else:
+        files = [path]
+    for file in files:
+        try:
+            with open(file, "rb") as handle:
+                while chunk := handle.read(1 << 16):
+                    if chunk.strip():
+                        return  # some text to read
+        except OSError as err:
+            raise DataError(f"{flag} {source}: cannot read {file}: {err.strerror or err}.") from err
+    what = "is empty" if len(files) == 1 else f"holds {len(files)} files, all empty"
+    raise DataError(f"{flag} {source} {what}: there is no text to read.")
+
+
 def load_text_dataset(
     source: str | datasets.Dataset | datasets.DatasetDict | None = None,
     *,
@@ -354,6 +389,7 @@ def load_text_dataset(
     elif isinstance(source, datasets.Dataset):
         raw = datasets.DatasetDict({"train": source})
     elif os.path.exists(source):
+        check_text_source(source)
         builder, files = _local_files(source)
         with no_download_counts():
             raw = datasets.load_dataset(builder, data_files={"train": files}, streaming=streaming)

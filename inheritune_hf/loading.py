@@ -21,6 +21,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, Pre
 
 from .architecture import check_causal_lm, decoder_config
 from .errors import CheckpointError, DataError, UnsupportedModelError
+from .sources import check_source
 
 # Config fields that bound the sequence length, in the order transformers' model families use them
 # (`max_position_embeddings` is also what GPT-2's `n_positions` is mapped to).
@@ -57,6 +58,7 @@ def load_causal_lm_config(name_or_path: str | os.PathLike, **kwargs: Any) -> Pre
     Cheap (one JSON file, a weightless model): the checks that need only the config run before any weights load.
     `kwargs` are `from_pretrained`'s; the ones a config needs (revision, token, trust_remote_code) are used.
     """
+    check_source(name_or_path)  # a mistyped path at once, an unreachable Hub once (not after a minute of retries)
     try:
         config = AutoConfig.from_pretrained(name_or_path, **_config_kwargs(kwargs))
     except (OSError, ValueError) as err:

@@ -54,9 +54,9 @@ from .fingerprint import (
 )
 from .inherit import grow, inherit
 from .io import check_output_dir, jsonable, read_json, replace_dir, write_json
-from .loading import load_causal_lm
+from .loading import check_block_size, load_causal_lm
 from .narration import narrate
-from .settings import InherituneArguments, check_distillation
+from .settings import DataArguments, InherituneArguments, check_distillation, check_training_arguments
 from .slicing import nearest_valid_num_layers, valid_num_layers
 from .tracking import ATTENTION_HISTORY_FILE, AttentionTracking, check_trackable
 from .train import check_training_inputs, evaluate_loss, train
@@ -138,10 +138,8 @@ def _prepare_output(out: Path, config: dict, args: InherituneArguments, state: P
                 + ". Resume with the original settings, or start a new run (another output_dir, or overwrite)."
             )
         return _read_json(out / ROUNDS_FILE) if (out / ROUNDS_FILE).exists() else []
-    if args.resume and out.is_dir() and any(out.iterdir()):
-        raise TrainingError(f"Cannot resume {out}: it has no {RUN_FILE}, so it is not an Inheritune run.")
-    if args.resume:  # an empty or missing folder: a typo in output_dir must not start a week's run afresh
-        raise TrainingError(f"Nothing to resume in {out}: it has no {RUN_FILE}. Drop --resume to start a new run.")
+    if args.resume:
+        check_resumable(out)
     if not args.resume:
         check_output_dir(out, overwrite=args.overwrite)
     state.wait_for_everyone()  # every process has checked before the main one writes
@@ -265,6 +263,27 @@ def round_depths(
         depths.append(next((k for k in above if k >= depths[-1] + grow_by), above[-1]))
 
 
+def check_against_reference(config, args: InherituneArguments, data_args: DataArguments | None = None) -> list[int]:
+    """The checks that need the reference's config, run right after it is read and before any text is tokenized:
+    the round depths (`start_layers`, `max_layers` within the reference's depth and its layer pattern) and the
+    block size within its context. Returns the depths."""
+    depths = round_depths(config, args.start_layers, args.grow_by, args.max_layers)
+    if data_args is not None:
+        check_block_size(config, data_args.block_size)
+    return depths
+
+
+def check_resumable(output_dir: str | Path) -> Path:
+    """Refuse `--resume` where there is nothing to resume (no run.json), before the data is read: a mistyped
+    output_dir must not tokenize a corpus and then fail, nor start a week's run afresh."""
+    out = Path(output_dir)
+    if (out / RUN_FILE).is_file():
+        return out
+    if out.is_dir() and any(out.iterdir()):
+        raise TrainingError(f"Cannot resume {out}: it has no {RUN_FILE}, so it is not an Inheritune run.")
+    raise TrainingError(f"Nothing to resume in {out}: it has no {RUN_FILE}. Drop --resume to start a new run.")
+
+
 def run_inheritune(
     reference: PreTrainedModel,
     train_dataset: datasets.Dataset | datasets.IterableDataset,
@@ -297,6 +316,7 @@ def run_inheritune(
     `training_args.seed`), or on those of `tracking`, whose stages (e.g. the recipe's reference) come first in
     `attention_history.json`.
     """
+    check_training_arguments(training_args)
     check_causal_lm(reference)
     state = PartialState()
     out = Path(training_args.output_dir)

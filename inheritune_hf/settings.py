@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from .errors import DataError, InherituneError, InvalidLayersError, TrainingError
+from .errors import DataError, InherituneError, InvalidArgumentError, InvalidLayersError, TrainingError
 
 #: The parts `inherit` can re-initialise instead of copying.
 REINIT_PARTS = ("position_embeddings", "embedding_norm", "final_norm", "lm_head", "blocks")
@@ -95,6 +95,133 @@ def _check_reinit(parts: list[str], error: type[InherituneError]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Ranges: every numeric setting checked where it is declared, with one line naming the flag and what it allows
+# ---------------------------------------------------------------------------------------------------------------
+
+#: The largest seed numpy accepts (torch and random take more): a seed is checked against the narrowest consumer.
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting allows: an interval (either end open or closed, or unbounded), integers only or
+    any finite number, and a few `special` values outside the interval that mean something (`--max_steps -1`).
+
+    A settings dataclass lists its numeric fields in a `RANGES` table and checks them in `__post_init__` with
+    `check_ranges`, the way transformers' `TrainingArguments.__post_init__` checks its own: a bad value stops the
+    command in one line before any data is read, model loaded or file written, instead of a traceback mid-run (or,
+    worse, a run that trains 29,259 steps for `--max_steps -3`).
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    special: tuple[float, ...] = ()
+    meaning: str = ""
+
+    def __contains__(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return False
+        if value in self.special:
+            return True
+        if self.integer and not float(value).is_integer():
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self) -> str:
+        """The allowed values in words: 'an integer >= 1', 'a number in (0, 1]', '... or -1 (meaning)'."""
+        kind = "an integer" if self.integer else "a number"
+        if self.low is not None and self.high is not None:
+            text = f"{kind} in {'(' if self.low_open else '['}{_number(self.low)}, {_number(self.high)}"
+            text += ")" if self.high_open else "]"
+        elif self.low is not None:
+            text = f"{kind} {'>' if self.low_open else '>='} {_number(self.low)}"
+        elif self.high is not None:
+            text = f"{kind} {'<' if self.high_open else '<='} {_number(self.high)}"
+        else:
+            text = f"a finite {kind.split()[-1]}"
+        if self.special:
+            text += ", or " + " or ".join(_number(v) for v in self.special)
+            text += f" ({self.meaning})" if self.meaning else ""
+        return text
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(value)
+
+
+#: Ranges used by several tables.
+POSITIVE_INT = Range(low=1, integer=True)
+NON_NEGATIVE_INT = Range(low=0, integer=True)
+POSITIVE = Range(low=0, low_open=True)
+NON_NEGATIVE = Range(low=0)
+FRACTION = Range(low=0, high=1, low_open=True)  # (0, 1]: a share of something that must not be empty
+SEED = Range(low=0, high=MAX_SEED, integer=True)
+
+
+def check_ranges(settings: Any, ranges: dict[str, Range], error: type[InherituneError]) -> None:
+    """Refuse the first field of `settings` outside its `ranges` entry with one line naming the flag (`--seq_len`)
+    and what it allows. None means "not set" (the default applies); a list is checked element by element."""
+    for name, allowed in ranges.items():
+        value = getattr(settings, name, None)
+        values = value if isinstance(value, list | tuple) else [value]
+        for item in values:
+            if item is not None and item not in allowed:
+                raise error(f"--{name} must be {allowed.describe()}, got {item!r}.")
+
+
+#: `transformers.TrainingArguments` fields this package relies on, with what makes sense for them. Trainer checks
+#: few of these itself: `max_steps -3` trains for epochs, `learning_rate -1` fails inside the optimizer mid-run.
+TRAINING_RANGES: dict[str, Range] = {
+    "max_steps": Range(low=1, integer=True, special=(-1,), meaning="train --num_train_epochs instead"),
+    "num_train_epochs": POSITIVE,
+    "learning_rate": POSITIVE,
+    "per_device_train_batch_size": POSITIVE_INT,
+    "per_device_eval_batch_size": POSITIVE_INT,
+    "gradient_accumulation_steps": POSITIVE_INT,
+    "eval_accumulation_steps": POSITIVE_INT,
+    # transformers 5 reads a warmup, eval, logging or save interval below 1 as a fraction of the training steps.
+    "warmup_steps": NON_NEGATIVE,
+    "warmup_ratio": Range(low=0, high=1),
+    "eval_steps": POSITIVE,
+    "logging_steps": POSITIVE,
+    "save_steps": POSITIVE,
+    "save_total_limit": POSITIVE_INT,
+    "weight_decay": NON_NEGATIVE,
+    "adam_beta1": Range(low=0, high=1, high_open=True),
+    "adam_beta2": Range(low=0, high=1, high_open=True),
+    "adam_epsilon": POSITIVE,
+    "max_grad_norm": NON_NEGATIVE,
+    "label_smoothing_factor": Range(low=0, high=1, high_open=True),
+    "seed": SEED,
+    "data_seed": SEED,
+    "dataloader_num_workers": NON_NEGATIVE_INT,
+}
+
+
+def check_batch_size(value: str) -> None:
+    """lm-eval's batch size: a positive integer, 'auto', or 'auto:N' (re-detect N times)."""
+    text = str(value)
+    head, _, times = text.partition(":")
+    if text.isdigit() and int(text) >= 1 or head == "auto" and (not times or times.isdigit() and int(times) >= 1):
+        return
+    raise InvalidArgumentError(f"--batch_size must be an integer >= 1, 'auto' or 'auto:N', got {value!r}.")
+
+
+def check_training_arguments(training_args: Any) -> None:
+    """Refuse `transformers.TrainingArguments` values outside `TRAINING_RANGES`, in one line naming the flag.
+
+    Called by every entry point that trains (`inheritune run`, the recipes, `run_inheritune`, `train`) before any
+    data is read or file written: Trainer would otherwise accept them and fail (or quietly do something else) later.
+    """
+    check_ranges(training_args, TRAINING_RANGES, TrainingError)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # analyze: which layers are lazy?
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -113,11 +240,19 @@ class AnalyzeArguments:
         default=None,
         metadata={
             "help": "Instead of --text_file: a Hub dataset name or local text/JSON file or folder, optionally "
-            f"NAME:split (default: the validation split, as in the paper). '{EMBEDDED_CORPUS}' is the embedded "
-            f"offline corpus (the Python docs, fixed bytes); '{STDLIB_CORPUS}' this Python's stdlib (machine-dependent)."
+            "NAME:split (default split: validation, as in the paper), as `inheritune run` reads it. Default: the "
+            f"embedded corpus ('{EMBEDDED_CORPUS}', the Python docs, fixed bytes); '{STDLIB_CORPUS}' is this "
+            "Python's stdlib (machine-dependent)."
         },
     )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    dataset_revision: str | None = field(
+        default=None, metadata={"help": "Hub dataset revision (branch, tag or commit), as for `inheritune run`."}
+    )
     text_column: str = field(default="text", metadata={"help": "Dataset column holding the text."})
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer name or path. Default: the model folder's own tokenizer."}
+    )
     output_dir: str | None = field(
         default=None, metadata={"help": "Output folder (required); must be empty or absent unless --overwrite."}
     )
@@ -134,11 +269,21 @@ class AnalyzeArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty output folder."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from MODEL."})
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "num_samples": POSITIVE_INT,
+        "seq_len": Range(low=2, integer=True),  # one token attends only to itself: no rank to measure
+        "tau": FRACTION,
+        "eta": FRACTION,
+        "batch_size": POSITIVE_INT,
+        "seed": SEED,
+    }
+
     def __post_init__(self) -> None:
+        check_ranges(self, self.RANGES, InvalidArgumentError)
         if self.model is None:
             raise InherituneError("Name the checkpoint to analyze: inheritune analyze MODEL_DIR ...")
-        if (self.text_file is None) == (self.dataset_name is None):
-            raise DataError("Give exactly one text source: --text_file FILE or --dataset_name NAME[:split].")
+        if self.text_file is not None and self.dataset_name is not None:
+            raise DataError("Give one text source: --text_file FILE or --dataset_name NAME[:split], not both.")
         if self.output_dir is None:
             raise InherituneError("Name the output folder: --output_dir DIR.")
 
@@ -204,7 +349,10 @@ class InheritArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty output folder."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from SRC."})
 
+    RANGES: ClassVar[dict[str, Range]] = {"num_layers": POSITIVE_INT, "layers": NON_NEGATIVE_INT}
+
     def __post_init__(self) -> None:
+        check_ranges(self, self.RANGES, InvalidLayersError)
         if self.reference_model is None or self.output_dir is None:
             raise InherituneError("Name the reference and the output folder: inheritune inherit SRC OUT ...")
         if self.num_layers is not None and self.layers is not None:
@@ -273,6 +421,20 @@ class DataArguments:
     )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
     split_seed: int = field(default=0, metadata={"help": "Seed of the deterministic validation split."})
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "block_size": Range(low=2, integer=True),  # a causal LM predicts token t+1 from t: a block needs two
+        "validation_fraction": Range(low=0, high=1, low_open=True, high_open=True),
+        "streaming_validation_documents": POSITIVE_INT,
+        "max_train_documents": POSITIVE_INT,
+        "corpus_max_files": POSITIVE_INT,
+        "corpus_max_bytes": POSITIVE_INT,
+        "preprocessing_num_workers": POSITIVE_INT,
+        "split_seed": SEED,
+    }
+
+    def __post_init__(self) -> None:
+        check_ranges(self, self.RANGES, DataError)
 
 
 @dataclass
@@ -390,19 +552,32 @@ class InherituneArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty output_dir."})
     plot: bool = field(default=True, metadata={"help": "Write loss_curves.png (needs matplotlib)."})
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "start_layers": POSITIVE_INT,
+        "grow_by": POSITIVE_INT,
+        "max_layers": POSITIVE_INT,
+        "reference_loss": NON_NEGATIVE,
+        "tolerance": NON_NEGATIVE,
+        "growth_lr_scale": POSITIVE,
+        "growth_warmup_steps": NON_NEGATIVE,
+        "max_eval_blocks": POSITIVE_INT,
+        "distillation_weight": Range(low=0, high=1),
+        "distillation_temperature": POSITIVE,
+        "track_attention_steps": NON_NEGATIVE_INT,
+        "track_attention_samples": POSITIVE_INT,
+    }
+
     def __post_init__(self) -> None:
+        check_ranges(self, self.RANGES, TrainingError)
         if self.growth_strategy not in GROWTH_STRATEGIES:
-            raise TrainingError(f"growth_strategy must be one of {GROWTH_STRATEGIES}, got {self.growth_strategy!r}.")
-        if self.grow_by < 1:
-            raise TrainingError(f"grow_by must be at least 1, got {self.grow_by}.")
-        if not self.growth_lr_scale > 0:
             raise TrainingError(
-                f"growth_lr_scale must be > 0 (a fraction of learning_rate), got {self.growth_lr_scale}."
+                f"--growth_strategy must be one of {', '.join(GROWTH_STRATEGIES)}, got {self.growth_strategy!r}."
             )
-        if self.growth_warmup_steps is not None and self.growth_warmup_steps < 0:
-            raise TrainingError(f"growth_warmup_steps must be >= 0, got {self.growth_warmup_steps}.")
-        if self.start_layers is not None and self.start_layers < 1:
-            raise TrainingError(f"start_layers must be at least 1, got {self.start_layers}.")
+        if self.start_layers is not None and self.max_layers is not None and self.max_layers < self.start_layers:
+            raise TrainingError(
+                f"--max_layers {self.max_layers} is below --start_layers {self.start_layers}: the rounds grow from "
+                "start_layers up to max_layers."
+            )
         _check_reinit(self.reinit, TrainingError)
         check_distillation(
             self.distillation_weight,
@@ -410,12 +585,6 @@ class InherituneArguments:
             self.distillation_schedule,
             target=self.target_loss,
         )
-        if not isinstance(self.track_attention_steps, int) or self.track_attention_steps < 0:
-            raise TrainingError(f"track_attention_steps must be >= 0 (0: off), got {self.track_attention_steps!r}.")
-        if not isinstance(self.track_attention_samples, int) or self.track_attention_samples < 1:
-            raise TrainingError(f"track_attention_samples must be >= 1, got {self.track_attention_samples!r}.")
-        if self.max_eval_blocks is not None and self.max_eval_blocks < 1:
-            raise TrainingError(f"max_eval_blocks must be at least 1, got {self.max_eval_blocks}.")
         if self.target_loss != "reference":
             self.target_loss = str(as_target_loss(self.target_loss))
         if self.reference_loss is not None:
@@ -458,7 +627,11 @@ class EvaluateArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty output folder."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from MODEL."})
 
+    RANGES: ClassVar[dict[str, Range]] = {"num_fewshot": NON_NEGATIVE_INT, "limit": POSITIVE}
+
     def __post_init__(self) -> None:
+        check_ranges(self, self.RANGES, InvalidArgumentError)
+        check_batch_size(self.batch_size)
         if self.model is None:
             raise InherituneError("Name the checkpoint to evaluate: inheritune evaluate MODEL_DIR ...")
         if self.output_dir is None:
@@ -575,3 +748,34 @@ class RecipeArguments:
         default=False,
         metadata={"help": "Print the run's shapes, tokens and compute (no data, no training), then exit."},
     )
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "num_layers": Range(low=2, integer=True),  # Inheritune inherits L/2 of them: at least one
+        "hidden_size": POSITIVE_INT,
+        "num_attention_heads": POSITIVE_INT,
+        "num_key_value_heads": POSITIVE_INT,
+        "intermediate_size": POSITIVE_INT,
+        "vocab_size": POSITIVE_INT,
+        "tokenizer_vocab_size": Range(low=257, integer=True),  # the byte-level BPE: 256 bytes and the EOS
+        "tokens_per_step": POSITIVE_INT,
+        "reference_max_steps": POSITIVE_INT,
+        "analyze_samples": POSITIVE_INT,
+        "analyze_seq_len": Range(low=2, integer=True),
+        "eval_limit": POSITIVE,
+        "eval_batch_size": POSITIVE_INT,
+    }
+
+    def __post_init__(self) -> None:
+        check_ranges(self, self.RANGES, InvalidArgumentError)
+        if self.reference is not None:
+            return  # the shape fields describe a reference trained from scratch
+        if self.hidden_size % self.num_attention_heads:
+            raise InvalidArgumentError(
+                f"--hidden_size {self.hidden_size} must be a multiple of --num_attention_heads "
+                f"{self.num_attention_heads}: each head gets hidden_size / heads dimensions."
+            )
+        if self.num_key_value_heads is not None and self.num_attention_heads % self.num_key_value_heads:
+            raise InvalidArgumentError(
+                f"--num_attention_heads {self.num_attention_heads} must be a multiple of --num_key_value_heads "
+                f"{self.num_key_value_heads}: each key-value head serves a group of query heads."
+            )

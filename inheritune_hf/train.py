@@ -30,7 +30,7 @@ from .data import MIN_DISTINCT_IDS, NO_TOKENIZER_HINT
 from .distill import LOGGED, DistillationTrainer, training_flops
 from .errors import DataError, TrainingError
 from .loading import check_block_size
-from .settings import as_target_loss, check_distillation
+from .settings import as_target_loss, check_distillation, check_training_arguments
 from .tracking import AttentionCollapseCallback
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -170,6 +170,7 @@ def train(
     `callbacks` are added to the Trainer; an `AttentionCollapseCallback` among them is bound to it
     (`tracking.AttentionCollapseCallback.bind`), so its attention values go through `Trainer.log` to `report_to`.
     """
+    check_training_arguments(args)
     target = None if target_loss is None else as_target_loss(target_loss)
     if isinstance(train_dataset, datasets.IterableDataset) and args.max_steps <= 0:
         raise TrainingError("A streamed training set has no length: set max_steps in TrainingArguments.")

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, T5Config
 
 from inheritune_hf import checkpoint as checkpoint_module
+from inheritune_hf import sources
 from inheritune_hf.checkpoint import inherit_checkpoint, plan_inherit, read_safetensors_header
 from inheritune_hf.errors import CheckpointError, InvalidLayersError, OutputExistsError, UnsupportedModelError
 from inheritune_hf.inherit import NANOGPT_REINIT, inherit
@@ -210,6 +211,7 @@ def test_blocks_past_num_hidden_layers_and_unknown_tensors_are_dropped_with_a_no
 
 
 def test_hub_id_downloads_config_index_and_only_the_needed_shards(sharded_llama, tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "hub_reachable", lambda endpoint: True)  # the Hub is faked below
     requested = []
 
     def list_repo_files(repo_id, revision=None, token=None):
@@ -233,6 +235,8 @@ def test_hub_id_downloads_config_index_and_only_the_needed_shards(sharded_llama,
 
 
 def test_offline_hub_id_uses_the_cached_snapshot(sharded_llama, tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "hub_reachable", lambda endpoint: True)  # the Hub is faked below
+
     def unreachable(*args, **kwargs):
         raise OSError("network is unreachable")
 
@@ -246,6 +250,8 @@ def test_offline_hub_id_uses_the_cached_snapshot(sharded_llama, tmp_path, monkey
 
 
 def test_unreachable_hub_id_without_a_cache_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "hub_reachable", lambda endpoint: True)  # the Hub is faked below
+
     def unreachable(*args, **kwargs):
         raise OSError("network is unreachable")
 
@@ -370,8 +376,9 @@ def test_weights_that_do_not_match_the_config_cannot_be_mapped(tmp_path):
 
 
 def test_a_path_that_is_neither_a_folder_nor_a_repo_id(tmp_path):
-    with pytest.raises(CheckpointError, match="not a Hub repo id"):
+    with pytest.raises(CheckpointError, match=r"no such file or folder \(nor is there a folder .*/no/such\)"):
         inherit(str(tmp_path / "no" / "such" / "folder"), 2, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_invalid_layer_count_fails_before_any_weights_are_read(sharded_llama, tmp_path):

@@ -11,6 +11,7 @@ from conftest import tiny_llama
 from transformers import AutoModelForCausalLM
 
 from inheritune_hf import checkpoint as checkpoint_module
+from inheritune_hf import sources
 from inheritune_hf.cli import main
 from inheritune_hf.inherit import inherit
 
@@ -42,6 +43,7 @@ def test_dtype_and_shard_size_flags(src, tmp_path):
 
 
 def test_hub_id_goes_through_huggingface_hub(src, tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "hub_reachable", lambda endpoint: True)  # the Hub is faked below
     monkeypatch.setattr(checkpoint_module, "list_repo_files", lambda repo_id, **kw: [p.name for p in src.iterdir()])
     monkeypatch.setattr(checkpoint_module, "hf_hub_download", lambda repo_id, name, **kw: str(src / name))
     assert main(["inherit", "someone/tiny", str(tmp_path / "out"), "--num-layers", "1"]) == 0

@@ -218,8 +218,8 @@ def test_values_that_do_not_parse_are_one_line(tmp_path, capsys):
     assert line == "inheritune inherit: error: unknown flag --public"
     line = one_error_line(["inherit", "src", "dst", "--output_dir", "other"], capsys)
     assert line == "inheritune inherit: error: OUTPUT_DIR given twice: by position and as --output_dir."
-    line = one_error_line(["analyze", "m", "--output_dir", "o"], capsys)
-    assert "--text_file FILE or --dataset_name" in line
+    line = one_error_line(["analyze", "m", "--output_dir", "o", "--text_file", "t", "--dataset_name", "d"], capsys)
+    assert line.endswith("--text_file FILE or --dataset_name NAME[:split], not both.")
     line = one_error_line(["inherit", "src", "dst", "--num_layers", "2", "--layers", "0", "1"], capsys)
     assert line.endswith("Give --num_layers or --layers, not both.")
     bad = write_yaml(tmp_path / "bad.yaml", "- a list\n")

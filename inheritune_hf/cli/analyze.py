@@ -44,21 +44,35 @@ def _split_dataset_name(spec: str) -> tuple[str, str]:
 
 
 def _load_texts(args: AnalyzeArguments) -> dict:
-    if args.text_file is not None:
-        path = Path(args.text_file)
-        if not path.is_file():
-            raise DataError(f"--text_file {path} does not exist.")
-        return {"texts": path.read_text(encoding="utf-8", errors="replace")}
     from ..data import load_text_dataset
 
-    name, split = _split_dataset_name(args.dataset_name)
-    splits = load_text_dataset(name, text_column=args.text_column)
+    if args.text_file is not None:
+        text = Path(args.text_file).read_text(encoding="utf-8", errors="replace")
+        return {"texts": text}
+    name, split = _split_dataset_name(args.dataset_name) if args.dataset_name else (None, "validation")
+    splits = load_text_dataset(
+        name, config_name=args.dataset_config_name, revision=args.dataset_revision, text_column=args.text_column
+    )
     if split not in splits:
         raise DataError(f"Dataset {name!r} has no split {split!r} (splits: {list(splits)}).")
     dataset = splits[split]
     if args.text_column != "text":
         dataset = dataset.rename_column(args.text_column, "text")
     return {"dataset": dataset}
+
+
+def _load_tokenizer(args: AnalyzeArguments):
+    """The tokenizer `inheritune run` would use: --tokenizer_name, or the model folder's own, with run's message."""
+    from transformers import AutoTokenizer
+
+    name = args.tokenizer_name or args.model
+    try:
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=args.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise DataError(
+            f"Cannot load a tokenizer from {name!r} ({err}). Pass --tokenizer_name, or save the tokenizer beside "
+            "the model (save_pretrained)."
+        ) from err
 
 
 def run(args: AnalyzeArguments) -> int:
@@ -68,9 +82,17 @@ def run(args: AnalyzeArguments) -> int:
             f"{model_dir} is not a checkpoint folder (no config.json). Pass a save_pretrained folder."
         )
     check_output_dir(args.output_dir, args.overwrite)
+    from ..data import check_text_source
     from ..loading import load_causal_lm, load_causal_lm_config
+    from ..sources import check_source
 
     load_causal_lm_config(model_dir, trust_remote_code=args.trust_remote_code)  # a causal LM, before reading data
+    if args.text_file is not None:
+        check_text_source(args.text_file, "--text_file")
+    else:
+        check_text_source(_split_dataset_name(args.dataset_name)[0] if args.dataset_name else None)
+    if args.tokenizer_name:
+        check_source(args.tokenizer_name, "--tokenizer_name", filename="tokenizer_config.json")
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -81,12 +103,14 @@ def run(args: AnalyzeArguments) -> int:
     source = _load_texts(args)
 
     import torch
-    from transformers import AutoTokenizer
 
     from ..analyze import analyze_attention
+    from ..data import _text_sample, check_tokenizer
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=args.trust_remote_code)
+    tokenizer = _load_tokenizer(args)
+    sample = [source["texts"][:100_000]] if "texts" in source else _text_sample(source["dataset"], "text")
+    check_tokenizer(tokenizer, sample)  # a folder without tokenizer files loads as a tokenizer of one token
     model = load_causal_lm(model_dir, trust_remote_code=args.trust_remote_code).to(device)
     report = analyze_attention(
         model,

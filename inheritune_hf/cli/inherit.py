@@ -74,7 +74,9 @@ def _size(num_bytes: int) -> str:
 
 def run(args: InheritArguments) -> int:
     from ..checkpoint import inherit_checkpoint
+    from ..sources import check_source
 
+    check_source(args.reference_model, "SRC")
     num_layers, layers = args.num_layers, args.layers
     if args.select is not None:
         selection = _selected_layers(args) if args.report is not None else None

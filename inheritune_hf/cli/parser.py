@@ -31,7 +31,8 @@ from typing import Any, NoReturn
 
 from transformers import HfArgumentParser
 
-from ..errors import InvalidArgumentError, unknown_arguments, unknown_flags
+from ..errors import InherituneError, InvalidArgumentError, unknown_arguments, unknown_flags
+from ..settings import check_training_arguments
 
 #: List flags that took comma-separated values before every entry point shared this parser; commas still work.
 COMMA_SEPARATED = frozenset({"reinit", "layers", "tasks"})
@@ -211,7 +212,15 @@ class InherituneParser(HfArgumentParser):
         outputs = []
         for dtype in self.dataclass_types:
             names = {f.name for f in dataclasses.fields(dtype) if f.init}
-            outputs.append(dtype(**{name: getattr(namespace, name) for name in names}))
+            values = {name: getattr(namespace, name) for name in names}
+            if not _is_ours(dtype):  # Trainer's own checks raise a bare ValueError mid-construction
+                check_training_arguments(argparse.Namespace(**values))
+            try:
+                outputs.append(dtype(**values))
+            except ValueError as err:
+                if isinstance(err, InherituneError):
+                    raise
+                raise InvalidArgumentError(" ".join(str(err).split())) from None
         return tuple(outputs)
 
     def _help(self, argv: list[str]) -> None:

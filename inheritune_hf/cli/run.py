@@ -16,7 +16,7 @@ import sys
 
 from ..errors import DataError, TrainingError
 from ..io import check_output_dir
-from ..settings import DataArguments, InherituneArguments
+from ..settings import DataArguments, InherituneArguments, check_training_arguments
 from .parser import InherituneParser, add_command
 
 
@@ -36,8 +36,12 @@ def parse(argv: list[str]):
     """(InherituneArguments, DataArguments, TrainingArguments) from flags, or a YAML recipe followed by overrides.
 
     `inheritune run recipe.yaml --resume` (or `--config recipe.yaml`) reads the recipe, then applies the flags.
+    Every value is range-checked here (our settings in their `__post_init__`, Trainer's by
+    `check_training_arguments`), before anything is read or written.
     """
-    return parser().parse(argv)
+    inheritune_args, data_args, training_args = parser().parse(argv)
+    check_training_arguments(training_args)
+    return inheritune_args, data_args, training_args
 
 
 #: Checkpoints kept per round when --save_total_limit is not given: the last, and the best one Trainer tracks.
@@ -66,20 +70,27 @@ def _defaults_a_user_would_choose(argv: list[str], training_args):
 def run(argv: list[str]) -> int:
     from transformers import AutoTokenizer
 
-    from ..data import causal_lm_datasets
-    from ..loading import check_block_size, load_causal_lm, load_causal_lm_config
-    from ..rounds import run_inheritune
+    from ..data import causal_lm_datasets, check_text_source
+    from ..loading import load_causal_lm, load_causal_lm_config
+    from ..rounds import check_against_reference, check_resumable, run_inheritune
+    from ..sources import check_source
 
     inheritune_args, data_args, training_args = parse(argv)
     if not inheritune_args.reference_model:
         raise TrainingError("Name the trained reference model: --reference_model NAME_OR_PATH.")
     training_args = _defaults_a_user_would_choose(argv, training_args)
-    # Everything is checked before anything is written, cheapest first: the output folder, the reference's kind
-    # and context (its config), the tokenizer, the weights' format (loading), then the tokenizer on a sample of
+    # Everything is checked before anything is written, cheapest first: the output folder (or the run to resume),
+    # the reference's kind, depths and context (its config), the tokenizer, the weights' format (loading), then the tokenizer on a sample of
     # the data against the reference's embeddings (before the corpus is tokenized).
-    if not inheritune_args.resume:
+    if inheritune_args.resume:
+        check_resumable(training_args.output_dir)
+    else:
         check_output_dir(training_args.output_dir, overwrite=inheritune_args.overwrite)
-    check_block_size(load_causal_lm_config(inheritune_args.reference_model), data_args.block_size)
+    check_text_source(data_args.dataset_name)
+    check_source(inheritune_args.reference_model, "--reference_model")
+    if data_args.tokenizer_name:
+        check_source(data_args.tokenizer_name, "--tokenizer_name", filename="tokenizer_config.json")
+    check_against_reference(load_causal_lm_config(inheritune_args.reference_model), inheritune_args, data_args)
     tokenizer_name = data_args.tokenizer_name or inheritune_args.reference_model
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)

@@ -24,7 +24,7 @@ from ..errors import InherituneError
 from ..io import atomic_write_text
 from ..narration import print_narration
 from ..publish import check_repo_id
-from ..settings import DataArguments, InherituneArguments, RecipeArguments
+from ..settings import DataArguments, InherituneArguments, RecipeArguments, check_training_arguments
 from ..tracking import ATTENTION_HISTORY_FILE, AttentionTracking, check_trackable
 from .plan import accumulation_for, check_recipe, format_plan, parameter_count, plan_recipe, processes
 from .report import REPORT_FILE, format_report
@@ -135,6 +135,7 @@ def parse_recipe_args(
         settings["hub_repo_id"] = known.push_to_hub
 
     recipe, inheritune_args, data_args, training_args = parser.parse(rest, config=settings, source=str(config))
+    check_training_arguments(training_args)
     training_args.push_to_hub = False
     if known.plan:  # the plan's memory estimate is for the precision the run will train in, not the laptop's
         training_args.bf16 = bool(planned_bf16)
