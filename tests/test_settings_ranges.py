@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import tiny_gpt2
+from tiny_models import tiny_model
 from transformers import TrainingArguments
 
 from inheritune_hf.cli import main
@@ -62,7 +62,7 @@ def reference(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("reference")
     tokenizer = train_tokenizer(embedded_corpus(max_bytes=30_000)["train"], vocab_size=300)
-    tiny_gpt2(4, vocab_size=len(tokenizer)).save_pretrained(folder)
+    tiny_model("gpt2", 4, vocab_size=len(tokenizer)).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
