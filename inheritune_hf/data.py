@@ -431,7 +431,7 @@ def load_text_dataset(
         if ds.column_names is not None and text_column not in ds.column_names:
             raise DataError(
                 f"The {split} split has no column {text_column!r} (columns: {ds.column_names}). "
-                "Pass text_column (CLI: --text_column)."
+                "Pass --text_column (library: text_column=...)."
             )
     return result
 

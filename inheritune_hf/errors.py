@@ -58,6 +58,14 @@ class InvalidArgumentError(InherituneError):
     """A flag's or a setting's value cannot be parsed (not a number, not one of the choices, missing, twice)."""
 
 
+def for_the_command_line(message: str) -> str:
+    """`message` as the CLI prints it: the library's spelling of a remedy, written "--overwrite (library:
+    overwrite=True)" so that one message serves both, is dropped, since a command-line user has only the flag."""
+    import re
+
+    return re.sub(r" \(library: [^()]*(?:\([^()]*\)[^()]*)*\)", "", message)
+
+
 def unknown_arguments(
     unknown: list[str], valid: list[str], what: str = "flag", where: str = ""
 ) -> UnknownArgumentError:

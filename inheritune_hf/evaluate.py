@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import logging
 import math
 import os
 import random
@@ -28,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 from .data import no_download_counts
 from .errors import EvaluationError
 from .io import atomic_write_text, jsonable, write_json
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from huggingface_hub import EvalResult
@@ -93,6 +96,27 @@ class DownstreamResult:
     dataset_split: str | None = None
 
 
+#: Accuracy of a uniform guess, per task: 1 / the number of choices. A score at or below it carries no signal: the
+#: model learned nothing the task measures (a tiny model on a short budget often lands there). The offline held-out
+#: multiple-choice task of the recipes (`write_heldout_tasks`, 4 choices) is `heldout_mc`.
+CHANCE_ACCURACY: Mapping[str, float] = MappingProxyType(
+    {
+        "arc_easy": 0.25,
+        "arc_challenge": 0.25,
+        "hellaswag": 0.25,
+        "sciq": 0.25,
+        "openbookqa": 0.25,
+        "mmlu": 0.25,
+        "heldout_mc": 0.25,
+        "piqa": 0.5,
+        "winogrande": 0.5,
+        "boolq": 0.5,
+        "copa": 0.5,
+    }
+)
+_ACCURACIES = ("acc", "acc_norm")
+
+
 @dataclass
 class DownstreamResults:
     """The rows of a downstream evaluation plus lm-eval's raw results JSON, kept beside them unchanged.
@@ -117,6 +141,43 @@ class DownstreamResults:
                 per_task.setdefault(row.task, row.value)
         return sum(per_task.values()) / len(per_task) if per_task else None
 
+    def chance(self, task: str) -> float | None:
+        """The accuracy of a uniform guess on `task` (`CHANCE_ACCURACY`), or None when not known."""
+        return CHANCE_ACCURACY.get(task)
+
+    @property
+    def chance_average(self) -> float | None:
+        """The average a uniform guess would score over the same tasks, or None when a task's chance is unknown."""
+        tasks = list(dict.fromkeys(row.task for row in self.rows if row.higher_is_better))
+        chances = [self.chance(task) for task in tasks]
+        return sum(chances) / len(chances) if chances and None not in chances else None
+
+    def no_signal(self) -> list[DownstreamResult]:
+        """The accuracy rows at or below their task's chance level: they say nothing about the model."""
+        return [
+            row
+            for row in self.rows
+            if row.metric in _ACCURACIES and self.chance(row.task) is not None and row.value <= self.chance(row.task)
+        ]
+
+    def chance_note(self) -> str | None:
+        """One sentence for a reader when scores sit at or below chance (None when none does)."""
+        rows = self.no_signal()
+        chance, average = self.chance_average, self.average
+        tasks = {row.task for row in self.rows if row.higher_is_better}
+        below_average = len(tasks) > 1 and chance is not None and average is not None and average <= chance
+        if not rows and not below_average:
+            return None
+        parts = [
+            f"{row.task} {row.metric} {100 * row.value:.2f} (chance {100 * self.chance(row.task):.2f})" for row in rows
+        ]
+        if below_average:
+            parts.append(f"the average {100 * average:.2f} (chance {100 * chance:.2f})")
+        return (
+            f"At or below chance, so carrying no signal: {'; '.join(parts)}. The model has not learned what these "
+            "tasks measure; compare such scores only once they rise above chance."
+        )
+
     def get(self, task: str, metric: str) -> DownstreamResult:
         """The row for `metric` of `task`; a KeyError names what is available otherwise."""
         for row in self.rows:
@@ -138,8 +199,11 @@ class DownstreamResults:
                 f"{_format_value(row, row.stderr) if row.stderr is not None else '-'} |"
             )
         if self.average is not None:
-            lines.append(f"| **Average** | accuracy | **{100 * self.average:.2f}** | |")
-        return "\n".join(lines)
+            chance = self.chance_average
+            versus = f" (chance {100 * chance:.2f})" if chance is not None else ""
+            lines.append(f"| **Average** | accuracy{versus} | **{100 * self.average:.2f}** | |")
+        note = self.chance_note()
+        return "\n".join(lines) + (f"\n\n*{note}*" if note else "")
 
     def to_eval_results(self, model_name: str | None = None) -> list[EvalResult]:
         """`huggingface_hub.EvalResult`s for `ModelCardData(eval_results=...)`, i.e. the card's `model-index`.
@@ -277,7 +341,7 @@ def evaluate_downstream(
     try:
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
         simple_evaluate_kwargs.setdefault("log_samples", False)
-        with no_download_counts():  # local tasks load local JSONL: no network
+        with no_download_counts(), _TruncationSummary(lm.max_length):  # local tasks load local JSONL: no network
             raw = lm_eval.simple_evaluate(
                 model=lm,
                 tasks=specs,
@@ -292,6 +356,45 @@ def evaluate_downstream(
     if raw is None:  # lm-eval returns None on non-zero ranks of a distributed run
         return DownstreamResults(rows=[], raw={})
     return DownstreamResults.from_lm_eval(raw, metrics)
+
+
+class _TruncationSummary(logging.Filter):
+    """Folds lm-eval's one warning per truncated request into one line at the end (a task of long documents on a
+    small context otherwise prints thousands): how many requests were cut to the context, and by how much."""
+
+    LOGGER = "lm_eval.models.huggingface"
+    _CUT = re.compile(
+        r"Truncating (\d+) tokens from the left|Original sequence length was (\d+), truncating to last (\d+)"
+    )
+
+    def __init__(self, context: int) -> None:
+        super().__init__()
+        self.context, self.count, self.most = context, 0, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = self._CUT.search(record.getMessage())
+        if match is None:
+            return True
+        self.count += 1
+        cut = int(match[1]) if match[1] else int(match[2]) - int(match[3])
+        self.most = max(self.most, cut)
+        return False
+
+    def __enter__(self) -> _TruncationSummary:
+        logging.getLogger(self.LOGGER).addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger(self.LOGGER).removeFilter(self)
+        if self.count:
+            logger.warning(
+                "lm-eval cut %d request(s) longer than the model's context of %d tokens from the left (at most %d "
+                "tokens each): their scores see only the last %d tokens.",
+                self.count,
+                self.context,
+                self.most,
+                self.context,
+            )
 
 
 def check_tasks(
@@ -473,7 +576,7 @@ def _resolve_tasks(
         where += f" and {', '.join(map(str, paths))}" if paths and include_defaults else ""
         raise EvaluationError(
             "Unknown lm-eval task(s), not found in " + where + ":\n" + "\n".join(lines) + "\n"
-            "Pass a local task folder with include_path= (CLI: --include-path) or a YAML path / config dict."
+            "Pass a local task folder with --include_path (library: include_path=...) or a YAML path / config dict."
         )
 
     for spec, chosen in wanted:

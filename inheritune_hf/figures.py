@@ -298,7 +298,7 @@ def _block_panel(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _points(curve: Sequence[Mapping[str, Any]], offset: int = 0) -> tuple[list[float], list[float]]:
+def _points(curve: Sequence[Mapping[str, Any]], offset: float = 0) -> tuple[list[float], list[float]]:
     return [offset + point["tokens"] for point in curve], [point["eval_loss"] for point in curve]
 
 
@@ -317,8 +317,10 @@ def loss_figure(
     - the reference: its own training curve (`reference_curve`, `[{"step", "tokens", "eval_loss"}]`) when the run
       trained it, and always its validation loss, the line the rounds are compared with;
     - each Inheritune round from its step-0 point (the inherited model before training), placed after the tokens
-      the earlier rounds spent, so the x axis is the run's cumulative cost; a star where a round matched;
-    - the same-size random-init baseline from its step 0, dashed, on one round's budget.
+      the earlier rounds spent and, when the reference's curve is known, after the reference's own training tokens
+      too: Inheritune needs a trained reference, so its cost starts where the reference's ends; a star where a
+      round matched;
+    - the same-size random-init baseline from its step 0 (it needs nothing before), dashed, on one round's budget.
 
     Returns the `Figure` (not saved; `plot_loss_curves` builds and saves it). The legend sits outside the data.
     """
@@ -332,6 +334,8 @@ def loss_figure(
     if reference_curve:
         style = {"color": "black", "marker": ".", "linewidth": 1.5, "label": f"{reference_label}: its own training"}
         curves.append((_points(reference_curve), style))
+    # Inheritune's compute includes the reference's: the rounds start where the reference's training ended.
+    offset = float(reference_curve[-1]["tokens"]) if reference_curve else 0.0
     colours = iter(["tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"] * 10)
     matched = []
     for row in rounds:
@@ -339,7 +343,7 @@ def loss_figure(
         if not curve:
             continue
         if row["kind"] == "inheritune":
-            xs, ys = _points(curve, row["cumulative_tokens"] - row["tokens"])
+            xs, ys = _points(curve, offset + row["cumulative_tokens"] - row["tokens"])
             style = {
                 "color": next(colours),
                 "linewidth": 1.6,
@@ -376,7 +380,9 @@ def loss_figure(
                 label="round matched",
             )
         rounds_drawn = sum(row["kind"] == "inheritune" for row in rounds)
-        panel.set_xlabel("training tokens" + (" (rounds placed one after another)" if rounds_drawn > 1 else ""))
+        after = ["after the reference's training"] if offset else []
+        after += ["one after another"] if rounds_drawn > 1 else []
+        panel.set_xlabel("training tokens" + (f" (rounds placed {' and '.join(after)})" if after else ""))
         panel.xaxis.set_major_formatter(EngFormatter(sep=""))
         panel.grid(alpha=0.3)
     ax.set_ylabel("validation loss")

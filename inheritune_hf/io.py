@@ -48,7 +48,7 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Path:
         raise OutputExistsError(f"Output path {out} exists and is a file. Choose a directory path.")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(
-            f"Output directory {out} is not empty. Pass overwrite=True (CLI: --overwrite) to replace it, "
+            f"Output directory {out} is not empty. Pass --overwrite (library: overwrite=True) to replace it, "
             "or choose another directory."
         )
     return out

@@ -20,3 +20,13 @@ def cell(value: Any) -> str:
         return f"{value:,}"
     text = json.dumps(value) if isinstance(value, list | dict) else str(value)
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def setting(value: Any) -> str:
+    """A setting as it was set, for the card's recipe table: the shortest form that reads back as the same number
+    (0.1, 3, 1.5e-04 as 0.00015, 1e-08), not a loss's four decimals (0.1000, 3.0000)."""
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
+    return cell(value)

@@ -245,7 +245,24 @@ def test_markdown_prints_accuracies_in_percent_and_perplexities_as_is():
     assert "| arc_easy (0-shot) | acc | 50.00 | 1.00 |" in table
     assert "| wikitext (0-shot) | word_perplexity | 30.25 | - |" in table
     assert "| lambada_openai (0-shot) | perplexity | 40.50 | 1.50 |" in table
-    assert table.splitlines()[-1] == "| **Average** | accuracy | **40.00** | |"
+    assert table.splitlines()[-1] == "| **Average** | accuracy (chance 25.00) | **40.00** | |"
+
+
+def test_accuracy_at_or_below_chance_is_flagged_as_no_signal():
+    rows = [
+        DownstreamResult("heldout_mc", "acc", 0.17, higher_is_better=True),
+        DownstreamResult("piqa", "acc", 0.62, higher_is_better=True),
+        DownstreamResult("heldout_ppl", "word_perplexity", 900.0, higher_is_better=False),
+    ]
+    results = DownstreamResults(rows=rows)
+    assert [row.task for row in results.no_signal()] == ["heldout_mc"]
+    assert results.chance_average == pytest.approx((0.25 + 0.5) / 2)
+    assert results.chance_note() == (
+        "At or below chance, so carrying no signal: heldout_mc acc 17.00 (chance 25.00). The model has not learned "
+        "what these tasks measure; compare such scores only once they rise above chance."
+    )
+    assert results.to_markdown().endswith(f"*{results.chance_note()}*")
+    assert _paper_like().chance_note() is None  # 50 and 30 are above 25
 
 
 def test_eval_results_carry_every_row_for_the_model_index():
@@ -287,7 +304,7 @@ def test_cli_evaluate_writes_results_and_raw_json(model_dir, task_dir, tmp_path,
     out = tmp_path / "eval"
     code = main(
         ["evaluate", str(model_dir), "--tasks", "toy_ppl,toy_mc", "--include-path", str(task_dir)]
-        + ["--out", str(out)]
+        + ["--output_dir", str(out)]
     )
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["downstream_results.json", "lm_eval_results.json", "results.md"]
@@ -305,7 +322,8 @@ def test_cli_evaluate_checks_tasks_and_output_before_loading(model_dir, task_dir
     (occupied / "keep.txt").write_text("mine")
     assert (
         main(
-            ["evaluate", str(model_dir), "--tasks", "toy_mc", "--include-path", str(task_dir), "--out", str(occupied)]
+            ["evaluate", str(model_dir), "--tasks", "toy_mc", "--include-path", str(task_dir), "--output_dir"]
+            + [str(occupied)]
         )
         == 2
     )
@@ -313,7 +331,7 @@ def test_cli_evaluate_checks_tasks_and_output_before_loading(model_dir, task_dir
     assert (occupied / "keep.txt").read_text() == "mine"
 
     out = tmp_path / "fresh"
-    assert main(["evaluate", str(model_dir), "--tasks", "piqa,hellaswagg", "--out", str(out)]) == 2
+    assert main(["evaluate", str(model_dir), "--tasks", "piqa,hellaswagg", "--output_dir", str(out)]) == 2
     err = capsys.readouterr().err
     assert "'hellaswagg': did you mean hellaswag" in err and not out.exists()
 
@@ -361,3 +379,27 @@ def test_cli_evaluate_takes_a_run_folder_and_scores_its_final_round(model_dir, t
     argv = ["evaluate", str(run_dir), "--tasks", "toy_mc", "--include_path", str(task_dir), "--output_dir", str(out)]
     assert main(argv) == 0
     assert DownstreamResults.load(out).get("toy_mc", "acc").value == random_results.get("toy_mc", "acc").value
+
+
+def test_lm_eval_truncation_warnings_fold_into_one_line(caplog):
+    import logging
+
+    from inheritune_hf.evaluate import _TruncationSummary
+
+    lm_eval_logger = logging.getLogger("lm_eval.models.huggingface")
+    with caplog.at_level(logging.WARNING), _TruncationSummary(64):
+        for total in (70, 90, 80):
+            lm_eval_logger.warning(
+                f"Combined length of context ({total - 5}) and continuation (5) exceeds model's maximum length (64). "
+                f"Truncating {total - 64 + 1} tokens from the left."
+            )
+        lm_eval_logger.warning(
+            "Left truncation applied. Original sequence length was 100, truncating to last 64 tokens."
+        )
+        lm_eval_logger.warning("something else")
+    assert [record.getMessage() for record in caplog.records] == [
+        "something else",
+        "lm-eval cut 4 request(s) longer than the model's context of 64 tokens from the left (at most 36 tokens each): "
+        "their scores see only the last 64 tokens.",
+    ]
+    assert not lm_eval_logger.filters  # the filter leaves with the evaluation

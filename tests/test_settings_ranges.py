@@ -211,3 +211,18 @@ def test_every_numeric_setting_has_a_range():
         numeric = {name for name, kind in hints.items() if kind.split(" ")[0].startswith(("int", "float", "list[int"))}
         assert numeric <= set(dtype.RANGES), (dtype.__name__, numeric - set(dtype.RANGES))
     assert issubclass(InvalidArgumentError, InherituneError)
+
+
+def test_cli_errors_name_the_flag_not_the_keyword(reference, tmp_path, capsys):
+    """The library says "--overwrite (library: overwrite=True)"; the command line shows only what it can type."""
+    from inheritune_hf.io import check_output_dir
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "kept.txt").write_text("x")
+    with pytest.raises(InherituneError, match=r"Pass --overwrite \(library: overwrite=True\) to replace it"):
+        check_output_dir(out)
+    assert main(["run", "--reference_model", str(reference), "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Pass --overwrite to replace it" in err and "overwrite=True" not in err
+    assert [p.name for p in out.iterdir()] == ["kept.txt"]

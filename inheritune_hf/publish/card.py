@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError
-from ..markdown import cell
+from ..markdown import cell, setting
+from ..verdict import weak_reference
 
 if TYPE_CHECKING:  # pragma: no cover
     from huggingface_hub import ModelCard
@@ -79,6 +80,7 @@ def model_card(
     tags: Sequence[str] = (),
     model_name: str | None = None,
     template_path: str | os.PathLike | None = None,
+    usage_id: str | None = None,
 ) -> ModelCard:
     """A `huggingface_hub.ModelCard` for an Inheritune model: lineage, recipe, losses, downstream scores, citation.
 
@@ -86,6 +88,7 @@ def model_card(
         model: the model, its config, or a `save_pretrained` folder. Its `config.inheritune` (written by `inherit`)
             gives the lineage; a folder also supplies `rounds.json`, `downstream_results.json` and known figures.
         repo_id: where the card will live (used for the title and the usage snippet).
+        usage_id: what the usage snippet loads, when it is not `repo_id` (a local folder the model is in).
         base_model: the reference's Hub id (default: the lineage's `source` when it is a Hub id).
         lineage: overrides `config.inheritune`.
         rounds: growth rounds, as `run_inheritune` writes them to rounds.json (rows with kind, layers, steps,
@@ -154,7 +157,7 @@ def model_card(
     )
     variables = card_variables(
         name=name,
-        repo_id=repo_id,
+        repo_id=usage_id or repo_id,
         base_model=base_model,
         lineage=lineage,
         config=config,
@@ -185,7 +188,7 @@ def card_variables(
 ) -> dict[str, Any]:
     """The template's variables: table cells already formatted (by `cell`), plus the raw values they came from.
 
-    Formatted: `model_name`, `paper_url`, `citation`, `usage_id` (the repo id, or a placeholder path),
+    Formatted: `model_name`, `paper_url`, `citation`, `usage_id` (where the model is: the repo id or folder given),
     `source_link` (markdown), `layers`, `source_depth`, `inherited_blocks` ("0-2, 5"), `reinitialized` (None when
     nothing was), `grown_from`, `trained` (whether growth rounds are known), `verdict` (one line: matched or not, by
     how much; None without rounds), `has_baseline`, `rounds_table` (rows of cells), `training_table` and
@@ -196,6 +199,7 @@ def card_variables(
     """
     source = base_model or lineage.get("source") or "the reference model"
     grown = [row for row in rounds if row.get("kind", "inheritune") == "inheritune"]
+    grown_matched = bool(grown and grown[-1].get("matched"))
     reinitialized = lineage.get("reinitialized") or []
     return {
         "model_name": name,
@@ -209,7 +213,8 @@ def card_variables(
         "reinitialized": ", ".join(cell(part) for part in reinitialized) if reinitialized else None,
         "grown_from": cell(lineage["grown_from"]) if lineage.get("grown_from") else None,
         "trained": bool(grown),
-        "verdict": _verdict(grown),
+        "verdict": " ".join(filter(None, [_verdict(grown), weak_reference(rounds) if grown_matched else None]))
+        or None,
         "has_baseline": any(row.get("kind") == "random_baseline" for row in rounds),
         "grow_by": training.get("grow_by"),
         "aimed_at_reference": _aimed_at_reference(grown),
@@ -217,7 +222,7 @@ def card_variables(
             [cell(row.get(key, "-")) for key in _ROUND_COLUMNS] + ["yes" if row.get("matched") else "no"]
             for row in grown
         ],
-        "training_table": [(cell(key), cell(value)) for key, value in training.items()],
+        "training_table": [(cell(key), setting(value)) for key, value in _with_effect(training).items()],
         "validation_table": [(cell(key), cell(float(value))) for key, value in validation.items()],
         "downstream_table": results.to_markdown() if results is not None and results.rows else None,
         "figures": list(figures.items()),
@@ -227,6 +232,16 @@ def card_variables(
         "validation": dict(validation),
         "results": results,
     }
+
+
+def _with_effect(training: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe's settings without those that changed nothing: Trainer ignores num_train_epochs once max_steps is
+    set, and a card listing it (as 3) would say the model trained for three epochs."""
+    settings = dict(training)
+    max_steps = settings.get("max_steps")
+    if isinstance(max_steps, int | float) and max_steps > 0:
+        settings.pop("num_train_epochs", None)
+    return settings
 
 
 def _aimed_at_reference(grown: Sequence[Mapping[str, Any]]) -> bool:

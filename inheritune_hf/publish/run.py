@@ -51,6 +51,7 @@ def publish_run(
     commit_message: str | None = None,
     dry_run: str | os.PathLike | None = None,
     overwrite: bool = False,
+    usage_id: str | None = None,
 ) -> CommitInfo | Path:
     """Publish the final round of a `run_inheritune` output folder (`--push-to-hub REPO_ID`).
 
@@ -60,7 +61,8 @@ def publish_run(
     is checked before the card is built or anything is sent.
 
     Scores are an argument, not computed here: evaluate first with `evaluate_downstream` on the model in
-    `final_model_dir(run_dir)` (what `inheritune push RUN_DIR --tasks ...` does).
+    `final_model_dir(run_dir)` (what `inheritune push RUN_DIR --tasks ...` does). `usage_id` is what the card's
+    usage snippet loads when the model will not be at `repo_id` (a local folder).
     """
     run_dir = Path(run_dir)
     run, rows = _read_run(run_dir)
@@ -108,6 +110,7 @@ def publish_run(
         figures=figures,
         license=license,
         datasets=datasets,
+        usage_id=usage_id,
     )
     extra = {path.name: path for path in figures.values()}
     extra["rounds.json"] = run_dir / "rounds.json"

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..markdown import cell
+from ..verdict import weak_reference
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -33,7 +34,9 @@ def format_report(
     """report.md's text: the comparison table (layers, params, val loss, tokens, downstream scores) and verdict.
 
     `rows` hold `model`, `layers`, `params`, `val_loss` and `tokens` (the reference first, then Inheritune and the
-    random-init baseline); `results_by_name` maps a row's `model` to its lm-eval scores, if it was scored.
+    random-init baseline), and `kind` and `matched` as rounds.json has them: when the baseline matched too, the
+    verdict says the reference is too weak to show the method's benefit, and where the reference's tokens are known
+    a column adds them to Inheritune's (the compute it really needs); `results_by_name` maps a row's `model` to its lm-eval scores, if it was scored.
     With the reference's attention `analysis`, the lazy layers and the suggested starting depths are added (moved to
     depths `reference_config`'s layer pattern allows, when given).
     """
@@ -43,7 +46,11 @@ def format_report(
             key = (row.task, row.metric)
             if key not in metrics:
                 metrics.append(key)
-    header = ["model", "layers", "params", "val loss", "train tokens"] + [f"{t} {m}" for t, m in metrics]
+    # Inheritune needs a trained reference: where the run trained it, the compute compared includes its tokens.
+    reference_tokens = next((row.get("tokens") for row in rows if row.get("kind") == "reference"), None)
+    with_reference = ["tokens incl. reference's"] if reference_tokens else []
+    header = ["model", "layers", "params", "val loss", "train tokens", *with_reference]
+    header += [f"{t} {m}" for t, m in metrics]
     lines = [f"# {name}: Inheritune vs. its reference and the random-init baseline", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
@@ -55,9 +62,17 @@ def format_report(
             except (KeyError, ValueError):
                 scores.append("")
         cells = [row["model"], row["layers"], f"{row['params'] / 1e6:.2f}M", row["val_loss"], row["tokens"]]
+        if with_reference:
+            inherits = row.get("kind") == "inheritune" and row.get("tokens") is not None
+            cells.append(row["tokens"] + reference_tokens if inherits else row.get("tokens"))
         lines.append("| " + " | ".join(cell(c) for c in cells + scores) + " |")
     verdict = "matched" if matched else "did NOT match"
-    lines += ["", f"Inheritune {verdict} the reference's validation loss."]
+    caveat = weak_reference(rows, reference_tokens) if matched else None
+    lines += ["", f"Inheritune {verdict} the reference's validation loss." + (f" {caveat}" if caveat else "")]
+    for model, results in results_by_name.items():
+        note = results.chance_note() if results is not None else None
+        if note:
+            lines += ["", f"{model}: {note}"]
     if analysis is not None:
         lazy = analysis.lazy_layers
         lines += [

@@ -271,8 +271,8 @@ def compared_models(
 ) -> tuple[list[dict[str, Any]], dict[str, PreTrainedModel]]:
     """The paper's comparison: the reference, the final Inheritune model and the same-size random-init baseline.
 
-    Returns the table rows (`model`, `layers`, `params`, `val_loss`, `tokens`; Inheritune's tokens count every
-    round) and the models by row name, read back from the run folder. Parameters are counted from each saved
+    Returns the table rows (`model`, `layers`, `params`, `val_loss`, `tokens`, `kind` as in rounds.json and
+    `matched`; Inheritune's tokens count every round) and the models by row name, read back from the run folder. Parameters are counted from each saved
     config on the meta device, so `load_models=False` (the processes that do not evaluate, under `accelerate
     launch`) gets the same rows without holding two more models in memory.
     """
@@ -284,20 +284,23 @@ def compared_models(
             "params": parameter_count(reference),
             "val_loss": result.reference_loss,
             "tokens": reference_info.get("tokens"),
+            "kind": "reference",
         }
     ]
     models = {rows[0]["model"]: reference}
     compared = [("inheritune", result.rounds[-1])] + ([("baseline", result.baseline)] if result.baseline else [])
     for kind, row in compared:
-        folder = result.output_dir / row["checkpoint"]
+        folder = result.output_dir / row.checkpoint
         label = "Inheritune" if kind == "inheritune" else "random init (same size)"
         rows.append(
             {
-                "model": f"{label} ({row['layers']}L)",
-                "layers": row["layers"],
+                "model": f"{label} ({row.layers}L)",
+                "layers": row.layers,
                 "params": meta_parameter_count(load_causal_lm_config(folder)),
-                "val_loss": row["val_loss"],
-                "tokens": row.get("cumulative_tokens", row.get("tokens")),
+                "val_loss": row.val_loss,
+                "tokens": row.cumulative_tokens,
+                "kind": row.kind,
+                "matched": row.matched,
             }
         )
         if load_models:
@@ -369,6 +372,7 @@ def publish_model(
         overwrite=True,
         base_model=recipe.reference,
         datasets=data_args.dataset_name,
+        usage_id=None if recipe.hub_repo_id else str(folder),  # unpushed: the snippet loads the folder it is in
     )
 
 
