@@ -226,3 +226,14 @@ def test_cli_errors_name_the_flag_not_the_keyword(reference, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Pass --overwrite to replace it" in err and "overwrite=True" not in err
     assert [p.name for p in out.iterdir()] == ["kept.txt"]
+
+
+def test_a_recipe_refuses_start_layers_beyond_its_reference_before_reading_data(tmp_path, capsys, monkeypatch):
+    import inheritune_hf.recipe.run as recipe_run
+
+    monkeypatch.setattr(recipe_run, "prepare_inputs", lambda *a, **k: pytest.fail("the data was read"))
+    out = tmp_path / "out"
+    code = recipe_main(argv=["--smoke", "--output_dir", str(out), "--start_layers", "12"])
+    assert code == 2
+    assert "start_layers=12 is outside 1..4" in capsys.readouterr().err
+    assert not out.exists()
