@@ -11,7 +11,7 @@ TORCH := torch==2.13.0
 LATEST := .venv-latest
 LATEST_PY := $(LATEST)/bin/python
 
-.PHONY: install demo test test-slow test-latest lock sweep quality style bench gpu-check clean
+.PHONY: install demo test test-slow test-latest test-pythons test-oldest tools lock sweep quality style bench gpu-check clean
 
 install: $(STAMP)
 
@@ -43,13 +43,44 @@ test-latest:
 	$(LATEST_PY) -m pytest -q
 
 # Pin what `make test-latest` just passed with. Local version labels (torch's +cpu) are dropped so that the
-# same file serves CPU and CUDA builds of the pinned version.
+# same file serves CPU and CUDA builds of the pinned version. The Python 3.10 lines (`python_version < "3.11"`) are
+# kept as they were, and the fresh pins of those packages get the `>= "3.11"` marker.
 lock: test-latest
 	{ echo "# The exact versions inheritune-hf was last tested with: \`make install\` installs them, \`make lock\`"; \
 	  echo "# refreshes them from a green \`make test-latest\` ($$(date -u +%F), Python $$($(LATEST_PY) -c 'import platform; print(platform.python_version())'))."; \
 	  $(LATEST_PY) -m pip freeze --all --exclude-editable | sed -e 's/+[^ ]*$$//'; } > $(CONSTRAINTS).tmp
-	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
+	awk -v old='python_version < "3.11"' -v new='; python_version >= "3.11"' \
+	  'function key(line) { sub(/[=;].*/, "", line); gsub(/_/, "-", line); return tolower(line) } \
+	   FNR == NR { if (index($$0, old)) { kept[++n] = $$0; py310[key($$0)] = 1 } else if (FNR > 2 && /^#/) note[++m] = $$0; next } \
+	   { print (!/^#/ && key($$0) in py310) ? $$0 new : $$0 } \
+	   END { for (i = 1; i <= m; i++) print note[i]; for (i = 1; i <= n; i++) print kept[i] }' \
+	  $(CONSTRAINTS) $(CONSTRAINTS).tmp > $(CONSTRAINTS).new
+	rm $(CONSTRAINTS).tmp
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 	@echo "wrote $(CONSTRAINTS): run 'make test' to install it into $(VENV)"
+
+# Every supported interpreter (3.10 to 3.13) and the oldest versions setup.cfg allows, each in its own venv under
+# .nox/ (noxfile.py). Needs python3.10 ... python3.13 on PATH; with pyenv, the installed 3.10-3.13 are made visible.
+# Extra pytest arguments: ARGS="tests/test_inherit.py -x".
+TOOLS := .venv-tools
+NOX := $(TOOLS)/bin/nox
+TOOLS_STAMP := $(TOOLS)/.installed
+ifneq ($(shell command -v pyenv 2>/dev/null),)
+test-pythons test-oldest: export PYENV_VERSION ?= $(shell pyenv version-name):$(shell pyenv versions --bare | grep -E '^3\.1[0-3]\.[0-9]+$$' | tr '\n' ':' | sed 's/:$$//')
+endif
+
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP):
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q nox==2026.10.20 uv==0.13.9
+	touch $(TOOLS_STAMP)
+
+test-pythons: tools
+	$(NOX) -s tests -- $(ARGS)
+
+test-oldest: tools
+	$(NOX) -s tests-oldest -- $(ARGS)
 
 sweep: install
 	$(PY) scripts/architecture_sweep.py --out docs/architectures.md
@@ -78,4 +109,4 @@ style: install
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) $(LATEST) outputs .pytest_cache
+	rm -rf $(VENV) $(LATEST) $(TOOLS) .nox outputs .pytest_cache

@@ -98,9 +98,10 @@ def inheritune_run(reference, data, settings: dict, target: float, **options) ->
             eval_steps=settings["eval_steps"], warmup_steps=10,
         )  # fmt: skip
         result = run_inheritune(reference, train_blocks, eval_blocks, args, round_args)
-        outcome = summarize(curve_in_flops(result.rounds, Path(tmp) / "run", reference.num_parameters()), target)
-    outcome["layers"] = [row["layers"] for row in result.rounds]
-    outcome["teacher_tokens"] = sum(row["teacher_tokens"] for row in result.rounds)
+        rows = [row.to_dict() for row in result.rounds]
+        outcome = summarize(curve_in_flops(rows, Path(tmp) / "run", reference.num_parameters()), target)
+    outcome["layers"] = [row.layers for row in result.rounds]
+    outcome["teacher_tokens"] = sum(row.teacher_tokens for row in result.rounds)
     return outcome
 
 
@@ -113,9 +114,8 @@ def random_init_run(reference, data, settings: dict, target: float, layers: int,
         round_args = arguments(
             tmp, max_steps=steps, eval_strategy="steps", eval_steps=settings["eval_steps"], warmup_steps=10
         )
-        result = train(
-            model, train_blocks, eval_blocks, round_args, teacher=reference, distillation_target=target, **distillation
-        )
+        distilled = InherituneArguments(**distillation).distillation(target=target)
+        result = train(model, train_blocks, eval_blocks, round_args, teacher=reference, distillation=distilled)
     spent = [
         flops_at(p["tokens"], result.flops, result.tokens, result.teacher_tokens, reference.num_parameters())
         for p in result.eval_curve

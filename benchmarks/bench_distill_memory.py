@@ -53,6 +53,7 @@ def measure(variant: str, options: argparse.Namespace) -> dict:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from inheritune_hf.distill import DistillationTrainer
+    from inheritune_hf.settings import DistillationConfig
 
     hf_logging.set_verbosity_error()
     torch.set_num_threads(options.threads)
@@ -74,7 +75,7 @@ def measure(variant: str, options: argparse.Namespace) -> dict:
         if variant.startswith("distilled"):
             trainer = DistillationTrainer(
                 model=student, args=args, teacher=gpt2(options.teacher_layers, seed=1),
-                distillation_weight=0.5, distillation_temperature=2.0,
+                distillation=DistillationConfig(weight=0.5, temperature=2.0),
             )  # fmt: skip
         else:
             trainer = Trainer(model=student, args=args)

@@ -71,7 +71,7 @@ LAZY = "import sys; from inheritune_hf.cli import main; sys.exit(main(['inherit'
 
 # Start-up alone (interpreter and imports, the same modules each method loads), to tell it from the work.
 STARTUP = {
-    "lazy": "from inheritune_hf.cli import build_parser; build_parser()",
+    "lazy": "import inheritune_hf.cli.inherit",
     "naive": "from transformers import AutoModelForCausalLM; from inheritune_hf.inherit import inherit",
     "mergekit": "import mergekit.scripts.run_yaml",
 }

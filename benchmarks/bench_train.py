@@ -186,16 +186,16 @@ def growth(train_blocks, eval_blocks, vocab: int, block: int, settings: dict) ->
             result = run_inheritune(reference, train_blocks, eval_blocks, args, round_args)
             rounds = []
             for row in result.rounds:
-                curve = json.loads((Path(tmp) / "run" / row["eval_curve"]).read_text())
-                rounds.append({k: row[k] for k in ("layers", "steps", "tokens", "val_loss", "matched")})
+                curve = json.loads((Path(tmp) / "run" / row.eval_curve).read_text())
+                rounds.append({k: getattr(row, k) for k in ("layers", "steps", "tokens", "val_loss", "matched")})
                 rounds[-1]["start_loss"] = curve[0]["eval_loss"]  # eval_on_start: the grown model, untrained
         outcome[label] = {
             "strategy": strategy,
             "growth_lr_scale": lr_scale,
             "growth_warmup_steps": warmup,
             "rounds": rounds,
-            "total_tokens": result.rounds[-1]["cumulative_tokens"],
-            "final_loss": result.rounds[-1]["val_loss"],
+            "total_tokens": result.rounds[-1].cumulative_tokens,
+            "final_loss": result.rounds[-1].val_loss,
             "matched": result.matched,
         }
     for label in ("continue", "continue_low_lr"):

@@ -28,7 +28,7 @@ from transformers import PreTrainedModel, Trainer
 from transformers.loss.loss_utils import LOSS_MAPPING
 
 from .errors import TrainingError
-from .settings import check_distillation
+from .settings import DistillationConfig
 
 #: fp32 elements of one chunk's temporaries ([positions, vocab]): 64 MB each, so the positions per chunk shrink as
 #: the vocabulary grows (333 at GPT-2's 50K) and a chunk's few temporaries stay small beside the logits.
@@ -178,7 +178,8 @@ class DistillationTrainer(Trainer):
     Each training log entry gains `distill_ce` and `distill_kl` (means over the logging interval, scaled as `loss`
     is, so `loss == (1 - alpha) * distill_ce + alpha * T^2 * distill_kl` while alpha is constant) and
     `distill_alpha` (its mean over the interval). `distill_kl` averages the steps that ran the teacher, and is
-    absent when none did. With the 'until_target' schedule, `distillation_target` is the validation loss at which
+    absent when none did. The settings come whole in `distillation` (`settings.DistillationConfig`, as TRL's
+    `GKDTrainer` takes a `GKDConfig`); with its 'until_target' schedule, its `target` is the validation loss at which
     distillation stops (the round's match threshold).
     """
 
@@ -186,42 +187,34 @@ class DistillationTrainer(Trainer):
         self,
         *args: Any,
         teacher: PreTrainedModel,
-        distillation_weight: float,
-        distillation_temperature: float = 1.0,
-        distillation_schedule: str = "constant",
-        distillation_target: float | None = None,
+        distillation: DistillationConfig,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
-        check_distillation(
-            distillation_weight, distillation_temperature, distillation_schedule,
-            target=distillation_target, evaluates=self.args.eval_strategy != "no",
-        )  # fmt: skip
+        distillation.check_evaluates(self.args.eval_strategy != "no")
         if self.is_fsdp_enabled or (self.is_deepspeed_enabled and _zero_stage(self) == 3):
             raise TrainingError(
                 "Distillation under FSDP or DeepSpeed ZeRO-3 is not supported: the student would be sharded but the "
                 "teacher held whole on every rank. Use DDP or ZeRO-1/2, or distillation_weight=0."
             )
         self.teacher = teacher.eval().to(self.args.device)
-        self.distillation_weight = distillation_weight
-        self.distillation_temperature = distillation_temperature
-        self.distillation_schedule = distillation_schedule
-        self.distillation_target = distillation_target
+        self.distillation = distillation
         self._target_reached_at: int | None = None
         self._reset_logged()
 
     # --- the schedule -------------------------------------------------------------------------------------------
 
     def target_reached_at(self) -> int | None:
-        """The step of the first evaluation after step 0 at or below `distillation_target`, read from the log history
+        """The step of the first evaluation after step 0 at or below `distillation.target`, read from the log history
         (so a resumed run knows it too); None before. The step-0 evaluation (`eval_on_start`, for the loss curve)
         measures the model before training and does not end its distillation."""
-        if self._target_reached_at is None and self.distillation_target is not None:
+        target = self.distillation.target
+        if self._target_reached_at is None and target is not None:
             self._target_reached_at = next(
                 (
                     int(entry["step"])
                     for entry in self.state.log_history
-                    if entry.get("step", 0) > 0 and entry.get("eval_loss", math.inf) <= self.distillation_target
+                    if entry.get("step", 0) > 0 and entry.get("eval_loss", math.inf) <= target
                 ),
                 None,
             )
@@ -229,10 +222,9 @@ class DistillationTrainer(Trainer):
 
     def distillation_weight_at(self, step: int) -> float:
         """alpha at optimizer step `step` of this round, by the schedule."""
-        reached = self.target_reached_at() if self.distillation_schedule == "until_target" else None
-        return distillation_weight_at(
-            self.distillation_weight, self.distillation_schedule, step, self.state.max_steps, reached
-        )
+        config = self.distillation
+        reached = self.target_reached_at() if config.schedule == "until_target" else None
+        return distillation_weight_at(config.weight, config.schedule, step, self.state.max_steps, reached)
 
     @property
     def teacher_steps(self) -> int:
@@ -251,7 +243,7 @@ class DistillationTrainer(Trainer):
             self._record(step, alpha, loss, None, num_items_in_batch)
             return (loss, outputs) if return_outputs else loss
 
-        temperature = self.distillation_temperature
+        temperature = self.distillation.temperature
         labels = inputs.get("labels")
         teacher_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "num_items_in_batch")}
         fused = labels is not None and self._ce_is_plain(model)

@@ -5,7 +5,7 @@ compare, grow, until a round matches the target or reaches `max_layers`. Its out
 
     output_dir/
       run.json                 settings, reference and data fingerprints (a resume must match them)
-      rounds.json              the table: one row per round (and the random baseline, if asked), with the
+      rounds.json              the table: one `RoundRecord` per round (and the random baseline, if asked), with the
                                tokens and training FLOPs spent (the teacher's forwards included when distilling)
       round-1-12L/             one round: Trainer checkpoints (checkpoint-N/), then
         model/                 the trained model (save_pretrained, safetensors), written atomically
@@ -14,6 +14,10 @@ compare, grow, until a round matches the target or reaches `max_layers`. Its out
       loss_curves.png          reference, rounds and baseline against training tokens
       attention_history.json   with track_attention_steps N: each stage's attention rank and mass every N steps,
       attention_history.png    and MaxRank per layer against training steps (`tracking`)
+
+The loop reads as the paper's Algorithm 1 in `run_inheritune`: `_start_run` (every check, the folder),
+`_measure_reference` (the target), `_inheritune_round` per depth until one matches, `_random_baseline`, `_plot`;
+the stages share one `_Run` (inputs, folder, target, the table so far).
 
 A killed run is resumed with `resume=True`: finished rounds are read back from rounds.json, the unfinished
 round continues from its last Trainer checkpoint (model, optimizer, scheduler, RNG and data position).
@@ -26,7 +30,7 @@ import json
 import logging
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +63,7 @@ from .narration import narrate
 from .settings import DataArguments, InherituneArguments, check_distillation, check_training_arguments
 from .slicing import nearest_valid_num_layers, valid_num_layers
 from .tracking import ATTENTION_HISTORY_FILE, AttentionTracking, check_trackable
-from .train import check_training_inputs, evaluate_loss, train
+from .train import TrainResult, check_training_inputs, evaluate_loss, train
 
 logger = logging.getLogger(__name__)
 
@@ -78,16 +82,68 @@ _DISTILLATION_KEYS = ("distillation_weight", "distillation_temperature", "distil
 
 
 @dataclass
+class RoundRecord:
+    """One row of rounds.json: a round of Algorithm 1 (`kind` 'inheritune') or the random baseline.
+
+    The one type both are written as (`to_dict`, the JSON row, keys in this order) and read back as on resume
+    (`from_dict`), the way peft's configs round-trip. Tokens and FLOPs are training's, the teacher's forwards included
+    when distilling; `cumulative_*` add up the rounds so far (the baseline counts only its own); `checkpoint` and
+    `eval_curve` are paths inside the run folder.
+    """
+
+    kind: str  # "inheritune" or "random_baseline"
+    round: int | None  # 1, 2, ... (None for the baseline)
+    layers: int
+    strategy: str  # "inherit" (round 1), the growth strategy, or "random_init"
+    source_layers: list[int] | None  # the reference's blocks the model was sliced from (None for the baseline)
+    steps: int
+    tokens: int
+    cumulative_tokens: int
+    flops: float
+    cumulative_flops: float
+    distillation_weight: float
+    teacher_tokens: int
+    train_ce: float | None  # the last logged distill_ce / distill_kl (None without distillation)
+    train_kl: float | None
+    val_loss: float
+    reference_val_loss: float
+    target_loss: float
+    matched: bool
+    checkpoint: str
+    eval_curve: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The rounds.json row."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> RoundRecord:
+        """A rounds.json row read back; a key this version does not know means another version wrote the folder."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown, missing = sorted(set(row) - set(names)), [name for name in names if name not in row]
+        if unknown or missing:
+            raise TrainingError(
+                f"A row of {ROUNDS_FILE} does not fit this version (unknown {unknown}, missing {missing}). "
+                "Resume it with the version that wrote it, or start a new run with overwrite."
+            )
+        return cls(**row)
+
+
+@dataclass
 class InherituneResult:
     """The outcome of `run_inheritune`: the rounds table, the final model, and whether it matched."""
 
     model: PreTrainedModel = field(repr=False)
-    rounds: list[dict[str, Any]]
+    rounds: list[RoundRecord]
     reference_loss: float
     target_loss: float
     matched: bool
-    baseline: dict[str, Any] | None
+    baseline: RoundRecord | None
     output_dir: Path
+
+    def rows(self) -> list[dict[str, Any]]:
+        """rounds.json's rows: the rounds, then the baseline (what `verdict.weak_reference` reads)."""
+        return [row.to_dict() for row in (*self.rounds, *([self.baseline] if self.baseline else []))]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -125,7 +181,7 @@ def _read_json(path: Path) -> Any:
         raise TrainingError(f"Cannot read {path} to resume: {err}. Start a new run with overwrite.") from err
 
 
-def _prepare_output(out: Path, config: dict, args: InherituneArguments, state: PartialState) -> list[dict]:
+def _prepare_output(out: Path, config: dict, args: InherituneArguments, state: PartialState) -> list[RoundRecord]:
     """Check the output folder (and, on resume, that it was made with `config`); return the rounds done."""
     run_file = out / RUN_FILE
     if args.resume and run_file.exists():
@@ -137,7 +193,8 @@ def _prepare_output(out: Path, config: dict, args: InherituneArguments, state: P
                 + "; ".join(changed[:8])
                 + ". Resume with the original settings, or start a new run (another output_dir, or overwrite)."
             )
-        return _read_json(out / ROUNDS_FILE) if (out / ROUNDS_FILE).exists() else []
+        rows = _read_json(out / ROUNDS_FILE) if (out / ROUNDS_FILE).exists() else []
+        return [RoundRecord.from_dict(row) for row in rows]
     if args.resume:
         check_resumable(out)
     if not args.resume:
@@ -170,63 +227,6 @@ save_trained_model = _save_model  # public: the recipe saves its reference the s
 # ---------------------------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def _train_round(
-    name: str,
-    build_model,
-    reference: PreTrainedModel,
-    out: Path,
-    train_dataset,
-    eval_dataset,
-    args: InherituneArguments,
-    training_args: TrainingArguments,
-    target: float,
-    tokenizer,
-    callbacks,
-    state: PartialState,
-    schedule: dict[str, Any] | None = None,
-    tracking: AttentionTracking | None = None,
-    stage: str = "",
-):
-    """Build (seeded, so a resumed run builds the same model) and train one round in `out / name`.
-
-    `schedule` overrides training arguments for this round (a growth round's peak learning rate and warmup).
-    With `args.distillation_weight` > 0 the `reference` is the teacher ('until_target': until the round first
-    evaluates at the match threshold, target + tolerance). With `tracking`, the round's attention
-    history is recorded as `stage` and written to the run folder.
-    """
-    directory = out / name
-    set_seed(training_args.seed)
-    model = build_model()
-    resume = get_last_checkpoint(str(directory)) if args.resume and directory.is_dir() else None
-    if resume is not None:
-        _narrate("%s: resuming at %s", name, Path(resume).name)
-    # eval_on_start: the curve starts at step 0, the model as inherited (or grown, or initialised) before training,
-    # so the figure shows what inheriting bought; a resumed round keeps that point in its checkpoint's log history.
-    round_args = dataclasses.replace(training_args, output_dir=str(directory), eval_on_start=True, **(schedule or {}))
-    result = train(
-        model,
-        train_dataset,
-        eval_dataset,
-        round_args,
-        target_loss=target + args.tolerance if args.stop_at_target else None,
-        tokenizer=tokenizer,
-        callbacks=[*callbacks, *([tracking.callback()] if tracking is not None else [])],
-        resume_from_checkpoint=resume,
-        teacher=reference,
-        distillation_weight=args.distillation_weight,
-        distillation_temperature=args.distillation_temperature,
-        distillation_schedule=args.distillation_schedule,
-        distillation_target=target + args.tolerance,
-    )
-    _save_model(result, directory / "model", state)
-    if state.is_main_process:
-        write_json(directory / "eval_curve.json", result.eval_curve)
-    if tracking is not None:
-        tracking.record(stage, result.trainer)
-        tracking.write(out, plot=args.plot)
-    return model, result
 
 
 def round_depths(
@@ -284,6 +284,261 @@ def check_resumable(output_dir: str | Path) -> Path:
     raise TrainingError(f"Nothing to resume in {out}: it has no {RUN_FILE}. Drop --resume to start a new run.")
 
 
+@dataclass
+class _Run:
+    """What every stage of one `run_inheritune` shares: its inputs, its folder, its target and its table so far."""
+
+    reference: PreTrainedModel
+    train_dataset: datasets.Dataset | datasets.IterableDataset
+    eval_dataset: datasets.Dataset
+    args: InherituneArguments
+    training_args: TrainingArguments
+    tokenizer: PreTrainedTokenizerBase | None
+    callbacks: Sequence[TrainerCallback]
+    tracking: AttentionTracking | None
+    state: PartialState
+    out: Path
+    config: dict[str, Any]  # run.json's fingerprints (`_run_config`), which a resume must match
+    depths: list[int]
+    records: list[RoundRecord]  # rounds.json: the rounds (and the baseline) in the order they finished
+    reference_loss: float = math.nan
+    target: float = math.nan
+
+    @property
+    def threshold(self) -> float:
+        """The validation loss at or below which a round matches: target + tolerance."""
+        return self.target + self.args.tolerance
+
+    @property
+    def rounds(self) -> list[RoundRecord]:
+        return [r for r in self.records if r.kind == "inheritune"]
+
+    @property
+    def baseline(self) -> RoundRecord | None:
+        return next((r for r in self.records if r.kind == "random_baseline"), None)
+
+    def record(self, row: RoundRecord) -> None:
+        """Add a finished round to the table and rewrite rounds.json: what a resume reads back."""
+        self.records.append(row)
+        if self.state.is_main_process:
+            write_json(self.out / ROUNDS_FILE, [r.to_dict() for r in self.records])
+
+
+def _start_run(
+    reference: PreTrainedModel,
+    train_dataset: datasets.Dataset | datasets.IterableDataset,
+    eval_dataset: datasets.Dataset,
+    args: InherituneArguments,
+    training_args: TrainingArguments,
+    tokenizer: PreTrainedTokenizerBase | None,
+    callbacks: Sequence[TrainerCallback],
+    tracking: AttentionTracking | None,
+) -> _Run:
+    """Every check, before anything is written; then the output folder (and, on resume, the rounds it holds)."""
+    check_training_arguments(training_args)
+    check_causal_lm(reference)
+    depths = round_depths(reference.config, args.start_layers, args.grow_by, args.max_layers)
+    if args.max_eval_blocks is not None and not isinstance(eval_dataset, datasets.IterableDataset):
+        eval_dataset = eval_dataset.select(range(min(args.max_eval_blocks, len(eval_dataset))))
+    elif args.max_eval_blocks is not None:
+        eval_dataset = eval_dataset.take(args.max_eval_blocks)
+    check_training_inputs(reference, train_dataset, eval_dataset, tokenizer)
+    check_distillation(
+        args.distillation_weight, args.distillation_temperature, args.distillation_schedule,
+        evaluates=training_args.eval_strategy != "no",
+    )  # fmt: skip
+    if args.track_attention_steps or tracking is not None:
+        check_trackable(training_args)
+
+    state, out = PartialState(), Path(training_args.output_dir)
+    config = _run_config(reference, train_dataset, eval_dataset, args, training_args)
+    records = _prepare_output(out, config, args, state)
+    if args.track_attention_steps and tracking is None:
+        seq_len = min(100, len(next(iter(eval_dataset))["input_ids"]))  # the paper's T = 100, or whole blocks
+        tracking = AttentionTracking.from_dataset(
+            eval_dataset, args.track_attention_steps, args.track_attention_samples, seq_len, training_args.seed
+        )
+    if tracking is not None:
+        tracking.load(out / ATTENTION_HISTORY_FILE)  # the rounds an interrupted run finished
+    return _Run(
+        reference, train_dataset, eval_dataset, args, training_args, tokenizer, callbacks, tracking, state, out,
+        config, depths, records,
+    )  # fmt: skip
+
+
+def _measure_reference(
+    run: _Run, metadata: dict[str, Any] | None, reference_curve: Sequence[dict] | None
+) -> list[dict] | None:
+    """The reference's validation loss (given, read back on resume, or measured) and the target; writes run.json.
+
+    Returns the reference's own training curve: the one given, or the one an earlier process recorded."""
+    previous = _read_json(run.out / RUN_FILE) if (run.out / RUN_FILE).exists() else {}
+    reference_curve = list(reference_curve) if reference_curve else previous.get("reference_curve")
+    reference_loss = run.args.reference_loss
+    if reference_loss is None:
+        reference_loss = previous.get("reference_loss")
+    if reference_loss is None:
+        _narrate("reference: measuring its validation loss")
+        reference_loss = evaluate_loss(
+            run.reference, run.eval_dataset, dataclasses.replace(run.training_args, output_dir=str(run.out))
+        )
+    run.reference_loss, run.target = reference_loss, run.args.target(reference_loss)
+    _narrate(
+        "reference: validation loss %.4f; a round matches at %.4f or below; rounds at %s layers at most",
+        reference_loss,
+        run.threshold,
+        ", ".join(map(str, run.depths)),
+    )
+    if run.state.is_main_process:
+        run_file = {
+            "config": run.config,
+            "reference_loss": reference_loss,
+            "target_loss": run.target,
+            "metadata": metadata or {},
+            "reference_curve": reference_curve,
+        }
+        write_json(run.out / RUN_FILE, run_file)
+    return reference_curve
+
+
+def _train_round(
+    run: _Run,
+    name: str,
+    build_model: Callable[[], PreTrainedModel],
+    stage: str,
+    schedule: dict[str, Any] | None = None,
+) -> tuple[PreTrainedModel, TrainResult]:
+    """Build (seeded, so a resumed run builds the same model) and train one round in `run.out / name`.
+
+    `schedule` overrides training arguments for this round (a growth round's peak learning rate and warmup). With
+    distillation the reference is the teacher ('until_target': until the round first evaluates at the match
+    threshold). With tracking, the round's attention history is recorded as `stage` and written to the run folder.
+    """
+    directory = run.out / name
+    set_seed(run.training_args.seed)
+    model = build_model()
+    resume = get_last_checkpoint(str(directory)) if run.args.resume and directory.is_dir() else None
+    if resume is not None:
+        _narrate("%s: resuming at %s", name, Path(resume).name)
+    # eval_on_start: the curve starts at step 0, the model as inherited (or grown, or initialised) before training,
+    # so the figure shows what inheriting bought; a resumed round keeps that point in its checkpoint's log history.
+    round_args = dataclasses.replace(
+        run.training_args, output_dir=str(directory), eval_on_start=True, **(schedule or {})
+    )
+    tracking = [run.tracking.callback()] if run.tracking is not None else []
+    result = train(
+        model,
+        run.train_dataset,
+        run.eval_dataset,
+        round_args,
+        target_loss=run.threshold if run.args.stop_at_target else None,
+        tokenizer=run.tokenizer,
+        callbacks=[*run.callbacks, *tracking],
+        resume_from_checkpoint=resume,
+        teacher=run.reference,
+        distillation=run.args.distillation(target=run.threshold),
+    )
+    _save_model(result, directory / "model", run.state)
+    if run.state.is_main_process:
+        write_json(directory / "eval_curve.json", result.eval_curve)
+    if run.tracking is not None:
+        run.tracking.record(stage, result.trainer)
+        run.tracking.write(run.out, plot=run.args.plot)
+    return model, result
+
+
+def _record(
+    run: _Run, name: str, layers: int, model: PreTrainedModel, result: TrainResult, index: int | None = None
+) -> RoundRecord:
+    """The rounds.json row of round `index` (None: the random baseline), counting on from the round before it."""
+    before = run.rounds[-1] if index is not None and index > 1 else None
+    lineage = getattr(model.config, "inheritune", None) or {}
+    strategy = "random_init" if index is None else "inherit" if index == 1 else run.args.growth_strategy
+    row = RoundRecord(
+        kind="random_baseline" if index is None else "inheritune",
+        round=index,
+        layers=layers,
+        strategy=strategy,
+        source_layers=None if index is None else lineage.get("source_layers"),
+        steps=result.steps,
+        tokens=result.tokens,
+        cumulative_tokens=(before.cumulative_tokens if before else 0) + result.tokens,
+        flops=result.flops,
+        cumulative_flops=(before.cumulative_flops if before else 0.0) + result.flops,
+        distillation_weight=run.args.distillation_weight,
+        teacher_tokens=result.teacher_tokens,
+        train_ce=result.distillation_log.get("distill_ce"),
+        train_kl=result.distillation_log.get("distill_kl"),
+        val_loss=result.final_loss,
+        reference_val_loss=run.reference_loss,
+        target_loss=run.target,
+        matched=result.final_loss <= run.threshold,
+        checkpoint=f"{name}/model",
+        eval_curve=f"{name}/eval_curve.json",
+    )
+    run.record(row)
+    return row
+
+
+def _inheritune_round(run: _Run, index: int, layers: int) -> tuple[PreTrainedModel, RoundRecord]:
+    """Round `index` of Algorithm 1: inherit `layers` blocks (round 1) or grow the previous round's model to
+    `layers`, train it, and record it."""
+    name, rounds = f"round-{index}-{layers}L", run.rounds
+    before = rounds[-1] if rounds else None
+    # Growth reads the previous round's model back from its saved folder, not from memory: the same path whether
+    # or not the run was resumed, and a full model even when FSDP or DeepSpeed sharded the one in memory. It is
+    # loaded before the round's seed is set, so every path builds the same model.
+    previous = load_causal_lm(run.out / before.checkpoint) if before else None
+
+    def build() -> PreTrainedModel:
+        if previous is None:
+            return inherit(run.reference, layers, reinit=run.args.reinit)
+        return grow(previous, run.reference, layers - before.layers, run.args.growth_strategy, reinit=run.args.reinit)
+
+    how = (
+        f"grown by {run.args.growth_strategy} from round {index - 1}"
+        if before
+        else "inherited from the reference's first blocks"
+    )
+    _narrate("%s: %d layers, %s", name, layers, how)
+    schedule = None
+    if before:  # a growth round: its own peak learning rate and warmup, when asked
+        schedule = {"learning_rate": run.training_args.learning_rate * run.args.growth_lr_scale}
+        if run.args.growth_warmup_steps is not None:
+            schedule["warmup_steps"] = run.args.growth_warmup_steps
+    model, result = _train_round(run, name, build, f"round_{index}", schedule)
+    row = _record(run, name, layers, model, result, index)
+    verdict = "matched" if row.matched else "not matched"
+    _narrate("%s: validation loss %.4f against %.4f: %s", name, row.val_loss, run.target, verdict)
+    return model, row
+
+
+def _random_baseline(run: _Run, layers: int) -> RoundRecord:
+    """The paper's baseline: the same-size model from random init, trained on one round's budget."""
+    name = f"baseline-{layers}L"
+    _narrate("%s: the same-size random-init baseline, %d layers, on one round's budget", name, layers)
+    model, result = _train_round(run, name, lambda: inherit(run.reference, layers, random_init=True), "baseline")
+    return _record(run, name, layers, model, result)
+
+
+def _plot(run: _Run, reference_curve: Sequence[dict] | None) -> None:
+    """loss_curves.png: the reference, the rounds and the baseline against training tokens."""
+    reference = run.reference
+    # the config's name: what from_pretrained read, or what a caller named an in-memory model
+    name = reference.config.name_or_path or reference.name_or_path or type(reference).__name__
+    if Path(name).is_absolute():  # a local folder: its last two parts, not the whole path
+        name = "/".join(Path(name).parts[-2:])
+    plot_loss_curves(
+        [r.to_dict() for r in run.records],
+        run.reference_loss,
+        run.out / FIGURE_FILE,
+        run.target,
+        reference_curve=reference_curve,
+        reference_label=f"reference ({num_layers_of(reference.config)} layers)",
+        title=f"Inheritune from {name}: validation loss against training tokens",
+    )
+
+
 def run_inheritune(
     reference: PreTrainedModel,
     train_dataset: datasets.Dataset | datasets.IterableDataset,
@@ -316,193 +571,29 @@ def run_inheritune(
     `training_args.seed`), or on those of `tracking`, whose stages (e.g. the recipe's reference) come first in
     `attention_history.json`.
     """
-    check_training_arguments(training_args)
-    check_causal_lm(reference)
-    state = PartialState()
-    out = Path(training_args.output_dir)
-    depths = round_depths(reference.config, args.start_layers, args.grow_by, args.max_layers)
-    if args.max_eval_blocks is not None and not isinstance(eval_dataset, datasets.IterableDataset):
-        eval_dataset = eval_dataset.select(range(min(args.max_eval_blocks, len(eval_dataset))))
-    elif args.max_eval_blocks is not None:
-        eval_dataset = eval_dataset.take(args.max_eval_blocks)
-    check_training_inputs(reference, train_dataset, eval_dataset, tokenizer)
-    check_distillation(
-        args.distillation_weight, args.distillation_temperature, args.distillation_schedule,
-        evaluates=training_args.eval_strategy != "no",
-    )  # fmt: skip
-    if args.track_attention_steps or tracking is not None:
-        check_trackable(training_args)
+    run = _start_run(reference, train_dataset, eval_dataset, args, training_args, tokenizer, callbacks, tracking)
+    reference_curve = _measure_reference(run, metadata, reference_curve)
 
-    config = _run_config(reference, train_dataset, eval_dataset, args, training_args)
-    done = _prepare_output(out, config, args, state)
-    if args.track_attention_steps and tracking is None:
-        seq_len = min(100, len(next(iter(eval_dataset))["input_ids"]))  # the paper's T = 100, or whole blocks
-        tracking = AttentionTracking.from_dataset(
-            eval_dataset, args.track_attention_steps, args.track_attention_samples, seq_len, training_args.seed
-        )
-    if tracking is not None:
-        tracking.load(out / ATTENTION_HISTORY_FILE)  # the rounds an interrupted run finished
-    previous = _read_json(out / RUN_FILE) if (out / RUN_FILE).exists() else {}
-    reference_curve = list(reference_curve) if reference_curve else previous.get("reference_curve")
-
-    reference_loss = args.reference_loss
-    if reference_loss is None:
-        reference_loss = previous.get("reference_loss")
-    if reference_loss is None:
-        _narrate("reference: measuring its validation loss")
-        reference_loss = evaluate_loss(
-            reference, eval_dataset, dataclasses.replace(training_args, output_dir=str(out))
-        )
-    target = args.target(reference_loss)
-    _narrate(
-        "reference: validation loss %.4f; a round matches at %.4f or below; rounds at %s layers at most",
-        reference_loss,
-        target + args.tolerance,
-        ", ".join(map(str, depths)),
-    )
-    if state.is_main_process:
-        run = {
-            "config": config,
-            "reference_loss": reference_loss,
-            "target_loss": target,
-            "metadata": metadata or {},
-            "reference_curve": reference_curve,
-        }
-        write_json(out / RUN_FILE, run)
-
-    rows = [r for r in done if r["kind"] == "inheritune"]
-    baseline = next((r for r in done if r["kind"] == "random_baseline"), None)
-
-    def record(row: dict) -> None:
-        done.append(row)
-        if state.is_main_process:
-            write_json(out / ROUNDS_FILE, done)
-
-    common = (reference, out, train_dataset, eval_dataset, args, training_args, target, tokenizer, callbacks, state)
-    model, layers, index = None, depths[0], 1
-    while True:
-        name = f"round-{index}-{layers}L"
-        row = next((r for r in rows if r["round"] == index), None)
-        if row is None:
-            # Growth reads the previous round's model back from its saved folder, not from memory: the same
-            # path whether or not the run was resumed, and a full model even when FSDP or DeepSpeed sharded the
-            # one in memory. It is loaded before the round's seed is set, so every path builds the same model.
-            previous = load_causal_lm(out / rows[-1]["checkpoint"]) if rows else None
-
-            def build(previous=previous, new=layers - (rows[-1]["layers"] if rows else 0)):
-                if previous is None:
-                    return inherit(reference, depths[0], reinit=args.reinit)
-                return grow(previous, reference, new, args.growth_strategy, reinit=args.reinit)
-
-            _narrate(
-                "%s: %d layers, %s",
-                name,
-                layers,
-                "inherited from the reference's first blocks"
-                if not rows
-                else f"grown by {args.growth_strategy} from round {index - 1}",
-            )
-            schedule = None
-            if rows:  # a growth round: its own peak learning rate and warmup, when asked
-                schedule = {"learning_rate": training_args.learning_rate * args.growth_lr_scale}
-                if args.growth_warmup_steps is not None:
-                    schedule["warmup_steps"] = args.growth_warmup_steps
-            model, result = _train_round(
-                name, build, *common, schedule=schedule, tracking=tracking, stage=f"round_{index}"
-            )
-            tokens_before = rows[-1]["cumulative_tokens"] if rows else 0
-            row = {
-                "kind": "inheritune",
-                "round": index,
-                "layers": layers,
-                "strategy": "inherit" if index == 1 else args.growth_strategy,
-                "source_layers": (getattr(model.config, "inheritune", None) or {}).get("source_layers"),
-                "steps": result.steps,
-                "tokens": result.tokens,
-                "cumulative_tokens": tokens_before + result.tokens,
-                "flops": result.flops,
-                "cumulative_flops": (rows[-1].get("cumulative_flops", math.nan) if rows else 0.0) + result.flops,
-                "distillation_weight": args.distillation_weight,
-                "teacher_tokens": result.teacher_tokens,
-                "train_ce": result.distillation_log.get("distill_ce"),
-                "train_kl": result.distillation_log.get("distill_kl"),
-                "val_loss": result.final_loss,
-                "reference_val_loss": reference_loss,
-                "target_loss": target,
-                "matched": result.final_loss <= target + args.tolerance,
-                "checkpoint": f"{name}/model",
-                "eval_curve": f"{name}/eval_curve.json",
-            }
-            rows.append(row)
-            record(row)
-            _narrate(
-                "%s: validation loss %.4f against %.4f: %s",
-                name,
-                row["val_loss"],
-                target,
-                "matched" if row["matched"] else "not matched",
-            )
-        else:
-            model = None  # finished in an earlier process
-        if row["matched"] or index == len(depths):
+    model = None
+    for index, layers in enumerate(run.depths, start=1):
+        row = next((r for r in run.rounds if r.round == index), None)  # finished by an earlier process
+        model, row = _inheritune_round(run, index, layers) if row is None else (None, row)
+        if row.matched:
             break
-        layers, index = depths[index], index + 1
-
     if model is None:
-        model = load_causal_lm(out / rows[-1]["checkpoint"])
+        model = load_causal_lm(run.out / row.checkpoint)
+    if args.random_baseline and run.baseline is None:
+        _random_baseline(run, row.layers)
 
-    if args.random_baseline and baseline is None:
-        name = f"baseline-{layers}L"
-        _narrate("%s: the same-size random-init baseline, %d layers, on one round's budget", name, layers)
-        _, result = _train_round(
-            name, lambda: inherit(reference, layers, random_init=True), *common, tracking=tracking, stage="baseline"
-        )
-        baseline = {
-            "kind": "random_baseline",
-            "round": None,
-            "layers": layers,
-            "strategy": "random_init",
-            "source_layers": None,
-            "steps": result.steps,
-            "tokens": result.tokens,
-            "cumulative_tokens": result.tokens,
-            "flops": result.flops,
-            "cumulative_flops": result.flops,
-            "distillation_weight": args.distillation_weight,
-            "teacher_tokens": result.teacher_tokens,
-            "train_ce": result.distillation_log.get("distill_ce"),
-            "train_kl": result.distillation_log.get("distill_kl"),
-            "val_loss": result.final_loss,
-            "reference_val_loss": reference_loss,
-            "target_loss": target,
-            "matched": result.final_loss <= target + args.tolerance,
-            "checkpoint": f"{name}/model",
-            "eval_curve": f"{name}/eval_curve.json",
-        }
-        record(baseline)
-
-    if args.plot and state.is_main_process:
-        # the config's name: what from_pretrained read, or what a caller named an in-memory model
-        name = reference.config.name_or_path or reference.name_or_path or type(reference).__name__
-        if Path(name).is_absolute():  # a local folder: its last two parts, not the whole path
-            name = "/".join(Path(name).parts[-2:])
-        label = f"reference ({num_layers_of(reference.config)} layers)"
-        plot_loss_curves(
-            done,
-            reference_loss,
-            out / FIGURE_FILE,
-            target,
-            reference_curve=reference_curve,
-            reference_label=label,
-            title=f"Inheritune from {name}: validation loss against training tokens",
-        )
-    state.wait_for_everyone()
+    if args.plot and run.state.is_main_process:
+        _plot(run, reference_curve)
+    run.state.wait_for_everyone()
     return InherituneResult(
         model=model,
-        rounds=rows,
-        reference_loss=reference_loss,
-        target_loss=target,
-        matched=bool(rows[-1]["matched"]),
-        baseline=baseline,
-        output_dir=out,
+        rounds=run.rounds,
+        reference_loss=run.reference_loss,
+        target_loss=run.target,
+        matched=bool(row.matched),
+        baseline=run.baseline,
+        output_dir=run.out,
     )

@@ -2,7 +2,7 @@
 
 Every entry point reads its settings from these dataclasses, so the same thing has the same name everywhere
 (`--dataset_name`, `--output_dir`, `--reinit`, `--trust_remote_code`) and a YAML file's keys are the flag names.
-The `inheritune` subcommands and the recipe scripts parse them with `inheritune_hf.cli.parser.InherituneParser`,
+The `inheritune` subcommands and the recipe scripts parse them with `inheritune_hf.parser.InherituneParser`,
 a notebook can build them directly (`InherituneArguments(start_layers=12)`).
 
 This module sits low in the package, beside `errors`: it imports nothing of the method, so any step (and the CLI
@@ -67,14 +67,45 @@ def check_distillation(
     if schedule == "until_target" and weight > 0:
         if target is None:
             raise TrainingError(
-                "distillation_schedule='until_target' needs the target loss to stop distilling at: pass "
-                "distillation_target to train (run_inheritune passes the reference's), or use another schedule."
+                "distillation_schedule='until_target' needs the target loss to stop distilling at: give "
+                "DistillationConfig a target (run_inheritune gives the round's match threshold), or use another "
+                "schedule."
             )
         if not evaluates:
             raise TrainingError(
                 "distillation_schedule='until_target' notices the target at evaluations: set eval_strategy='steps' "
                 "and eval_steps in TrainingArguments, or use another schedule."
             )
+
+
+@dataclass(frozen=True)
+class DistillationConfig:
+    """How a round heals by distillation: one object handed whole from the settings to the trainer.
+
+    TRL's way (`GKDConfig` for `GKDTrainer`): `InherituneArguments.distillation(target)` builds it,
+    `rounds.run_inheritune` hands it to `train`, and `train` to `distill.DistillationTrainer`. The loss is
+    `(1 - weight) * CE + weight * temperature^2 * KL(teacher || student)`; `schedule` moves the weight over a round
+    (`DISTILLATION_SCHEDULES`), and `target` is the validation loss at which 'until_target' stops distilling (the
+    round's match threshold). A config is checked when it is made (`check_distillation`), so a bad one never reaches
+    a trainer.
+    """
+
+    weight: float = 0.0
+    temperature: float = 1.0
+    schedule: str = "constant"
+    target: float | None = None
+
+    def __post_init__(self) -> None:
+        check_distillation(self.weight, self.temperature, self.schedule, target=self.target)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a round trains against the teacher at all (weight 0 trains exactly as without one)."""
+        return self.weight > 0
+
+    def check_evaluates(self, evaluates: bool) -> None:
+        """Refuse 'until_target' without periodic evaluation, the only place it can notice the target."""
+        check_distillation(self.weight, self.temperature, self.schedule, target=self.target, evaluates=evaluates)
 
 
 def as_target_loss(value: Any) -> float:
@@ -593,6 +624,12 @@ class InherituneArguments:
     def target(self, reference_loss: float) -> float:
         """The validation loss a round must reach: the reference's, or the number given."""
         return reference_loss if self.target_loss == "reference" else float(self.target_loss)
+
+    def distillation(self, target: float | None = None) -> DistillationConfig:
+        """The distillation settings as one `DistillationConfig`, stopping ('until_target') at `target`."""
+        return DistillationConfig(
+            self.distillation_weight, self.distillation_temperature, self.distillation_schedule, target=target
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------

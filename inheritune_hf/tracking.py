@@ -325,7 +325,7 @@ class AttentionCollapseCallback(TrainerCallback, ExportableState):
         if ids.dtype.is_floating_point or ids.dim() != 2 or ids.shape[0] < 1 or ids.shape[1] < 1:
             raise DataError(
                 f"input_ids must be integer token ids of shape [samples, T], got {tuple(ids.shape)} {ids.dtype}; "
-                "draw them with inheritune_hf.attention_samples(eval_dataset, num_samples, seq_len)."
+                "draw them with inheritune_hf.tracking.attention_samples(eval_dataset, num_samples, seq_len)."
             )
         _check_positive("every_n_steps", every_n_steps)
         _check_positive("batch_size", batch_size)

@@ -30,7 +30,7 @@ from .data import MIN_DISTINCT_IDS, NO_TOKENIZER_HINT
 from .distill import LOGGED, DistillationTrainer, training_flops
 from .errors import DataError, TrainingError
 from .loading import check_block_size
-from .settings import as_target_loss, check_distillation, check_training_arguments
+from .settings import DistillationConfig, as_target_loss, check_training_arguments
 from .tracking import AttentionCollapseCallback
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -148,10 +148,7 @@ def train(
     callbacks: Sequence[TrainerCallback] = (),
     resume_from_checkpoint: str | bool | None = None,
     teacher: PreTrainedModel | None = None,
-    distillation_weight: float = 0.0,
-    distillation_temperature: float = 1.0,
-    distillation_schedule: str = "constant",
-    distillation_target: float | None = None,
+    distillation: DistillationConfig | None = None,
 ) -> TrainResult:
     """Train `model` with `Trainer` on packed blocks; stop early at `target_loss` if given.
 
@@ -161,11 +158,12 @@ def train(
     evaluation, with the tokens seen so far), the final validation loss (evaluated at the last step if no
     evaluation fell there), the steps, training tokens and FLOPs spent, and whether the target was reached.
 
-    With a `teacher` and `distillation_weight` alpha > 0 the training loss is `(1 - alpha) * CE + alpha * T^2 *
-    KL(teacher || model)` (`distill.DistillationTrainer`; T is `distillation_temperature`, alpha held or decayed by
-    `distillation_schedule`), and the FLOPs include the teacher's forwards. The 'until_target' schedule distills
-    until an evaluation first reaches `distillation_target`, then trains on the plain loss without the teacher.
-    alpha = 0 trains exactly as without a teacher: the same `Trainer`, the same weights.
+    With a `teacher` and a `distillation` (`settings.DistillationConfig`) whose weight alpha > 0 the training loss is
+    `(1 - alpha) * CE + alpha * T^2 * KL(teacher || model)` (`distill.DistillationTrainer`, handed the config whole;
+    T is its temperature, alpha held or decayed by its schedule), and the FLOPs include the teacher's forwards. The
+    'until_target' schedule distills until an evaluation first reaches the config's target, then trains on the plain
+    loss without the teacher. alpha = 0 (or no config) trains exactly as without a teacher: the same `Trainer`, the
+    same weights.
 
     `callbacks` are added to the Trainer; an `AttentionCollapseCallback` among them is bound to it
     (`tracking.AttentionCollapseCallback.bind`), so its attention values go through `Trainer.log` to `report_to`.
@@ -179,11 +177,9 @@ def train(
             "A target loss needs periodic evaluation: set eval_strategy='steps' and eval_steps in TrainingArguments."
         )
     check_training_inputs(model, train_dataset, eval_dataset, tokenizer)
-    check_distillation(
-        distillation_weight, distillation_temperature, distillation_schedule,
-        target=distillation_target, evaluates=args.eval_strategy != "no",
-    )  # fmt: skip
-    distilling = distillation_weight > 0
+    if distillation is not None:
+        distillation.check_evaluates(args.eval_strategy != "no")
+    distilling = distillation is not None and distillation.enabled
     if distilling and teacher is None:
         raise TrainingError("distillation_weight > 0 needs a teacher (the reference) to distill from.")
     if distilling and _vocabulary_size(teacher) != _vocabulary_size(model):
@@ -196,17 +192,8 @@ def train(
     teacher_parameters = teacher.num_parameters() if distilling else 0
 
     stopper = TargetLossCallback(target) if target is not None else None
-    distillation = {}
-    if distilling:
-        distillation = dict(
-            teacher=teacher,
-            distillation_weight=distillation_weight,
-            distillation_temperature=distillation_temperature,
-            distillation_schedule=distillation_schedule,
-            distillation_target=distillation_target,
-        )
     trainer = (DistillationTrainer if distilling else Trainer)(
-        **distillation,
+        **({"teacher": teacher, "distillation": distillation} if distilling else {}),
         model=model,
         args=args,
         train_dataset=train_dataset,

@@ -1,14 +1,11 @@
-"""GPT-2 large (36 layers) -> Inheritune 18 layers: the paper's Table 1, second row.
+"""Launcher of the recipe in the YAML file beside this script (same name, .yaml), for `accelerate launch`.
 
-    accelerate launch [--config_file recipes/accelerate_configs/multi_gpu.yaml] recipes/gpt2_large.py \
-        [--config recipes/gpt2_large.yaml] [--reference PATH_OR_HUB_ID] [--push-to-hub REPO_ID] [--smoke | --plan]
-        [--flag value ...]
+    python recipes/NAME.py [--smoke | --plan] [--budget NAME] [--push-to-hub REPO_ID] [--FLAG VALUE ...]
+    accelerate launch [--config_file recipes/accelerate_configs/multi_gpu.yaml] recipes/NAME.py [...]
 
-All settings are in gpt2_large.yaml (the paper's hyperparameters); any flag overrides them. The logic is
-`inheritune_hf.recipe`: train or load the reference, diagnose its attention, Inheritune with growth, the
-same-size random-init baseline, the paper's lm-eval suite, and a Hub-ready model folder (pushed when asked).
-`--smoke` runs the same code path on tiny shapes and the embedded corpus in a few CPU steps; `--plan` prints
-the shapes, tokens and compute of the full run (no training).
+The same as `inheritune recipe recipes/NAME.yaml [...]`: the YAML holds the settings (its header says what the
+recipe reproduces), any flag overrides them, and `inheritune_hf.recipe` holds the logic. Written by
+scripts/write_recipe_launchers.py, identical for every recipe; edit it there.
 """
 
 import sys

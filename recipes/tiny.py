@@ -1,11 +1,11 @@
-"""The embedded-default demo: the paper's story in miniature, offline, on a 2-core CPU in minutes.
+"""Launcher of the recipe in the YAML file beside this script (same name, .yaml), for `accelerate launch`.
 
-    python recipes/tiny.py [--budget small|default|paper] [--seed N] [--push-to-hub REPO_ID]
+    python recipes/NAME.py [--smoke | --plan] [--budget NAME] [--push-to-hub REPO_ID] [--FLAG VALUE ...]
+    accelerate launch [--config_file recipes/accelerate_configs/multi_gpu.yaml] recipes/NAME.py [...]
 
-Trains an 8-layer GPT-2-style reference on the embedded corpus (the Python 3.11 documentation), diagnoses its attention,
-runs Inheritune from 4 layers with growth until it matches, trains the same-size random-init baseline, scores
-all three with lm-eval on held-out tasks, and writes outputs/demo/ (report.md, figures, a Hub-ready model).
-All settings are in tiny.yaml; the logic is `inheritune_hf.recipe`.
+The same as `inheritune recipe recipes/NAME.yaml [...]`: the YAML holds the settings (its header says what the
+recipe reproduces), any flag overrides them, and `inheritune_hf.recipe` holds the logic. Written by
+scripts/write_recipe_launchers.py, identical for every recipe; edit it there.
 """
 
 import sys

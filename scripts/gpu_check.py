@@ -277,12 +277,14 @@ def timed_training(ctx: Context, model, callbacks=(), **distillation) -> tuple[f
 
 def distill_step(ctx: Context) -> Outcome:
     """A distilled step (student 2/3 of the teacher's blocks, alpha 0.5, T 2) against a plain step of the student."""
+    from inheritune_hf.settings import DistillationConfig
+
     student_layers = max(1, ctx.shape.n_layer * 2 // 3)
     plain_s, plain_peak = timed_training(ctx, bench.build_model(ctx.shape, ctx.device, student_layers))
     teacher = bench.build_model(ctx.shape, ctx.device)
     student = bench.build_model(ctx.shape, ctx.device, student_layers)
     distilled_s, distilled_peak = timed_training(
-        ctx, student, teacher=teacher, distillation_weight=0.5, distillation_temperature=2.0
+        ctx, student, teacher=teacher, distillation=DistillationConfig(weight=0.5, temperature=2.0)
     )
     time_ratio = distilled_s / plain_s
     figure = f"time {time_ratio:.2f}x ({distilled_s * 1e3:.0f} vs {plain_s * 1e3:.0f} ms/step)"

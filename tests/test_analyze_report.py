@@ -128,7 +128,7 @@ def checkpoint(tmp_path_factory):
 def test_cli_writes_report_csv_and_plot_and_prints_the_table(checkpoint, tmp_path, capsys):
     out = tmp_path / "analysis"
     corpus = checkpoint.parent / "corpus.txt"
-    args = ["analyze", str(checkpoint), "--text-file", str(corpus), "--out", str(out), "--num-samples", "4"]
+    args = ["analyze", str(checkpoint), "--text-file", str(corpus), "--output_dir", str(out), "--num-samples", "4"]
     assert main(args + ["--seq-len", "16"]) == 0
     assert {p.name for p in out.iterdir()} == {"report.json", "report.csv", "attention_rank.png"}
     report = AttentionReport.from_json(out / "report.json")
@@ -143,15 +143,15 @@ def test_cli_writes_report_csv_and_plot_and_prints_the_table(checkpoint, tmp_pat
 def test_cli_reads_a_dataset_split(checkpoint, tmp_path):
     corpus = checkpoint.parent / "corpus.txt"
     out = tmp_path / "analysis"
-    args = ["analyze", str(checkpoint), "--dataset", f"{corpus}:train", "--out", str(out), "--no-plot"]
+    args = ["analyze", str(checkpoint), "--dataset_name", f"{corpus}:train", "--output_dir", str(out), "--no-plot"]
     assert main(args + ["--num-samples", "2", "--seq-len", "16"]) == 0
     assert {p.name for p in out.iterdir()} == {"report.json", "report.csv"}
 
 
 def test_cli_errors_are_one_line_with_exit_code_two(checkpoint, tmp_path, capsys):
     corpus = checkpoint.parent / "corpus.txt"
-    args = ["analyze", str(checkpoint), "--text-file", str(corpus), "--out", str(tmp_path / "x")]
+    args = ["analyze", str(checkpoint), "--text-file", str(corpus), "--output_dir", str(tmp_path / "x")]
     assert main(args + ["--seq-len", "65"]) == 2
     assert "context of 64" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
-    assert main(["analyze", str(tmp_path), "--text-file", str(corpus), "--out", str(tmp_path / "y")]) == 2
+    assert main(["analyze", str(tmp_path), "--text-file", str(corpus), "--output_dir", str(tmp_path / "y")]) == 2

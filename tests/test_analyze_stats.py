@@ -203,6 +203,23 @@ def test_a_tie_at_the_threshold_is_left_to_the_eigensolver(monkeypatch):
     assert calls
 
 
+def test_the_accelerator_path_certifies_the_whole_batch_in_one_call(monkeypatch):
+    # On CUDA, attention_rank runs `_ranks_of_chunk` once over every matrix of the call (no thread pool): the same
+    # ranks as numpy's SVD, and only the matrices the certificate leaves undecided reach the eigensolver (which
+    # CUDA runs one matrix at a time for T > 32).
+    import inheritune_hf.analyze.stats as analyze
+
+    a = attention_like(128, seed=5)
+    sent = []
+    original = analyze._ranks_by_eigensolver
+    monkeypatch.setattr(
+        analyze, "_ranks_by_eigensolver", lambda gram, tau: sent.append(len(gram)) or original(gram, tau)
+    )
+    assert analyze._ranks_of_chunk(a, 0.9).tolist() == [numpy_rank(m.numpy(), 0.9) for m in a]
+    _, proved = analyze._certified_ranks(analyze._gram(a), 0.9)
+    assert sent == [int((~proved).sum())] and proved.any()  # one batched call, with only the undecided ones
+
+
 def test_ranks_do_not_depend_on_threads_or_chunking(monkeypatch):
     import inheritune_hf.analyze.stats as analyze
 

@@ -81,12 +81,11 @@ def test_evaluate_reads_yaml_and_both_spellings(tmp_path):
     )
     from_yaml = evaluate.parse(["--config", str(config)])
     spaces = evaluate.parse(["ckpt", "--tasks", "piqa", "sciq", "--include_path", "a", "b", "--output_dir", "out"])
-    # the old spellings: comma-separated tasks, a repeated --include-path, --out
-    with pytest.warns(FutureWarning, match="--out is deprecated; use --output_dir"):
-        old = evaluate.parse(
-            ["ckpt", "--tasks", "piqa,sciq", "--include-path", "a", "--include-path", "b", "--out", "out"]
-        )
-    assert from_yaml == spaces == old
+    # comma-separated tasks and a repeated --include-path
+    commas = evaluate.parse(
+        ["ckpt", "--tasks", "piqa,sciq", "--include-path", "a", "--include-path", "b", "--output-dir", "out"]
+    )
+    assert from_yaml == spaces == commas
     assert from_yaml.tasks == ["piqa", "sciq"] and from_yaml.include_path == ["a", "b"]
 
 
@@ -96,9 +95,8 @@ def test_push_reads_yaml_and_both_spellings(tmp_path):
     assert from_yaml == push.parse(["run", "me/tiny", "--public", "--dry-run"])
     assert from_yaml == push.parse(["run", "me/tiny", "--no_private", "--dry_run"])
     assert from_yaml == push.parse(["run", "me/tiny", "--private", "false", "--dry-run", "true"])
-    with pytest.warns(FutureWarning, match="--dataset is deprecated; use --dataset_name"):
-        old = push.parse(["run", "me/tiny", "--dataset", "a/b", "--dataset", "c/d"])
-    assert old.dataset_name == ["a/b", "c/d"] and old.private
+    repeated = push.parse(["run", "me/tiny", "--dataset_name", "a/b", "--dataset-name", "c/d"])
+    assert repeated.dataset_name == ["a/b", "c/d"] and repeated.private
 
 
 def test_recipes_read_another_yaml_with_config_and_both_spellings(tmp_path):
@@ -207,6 +205,23 @@ def test_a_recipe_yaml_key_typo_and_a_bad_value_are_refused(tmp_path):
         parse_recipe_args(["--config", str(config)], RECIPES / "tiny.yaml")
     with pytest.raises(InvalidArgumentError, match="argument --block_size/--block-size: invalid int value: 'big'"):
         parse_recipe_args(["--block-size", "big"], RECIPES / "tiny.yaml")
+
+
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["evaluate", "ckpt", "--out", "o"], "inheritune evaluate: error: unknown flag --out"),
+        (["push", "run", "me/x", "--dataset", "a"], "inheritune push: error: unknown flag --dataset; did you mean "),
+    ],
+)
+def test_spellings_of_unreleased_versions_are_unknown_flags(argv, line, tmp_path, capsys):
+    assert one_error_line(argv, capsys).startswith(line)
+
+
+def test_inheritune_run_names_the_subcommand_that_runs_a_recipe(capsys):
+    line = one_error_line(["run", str(RECIPES / "tiny.yaml"), "--output_dir", "unused"], capsys)
+    assert line.startswith(f"inheritune run: error: {RECIPES / 'tiny.yaml'} is a recipe (it sets ")
+    assert line.endswith(f"run it with `inheritune recipe {RECIPES / 'tiny.yaml'}`.")
 
 
 def test_values_that_do_not_parse_are_one_line(tmp_path, capsys):

@@ -18,7 +18,7 @@ from transformers import GPT2LMHeadModel, HfArgumentParser, TrainerCallback, def
 from inheritune_hf.distill import DistillationTrainer, distillation_kl, distillation_weight_at, training_flops
 from inheritune_hf.errors import TrainingError
 from inheritune_hf.rounds import run_inheritune
-from inheritune_hf.settings import InherituneArguments
+from inheritune_hf.settings import DistillationConfig, InherituneArguments
 from inheritune_hf.train import evaluate_loss, train
 
 
@@ -65,8 +65,7 @@ def test_alpha_1_with_a_student_identical_to_its_teacher_gives_zero_loss(tmp_pat
         model=student,
         args=training_args(tmp_path, eval_strategy="no"),
         teacher=teacher,
-        distillation_weight=1.0,
-        distillation_temperature=temperature,
+        distillation=DistillationConfig(weight=1.0, temperature=temperature),
     )
     loss = trainer.compute_loss(student, _one_batch())
     assert abs(loss.item()) < 1e-6
@@ -74,7 +73,10 @@ def test_alpha_1_with_a_student_identical_to_its_teacher_gives_zero_loss(tmp_pat
     assert max(p.grad.abs().max().item() for p in student.parameters() if p.grad is not None) < 1e-6
     # and the same student against another teacher is not at zero: the test can fail
     other = DistillationTrainer(
-        model=student, args=training_args(tmp_path, eval_strategy="no"), teacher=tiny_model(), distillation_weight=1.0
+        model=student,
+        args=training_args(tmp_path, eval_strategy="no"),
+        teacher=tiny_model(),
+        distillation=DistillationConfig(weight=1.0),
     )
     assert other.compute_loss(student, _one_batch()).item() > 0.1
 
@@ -90,8 +92,7 @@ def test_the_distilled_loss_and_its_gradient_equal_the_textbook_computation(tmp_
         model=student,
         args=training_args(tmp_path, eval_strategy="no", label_smoothing_factor=label_smoothing),
         teacher=teacher,
-        distillation_weight=alpha,
-        distillation_temperature=temperature,
+        distillation=DistillationConfig(weight=alpha, temperature=temperature),
     )
     loss = trainer.compute_loss(student, dict(batch))  # a copy: Trainer pops the labels under label smoothing
     loss.backward()
@@ -119,7 +120,7 @@ def test_the_logs_hold_ce_and_kl_apart_and_they_make_up_the_logged_loss(tmp_path
     args = training_args(tmp_path, max_steps=6, logging_steps=2, gradient_accumulation_steps=2, eval_steps=6)
     result = train(
         tiny_model(2, seed=3), train_blocks, val_blocks, args, teacher=trained_reference(),
-        distillation_weight=alpha, distillation_temperature=temperature,
+        distillation=DistillationConfig(weight=alpha, temperature=temperature),
     )  # fmt: skip
     logged = [entry for entry in result.trainer.state.log_history if "loss" in entry]
     assert [entry["step"] for entry in logged] == [2, 4, 6]
@@ -138,7 +139,7 @@ def test_with_a_decaying_alpha_each_steps_log_holds_that_steps_alpha(tmp_path):
     args = training_args(tmp_path, max_steps=4, logging_steps=1)
     result = train(
         tiny_model(2, seed=3), train_blocks, val_blocks, args, teacher=trained_reference(),
-        distillation_weight=0.8, distillation_schedule="linear_decay",
+        distillation=DistillationConfig(weight=0.8, schedule="linear_decay"),
     )  # fmt: skip
     logged = [entry for entry in result.trainer.state.log_history if "loss" in entry]
     assert [entry["distill_alpha"] for entry in logged] == pytest.approx([0.8, 0.6, 0.4, 0.2])
@@ -152,7 +153,14 @@ def test_alpha_0_trains_bit_identical_weights_to_plain_training(tmp_path):
     plain, taught = tiny_model(2, seed=3), tiny_model(2, seed=3)
     args = training_args(tmp_path, max_steps=6)
     plain_result = train(plain, train_blocks, val_blocks, args)
-    result = train(taught, train_blocks, val_blocks, args, teacher=trained_reference(), distillation_weight=0.0)
+    result = train(
+        taught,
+        train_blocks,
+        val_blocks,
+        args,
+        teacher=trained_reference(),
+        distillation=DistillationConfig(weight=0.0),
+    )
     assert type(result.trainer).__name__ == "Trainer"
     assert plain_result.final_loss == result.final_loss
     for (name, a), b in zip(plain.state_dict().items(), taught.state_dict().values(), strict=True):
@@ -166,8 +174,9 @@ def test_a_distilled_round_evaluates_the_plain_loss_leaves_the_teacher_alone_and
     student = tiny_model(2, seed=3)
     args = training_args(tmp_path, max_steps=4)
     result = train(
-        student, train_blocks, val_blocks, args, teacher=teacher, distillation_weight=0.5, distillation_temperature=2.0
-    )
+        student, train_blocks, val_blocks, args, teacher=teacher,
+        distillation=DistillationConfig(weight=0.5, temperature=2.0),
+    )  # fmt: skip
     assert isinstance(result.trainer, DistillationTrainer)
     assert result.final_loss == pytest.approx(evaluate_loss(student, val_blocks, args), abs=1e-6)
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
@@ -202,8 +211,8 @@ def _until_target_run(out: Path, target: float, *, callbacks=(), resume=None, **
     train_blocks, val_blocks = blocks()
     args = training_args(out, max_steps=12, logging_steps=4, **overrides)
     return train(
-        tiny_model(2, seed=3), train_blocks, val_blocks, args, teacher=trained_reference(), distillation_weight=0.5,
-        distillation_schedule="until_target", distillation_target=target, callbacks=callbacks,
+        tiny_model(2, seed=3), train_blocks, val_blocks, args, teacher=trained_reference(),
+        distillation=DistillationConfig(weight=0.5, schedule="until_target", target=target), callbacks=callbacks,
         resume_from_checkpoint=resume,
     )  # fmt: skip
 
@@ -211,7 +220,7 @@ def _until_target_run(out: Path, target: float, *, callbacks=(), resume=None, **
 def test_until_target_distills_until_an_evaluation_reaches_the_target_then_trains_plainly(tmp_path):
     constant = train(
         tiny_model(2, seed=3), *blocks(), training_args(tmp_path / "constant", max_steps=12, logging_steps=4),
-        teacher=trained_reference(), distillation_weight=0.5,
+        teacher=trained_reference(), distillation=DistillationConfig(weight=0.5),
     )  # fmt: skip
     never = _until_target_run(tmp_path / "never", target=0.0)
     assert never.eval_curve == constant.eval_curve and never.teacher_tokens == never.tokens
@@ -267,15 +276,15 @@ def test_until_target_without_a_target_or_evaluations_is_refused_before_anything
     train_blocks, val_blocks = blocks()
     model, teacher = tiny_model(2), trained_reference()
     before = model.transformer.h[0].mlp.c_fc.weight.clone()
-    until = {"distillation_weight": 0.5, "distillation_schedule": "until_target"}
     with pytest.raises(TrainingError, match="needs the target loss"):
-        train(model, train_blocks, val_blocks, training_args(tmp_path / "a"), teacher=teacher, **until)
+        DistillationConfig(weight=0.5, schedule="until_target")
     with pytest.raises(TrainingError, match="eval_strategy='steps'"):
         train(
             model, train_blocks, val_blocks, training_args(tmp_path / "b", eval_strategy="no"), teacher=teacher,
-            distillation_target=5.0, **until,
+            distillation=DistillationConfig(weight=0.5, schedule="until_target", target=5.0),
         )  # fmt: skip
     assert torch.equal(model.transformer.h[0].mlp.c_fc.weight, before)
+    until = {"distillation_weight": 0.5, "distillation_schedule": "until_target"}
     settings = InherituneArguments(start_layers=2, reference_loss=100.0, plot=False, **until)
     with pytest.raises(TrainingError, match="eval_strategy='steps'"):
         run_inheritune(teacher, train_blocks, val_blocks, settings, training_args(tmp_path / "c", eval_strategy="no"))
@@ -287,11 +296,11 @@ def test_distillation_without_a_teacher_is_refused_before_training(tmp_path):
     model = tiny_model(2)
     before = model.transformer.h[0].mlp.c_fc.weight.clone()
     with pytest.raises(TrainingError, match="teacher"):
-        train(model, train_blocks, val_blocks, training_args(tmp_path), distillation_weight=0.5)
+        train(model, train_blocks, val_blocks, training_args(tmp_path), distillation=DistillationConfig(weight=0.5))
     with pytest.raises(TrainingError, match="vocabulary"):
         train(
             model, train_blocks, val_blocks, training_args(tmp_path), teacher=tiny_model(vocab_size=600),
-            distillation_weight=0.5,
+            distillation=DistillationConfig(weight=0.5),
         )  # fmt: skip
     assert torch.equal(model.transformer.h[0].mlp.c_fc.weight, before)
 
@@ -302,6 +311,19 @@ def test_the_distillation_flags_parse_into_the_settings():
     )
     assert (settings.distillation_weight, settings.distillation_temperature) == (0.5, 2.0)
     assert settings.distillation_schedule == "linear_decay"
+
+
+def test_the_distillation_settings_travel_whole_from_the_settings_to_the_trainer(tmp_path):
+    settings = InherituneArguments(
+        distillation_weight=0.4, distillation_temperature=2.0, distillation_schedule="linear_decay"
+    )
+    config = settings.distillation(target=3.0)
+    assert config == DistillationConfig(weight=0.4, temperature=2.0, schedule="linear_decay", target=3.0)
+    result = train(
+        tiny_model(2, seed=3), *blocks(), training_args(tmp_path, max_steps=1), teacher=trained_reference(),
+        distillation=config,
+    )  # fmt: skip
+    assert result.trainer.distillation is config
 
 
 def test_rounds_json_counts_the_teachers_flops_and_a_resume_with_other_distillation_settings_is_refused(tmp_path):
@@ -326,7 +348,8 @@ def test_rounds_json_counts_the_teachers_flops_and_a_resume_with_other_distillat
             run_inheritune(reference, train_blocks, val_blocks, settings, training_args(out, max_steps=4))
     assert (out / "rounds.json").read_text() == table
     same = InherituneArguments(start_layers=2, reference_loss=100.0, plot=False, resume=True, distillation_weight=0.5)
-    assert run_inheritune(reference, train_blocks, val_blocks, same, training_args(out, max_steps=4)).rounds == [row]
+    resumed = run_inheritune(reference, train_blocks, val_blocks, same, training_args(out, max_steps=4))
+    assert [record.to_dict() for record in resumed.rounds] == [row]
 
 
 def _distilled_train(out: Path, reference: Path, batch: int) -> None:
@@ -335,8 +358,8 @@ def _distilled_train(out: Path, reference: Path, batch: int) -> None:
     args = training_args(out / "trainer", per_device_train_batch_size=batch)
     teacher = GPT2LMHeadModel.from_pretrained(reference)
     result = train(
-        tiny_model(2, seed=3), train_blocks, val_blocks, args, teacher=teacher, distillation_weight=0.5,
-        distillation_temperature=2.0,
+        tiny_model(2, seed=3), train_blocks, val_blocks, args, teacher=teacher,
+        distillation=DistillationConfig(weight=0.5, temperature=2.0),
     )  # fmt: skip
     if args.process_index == 0:
         summary = {"eval_curve": result.eval_curve, "world_size": args.world_size, "tokens": result.tokens}

@@ -304,7 +304,7 @@ def test_cli_evaluate_writes_results_and_raw_json(model_dir, task_dir, tmp_path,
     out = tmp_path / "eval"
     code = main(
         ["evaluate", str(model_dir), "--tasks", "toy_ppl,toy_mc", "--include-path", str(task_dir)]
-        + ["--out", str(out)]
+        + ["--output_dir", str(out)]
     )
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["downstream_results.json", "lm_eval_results.json", "results.md"]
@@ -322,7 +322,8 @@ def test_cli_evaluate_checks_tasks_and_output_before_loading(model_dir, task_dir
     (occupied / "keep.txt").write_text("mine")
     assert (
         main(
-            ["evaluate", str(model_dir), "--tasks", "toy_mc", "--include-path", str(task_dir), "--out", str(occupied)]
+            ["evaluate", str(model_dir), "--tasks", "toy_mc", "--include-path", str(task_dir), "--output_dir"]
+            + [str(occupied)]
         )
         == 2
     )
@@ -330,7 +331,7 @@ def test_cli_evaluate_checks_tasks_and_output_before_loading(model_dir, task_dir
     assert (occupied / "keep.txt").read_text() == "mine"
 
     out = tmp_path / "fresh"
-    assert main(["evaluate", str(model_dir), "--tasks", "piqa,hellaswagg", "--out", str(out)]) == 2
+    assert main(["evaluate", str(model_dir), "--tasks", "piqa,hellaswagg", "--output_dir", str(out)]) == 2
     err = capsys.readouterr().err
     assert "'hellaswagg': did you mean hellaswag" in err and not out.exists()
 

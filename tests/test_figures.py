@@ -248,10 +248,10 @@ def test_a_run_records_each_rounds_step_0_loss_and_the_reference_curve(tmp_path)
     )
     inherited = evaluate_loss(inherit(reference, 2), val_blocks, training_args(tmp_path / "scratch"))
     for row in result.rounds + [result.baseline]:
-        points = json.loads((out / row["eval_curve"]).read_text())
+        points = json.loads((out / row.eval_curve).read_text())
         assert [p["step"] for p in points] == [0, 4, 8, 12]
         assert points[0]["tokens"] == 0
-    round_1 = json.loads((out / result.rounds[0]["eval_curve"]).read_text())
+    round_1 = json.loads((out / result.rounds[0].eval_curve).read_text())
     assert round_1[0]["eval_loss"] == pytest.approx(inherited, rel=1e-6)  # the inherited model, before training
     assert json.loads((out / "run.json").read_text())["reference_curve"] == reference_curve
     assert (out / "loss_curves.png").read_bytes().startswith(PNG_MAGIC)
@@ -262,7 +262,7 @@ def test_the_step_0_evaluation_does_not_end_a_round_before_it_trains(tmp_path):
     # any model beats a target of 100, the inherited one before its first step too
     args = InherituneArguments(start_layers=2, reference_loss=100.0, stop_at_target=True, plot=False)
     result = run_inheritune(trained_reference(), train_blocks, val_blocks, args, training_args(tmp_path / "run"))
-    assert result.matched and result.rounds[0]["steps"] == 4  # stopped at the first evaluation after training
+    assert result.matched and result.rounds[0].steps == 4  # stopped at the first evaluation after training
 
 
 def test_the_step_0_evaluation_does_not_end_until_target_distillation(tmp_path):
@@ -273,5 +273,5 @@ def test_the_step_0_evaluation_does_not_end_until_target_distillation(tmp_path):
     )
     result = run_inheritune(trained_reference(), train_blocks, val_blocks, args, training_args(tmp_path / "run"))
     row = result.rounds[0]
-    assert json.loads((tmp_path / "run" / row["eval_curve"]).read_text())[0]["step"] == 0
-    assert row["teacher_tokens"] == 4 * 8 * 32  # steps 0-3 ran the teacher; from the step-4 evaluation on, plain
+    assert json.loads((tmp_path / "run" / row.eval_curve).read_text())[0]["step"] == 0
+    assert row.teacher_tokens == 4 * 8 * 32  # steps 0-3 ran the teacher; from the step-4 evaluation on, plain

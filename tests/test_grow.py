@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 
 from inheritune_hf.errors import OutputExistsError, TrainingError
 from inheritune_hf.inherit import grow, inherit
-from inheritune_hf.rounds import round_depths, run_inheritune
+from inheritune_hf.rounds import RoundRecord, round_depths, run_inheritune
 from inheritune_hf.settings import InherituneArguments
 from inheritune_hf.slicing import valid_num_layers
 from inheritune_hf.train import evaluate_loss
@@ -87,8 +87,8 @@ def two_rounds(tmp_path_factory):
 
 def test_the_loop_runs_two_rounds_growing_from_2_to_4_blocks(two_rounds):
     out, result = two_rounds
-    assert [row["layers"] for row in result.rounds] == [2, 4]
-    assert [row["strategy"] for row in result.rounds] == ["inherit", "restart"]
+    assert [row.layers for row in result.rounds] == [2, 4]
+    assert [row.strategy for row in result.rounds] == ["inherit", "restart"]
     assert result.model.config.n_layer == 4
     assert not result.matched
     for name, layers in (("round-1-2L", 2), ("round-2-4L", 4), ("baseline-4L", 4)):
@@ -103,7 +103,8 @@ def test_rounds_json_is_the_table_of_rounds(two_rounds):
     out, result = two_rounds
     table = json.loads((out / "rounds.json").read_text())
     rounds = [row for row in table if row["kind"] == "inheritune"]
-    assert rounds == result.rounds
+    assert rounds == [row.to_dict() for row in result.rounds]
+    assert [RoundRecord.from_dict(row) for row in table] == [*result.rounds, result.baseline]
     reference_loss = evaluate_loss(trained_reference(), blocks()[1], training_args(out / "scratch"))
     tokens_per_round = 12 * 8 * 32
     for index, row in enumerate(rounds, start=1):
@@ -121,14 +122,22 @@ def test_rounds_json_is_the_table_of_rounds(two_rounds):
     assert run["metadata"] == {"note": "test"} and run["reference_loss"] == pytest.approx(reference_loss, rel=1e-6)
 
 
+def test_a_rounds_json_row_of_another_shape_is_refused_with_what_to_do(two_rounds):
+    out, _ = two_rounds
+    row = json.loads((out / "rounds.json").read_text())[0]
+    assert RoundRecord.from_dict(row).to_dict() == row
+    with pytest.raises(TrainingError, match=r"unknown \['speed'\], missing \['eval_curve'\]"):
+        RoundRecord.from_dict({**{k: v for k, v in row.items() if k != "eval_curve"}, "speed": 1.0})
+
+
 def test_a_round_that_matches_the_reference_ends_the_loop(tmp_path):
     train_blocks, val_blocks = blocks()
     args = InherituneArguments(start_layers=2, reference_loss=100.0, plot=False)  # any trained model beats 100
     result = run_inheritune(
         trained_reference(), train_blocks, val_blocks, args, training_args(tmp_path / "run", max_steps=4)
     )
-    assert [row["layers"] for row in result.rounds] == [2]
-    assert result.matched and result.rounds[0]["target_loss"] == 100.0
+    assert [row.layers for row in result.rounds] == [2]
+    assert result.matched and result.rounds[0].target_loss == 100.0
     assert not (tmp_path / "run" / "round-2-4L").exists()
 
 
@@ -140,7 +149,7 @@ def test_continue_growth_in_the_loop(tmp_path):
     result = run_inheritune(
         trained_reference(), train_blocks, val_blocks, args, training_args(tmp_path / "run", max_steps=4)
     )
-    assert [row["strategy"] for row in result.rounds] == ["inherit", "continue"]
+    assert [row.strategy for row in result.rounds] == ["inherit", "continue"]
     assert result.model.config.inheritune["grown_from"]["kept_layers"] == 2
 
 

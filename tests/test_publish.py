@@ -515,7 +515,7 @@ def test_cli_push_dry_run_then_push(hub, model_dir, tmp_path, monkeypatch, capsy
     from inheritune_hf.cli import main
 
     out = tmp_path / "cli-dry"
-    args = ["push", str(model_dir), f"{USER}/cli", "--dry-run", "--out", str(out), "--license", "mit"]
+    args = ["push", str(model_dir), f"{USER}/cli", "--dry-run", "--output_dir", str(out), "--license", "mit"]
     assert main(args + ["--endpoint", hub.url]) == 0
     assert (out / "README.md").is_file() and (out / "model.safetensors").is_file()
 

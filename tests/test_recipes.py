@@ -198,6 +198,58 @@ def test_push_to_hub_names_a_repo_and_never_turns_on_trainer_pushes():
     assert recipe.hub_repo_id == "me/tiny" and training_args.push_to_hub is False
 
 
+def test_smoke_plan_and_budget_are_settings_a_yaml_file_may_give(tmp_path):
+    text = (RECIPES / "tiny.yaml").read_text() + "\nbudget: small\nsmoke: true\nplan: true\n"
+    config = tmp_path / "tiny_smoke_plan.yaml"
+    config.write_text(text)
+    from_yaml = parse_recipe_args([], config)
+    from_flags = parse_recipe_args(["--budget", "small", "--smoke", "--plan"], RECIPES / "tiny.yaml")
+    assert from_yaml == from_flags
+    recipe, _, data_args, training_args = from_yaml
+    assert (recipe.budget, recipe.smoke, recipe.plan) == ("small", True, True)
+    assert (recipe.num_layers, data_args.block_size, training_args.max_steps) == (4, 64, 3)  # SMOKE_SETTINGS
+    assert parse_recipe_args([str(config), "--smoke", "false"])[0].smoke is False  # a flag overrides the YAML
+
+
+def test_every_recipe_launcher_is_the_one_generated_text():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "launchers", RECIPES.parent / "scripts" / "write_recipe_launchers.py"
+    )
+    launchers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launchers)
+    scripts = sorted(RECIPES.glob("*.py"))
+    assert [path.stem for path in scripts] == sorted(path.stem for path in RECIPES.glob("*.yaml"))
+    assert len(scripts) >= 5 and {path.read_text() for path in scripts} == {launchers.LAUNCHER}
+    assert launchers.stale_launchers() == []
+
+
+def test_inheritune_recipe_and_python_m_run_the_recipe_as_its_launcher_does(tmp_path, no_network, capsys, monkeypatch):
+    import subprocess
+    import sys
+
+    from inheritune_hf.cli import main as inheritune
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert main(RECIPES / "gpt2_xl.yaml", ["--plan"]) == 0
+    launched = capsys.readouterr().out
+    assert inheritune(["recipe", str(RECIPES / "gpt2_xl.yaml"), "--plan"]) == 0
+    assert capsys.readouterr().out == launched and "worst case" in launched
+    assert inheritune(["recipe", "--config", str(RECIPES / "gpt2_xl.yaml"), "--plan"]) == 0
+    assert capsys.readouterr().out == launched
+    assert inheritune(["recipe", "--plan"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "inheritune recipe: error: Name the recipe: inheritune recipe RECIPE.yaml"
+    )
+    module = subprocess.run(
+        [sys.executable, "-m", "inheritune_hf.recipe", str(RECIPES / "gpt2_xl.yaml"), "--plan"],
+        capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "WORLD_SIZE": "1"},
+    )  # fmt: skip
+    assert module.returncode == 0, module.stderr
+    assert module.stdout == launched
+
+
 # (reference layers, the paper's parameter count, tokens per step on one process)
 PAPER_SHAPES = {
     "gpt2_medium": (24, 355e6, 393_216),
@@ -436,6 +488,7 @@ def test_recipe_files_import_only_downward():
         "stages": {"plan"},
         "run": {"plan", "report", "stages"},
         "__init__": {"plan", "report", "run", "stages"},
+        "__main__": {"run"},
     }
 
 

@@ -178,7 +178,7 @@ def test_analyze_attention_refuses_an_encoder():
 @pytest.mark.parametrize("kind", ["encoder", "encoder_decoder"])
 def test_inheritune_analyze_refuses_encoder_models_before_reading_data(kind, folders, out, capsys):
     missing_text = out.parent / "never-read.txt"  # the model is refused before the text is looked for
-    argv = ["analyze", str(folders[kind]), "--text-file", str(missing_text), "--out", str(out), "--no-plot"]
+    argv = ["analyze", str(folders[kind]), "--text-file", str(missing_text), "--output_dir", str(out), "--no-plot"]
     line = refused(argv, capsys)
     assert "causal LM" in line
     assert_nothing_written(out)
@@ -232,12 +232,12 @@ def test_commands_refuse_pickle_weights(command, folders, out, capsys, tmp_path)
     elif command == "analyze":
         text = tmp_path / "text.txt"
         text.write_text("def f(x):\n    return x + 1\n" * 200)
-        argv = ["analyze", pickle_only, "--text-file", str(text), "--out", str(out), "--no-plot"]
+        argv = ["analyze", pickle_only, "--text-file", str(text), "--output_dir", str(out), "--no-plot"]
     else:
         from local_tasks import shared_task_dir
 
         argv = ["evaluate", pickle_only, "--tasks", "toy_mc", "--include-path", str(shared_task_dir())]
-        argv += ["--out", str(out)]
+        argv += ["--output_dir", str(out)]
     line = refused(argv, capsys)
     assert "pickle" in line and "from_pretrained(SRC).save_pretrained(DST)" in line
     assert_nothing_written(out)
@@ -257,7 +257,11 @@ def test_commands_refuse_pickle_weights(command, folders, out, capsys, tmp_path)
             "--num_sampels",
             "--num_samples",
         ),
-        (["analyze", "m", "--text-file", "t", "--out", "x", "--num-sampels", "4"], "--num-sampels", "--num-samples"),
+        (
+            ["analyze", "m", "--text-file", "t", "--output_dir", "x", "--num-sampels", "4"],
+            "--num-sampels",
+            "--num-samples",
+        ),
         (["inherit", "src", "dst", "--num_layres", "2"], "--num_layres", "--num_layers"),
         (["evaluate", "m", "--output_dir", "x", "--num-fewshots", "5"], "--num-fewshots", "--num-fewshot"),
         (["push", "m", "me/repo", "--dryrun"], "--dryrun", "--dry_run"),

@@ -69,9 +69,12 @@ class Accumulator:
 
     @torch.no_grad()
     def reduce(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Per-head sums over the batch of k* and m* for probabilities [batch, heads, T, S], and the batch size."""
-        rank = attention_rank(probs, self.tau).sum(dim=0).double().cpu()
-        mass = attention_mass(probs, self.eta).sum(dim=0).double().cpu()
+        """Per-head sums over the batch of k* and m* for probabilities [batch, heads, T, S], and the batch size.
+
+        The sums stay on the model's device: on an accelerator a copy to the host per layer and batch would wait
+        for the forward pass each time; they are read once, at the end of the analysis."""
+        rank = attention_rank(probs, self.tau).sum(dim=0).double()
+        mass = attention_mass(probs, self.eta).sum(dim=0).double()
         return rank, mass, probs.shape[0]
 
     def add(self, module: nn.Module, probs: torch.Tensor) -> None:
@@ -132,7 +135,7 @@ class BlockStates:
             x = self._hidden(args[0] if args else kwargs.get("hidden_states"))
             if x is not None:
                 self.inputs[index] = x
-                self.last[index] = x[:, -1].detach().double().cpu()
+                self.last[index] = x[:, -1].detach().double()  # on the device: no host sync per block
 
         return hook
 
@@ -144,10 +147,11 @@ class BlockStates:
                 return
             # fp32 at least: a bf16 cosine near 1 would round a small BI to 0.
             dtype = torch.promote_types(x.dtype, torch.float32)
-            self.bi_sums[index] += _cosines(x.to(dtype), y.to(dtype)).sum().double().cpu()
+            self.bi_sums = self.bi_sums.to(x.device)  # the sums live where the model runs, read once at the end
+            self.bi_sums[index] += _cosines(x.to(dtype), y.to(dtype)).sum().double()
             self.bi_tokens[index] += x.shape[:-1].numel()
             if index == len(self.blocks) - 1:
-                self.last[index + 1] = y[:, -1].detach().double().cpu()
+                self.last[index + 1] = y[:, -1].detach().double()
 
         return hook
 
@@ -171,16 +175,17 @@ class BlockStates:
             return
         unit = torch.nn.functional.normalize(torch.stack(states, dim=1), dim=-1)  # [batch, L+1, d]
         cos = (unit @ unit.mT).clamp(-1.0, 1.0)
+        self.angular_sums = self.angular_sums.to(unit.device)
         self.angular_sums += (torch.arccos(cos) / math.pi).sum(dim=0)
         self.samples += unit.shape[0]
 
     def block_influence(self) -> list[float] | None:
         if not self.bi_tokens.all():
             return None
-        return (1.0 - self.bi_sums / self.bi_tokens).tolist()
+        return (1.0 - self.bi_sums.cpu() / self.bi_tokens).tolist()
 
     def angular(self) -> list[list[float]] | None:
-        return (self.angular_sums / self.samples).tolist() if self.samples else None
+        return (self.angular_sums.cpu() / self.samples).tolist() if self.samples else None
 
 
 def block_states(model: nn.Module) -> BlockStates | None:

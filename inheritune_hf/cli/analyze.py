@@ -6,15 +6,12 @@ Writes `report.json`, `report.csv` and `attention_rank.png` into DIR and prints 
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from ..errors import CheckpointError, DataError, InherituneError
 from ..io import atomic_output_dir, check_output_dir
+from ..parser import InherituneParser
 from ..settings import AnalyzeArguments
-from .parser import InherituneParser, add_command
-
-HELP = "Measure attention rank and mass per layer and head; find the lazy layers."
 
 
 def parser() -> InherituneParser:
@@ -32,8 +29,9 @@ def parse(argv: list[str]) -> AnalyzeArguments:
     return args
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    add_command(subparsers, "analyze", HELP, lambda argv: run(parse(argv)))
+def main(argv: list[str]) -> int:
+    """`inheritune analyze ...`: parse the settings, then run."""
+    return run(parse(argv))
 
 
 def _split_dataset_name(spec: str) -> tuple[str, str]:

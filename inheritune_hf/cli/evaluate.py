@@ -7,15 +7,12 @@ folder are checked before the model is loaded. Settings: `EvaluateArguments`, fr
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from ..errors import CheckpointError
 from ..io import atomic_output_dir, check_output_dir
+from ..parser import InherituneParser
 from ..settings import EvaluateArguments
-from .parser import InherituneParser, add_command
-
-HELP = "Score a checkpoint on lm-eval tasks (default: the paper's downstream suite)."
 
 
 def parser() -> InherituneParser:
@@ -33,8 +30,9 @@ def parse(argv: list[str]) -> EvaluateArguments:
     return args
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    add_command(subparsers, "evaluate", HELP, lambda argv: run(parse(argv)))
+def main(argv: list[str]) -> int:
+    """`inheritune evaluate ...`: parse the settings, then run."""
+    return run(parse(argv))
 
 
 def run(args: EvaluateArguments) -> int:

@@ -10,15 +10,12 @@ or `--config FILE` (where SRC and OUT are `reference_model` and `output_dir`).
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from ..errors import InvalidLayersError
+from ..parser import InherituneParser
 from ..settings import InheritArguments
-from .parser import InherituneParser, add_command
-
-HELP = "Slice the first K blocks (or chosen blocks) of a causal LM into a new checkpoint folder."
 
 
 def parser() -> InherituneParser:
@@ -36,8 +33,9 @@ def parse(argv: list[str]) -> InheritArguments:
     return args
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    add_command(subparsers, "inherit", HELP, lambda argv: run(parse(argv)))
+def main(argv: list[str]) -> int:
+    """`inheritune inherit ...`: parse the settings, then run."""
+    return run(parse(argv))
 
 
 def _selected_layers(args: InheritArguments):

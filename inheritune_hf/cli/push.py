@@ -12,14 +12,11 @@ history and the process list).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from ..errors import CheckpointError
+from ..parser import InherituneParser
 from ..settings import PushArguments
-from .parser import InherituneParser, add_command
-
-HELP = "Upload a checkpoint (safetensors), its model card, figures and results to the Hub in one commit."
 
 
 def parser() -> InherituneParser:
@@ -38,8 +35,9 @@ def parse(argv: list[str]) -> PushArguments:
     return args
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    add_command(subparsers, "push", HELP, lambda argv: run(parse(argv)))
+def main(argv: list[str]) -> int:
+    """`inheritune push ...`: parse the settings, then run."""
+    return run(parse(argv))
 
 
 def run(args: PushArguments) -> int:

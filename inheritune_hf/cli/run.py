@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import sys
 
-from ..errors import DataError, TrainingError
+from ..errors import DataError, InvalidArgumentError, TrainingError
 from ..io import check_output_dir
+from ..parser import InherituneParser
 from ..settings import DataArguments, InherituneArguments, check_training_arguments
-from .parser import InherituneParser, add_command
 
 
 def parser() -> InherituneParser:
@@ -39,9 +39,28 @@ def parse(argv: list[str]):
     Every value is range-checked here (our settings in their `__post_init__`, Trainer's by
     `check_training_arguments`), before anything is read or written.
     """
-    inheritune_args, data_args, training_args = parser().parse(argv)
+    run_parser = parser()
+    path, _ = run_parser.config_file(argv)
+    if path is not None:
+        _refuse_a_recipe(path, run_parser.read_config(path))
+    inheritune_args, data_args, training_args = run_parser.parse(argv)
     check_training_arguments(training_args)
     return inheritune_args, data_args, training_args
+
+
+def _refuse_a_recipe(path: str, settings: dict) -> None:
+    """A recipe's YAML (recipes/*.yaml: its budgets, its reference's shape) names the subcommand that runs it."""
+    import dataclasses
+
+    from ..settings import RecipeArguments
+
+    own = {f.name for dtype in (InherituneArguments, DataArguments) for f in dataclasses.fields(dtype)}
+    recipe_keys = sorted(({f.name for f in dataclasses.fields(RecipeArguments)} - own) & set(settings))
+    recipe_keys += ["budgets"] if "budgets" in settings else []
+    if recipe_keys:
+        raise InvalidArgumentError(
+            f"{path} is a recipe (it sets {', '.join(recipe_keys[:4])}): run it with `inheritune recipe {path}`."
+        )
 
 
 #: Checkpoints kept per round when --save_total_limit is not given: the last, and the best one Trainer tracks.
@@ -67,7 +86,8 @@ def _defaults_a_user_would_choose(argv: list[str], training_args):
     return dataclasses.replace(training_args, **changes) if changes else training_args
 
 
-def run(argv: list[str]) -> int:
+def main(argv: list[str]) -> int:
+    """`inheritune run ...`: parse the settings, check them, then run the loop."""
     from transformers import AutoTokenizer
 
     from ..data import causal_lm_datasets, check_text_source
@@ -116,25 +136,19 @@ def run(argv: list[str]) -> int:
     if training_args.process_index == 0:
         for row in result.rounds:
             print(
-                f"round {row['round']}: {row['layers']} layers, {row['steps']} steps, val loss {row['val_loss']:.4f} "
-                f"(target {row['target_loss']:.4f}) {'matched' if row['matched'] else 'not matched'}"
+                f"round {row.round}: {row.layers} layers, {row.steps} steps, val loss {row.val_loss:.4f} "
+                f"(target {row.target_loss:.4f}) {'matched' if row.matched else 'not matched'}"
             )
         if result.baseline:
-            print(
-                f"random-init baseline: {result.baseline['layers']} layers, val loss {result.baseline['val_loss']:.4f}"
-            )
-        caveat = weak_reference([*result.rounds, result.baseline] if result.baseline else result.rounds)
+            print(f"random-init baseline: {result.baseline.layers} layers, val loss {result.baseline.val_loss:.4f}")
+        caveat = weak_reference(result.rows())
         if result.matched and caveat:
             print(caveat)
         print(json.dumps({"output_dir": str(result.output_dir), "matched": result.matched}))
     return 0
 
 
-def register(subparsers) -> None:
-    add_command(subparsers, "run", "train and grow: the Inheritune loop (flags or a YAML recipe; see --help)", run)
-
-
 if __name__ == "__main__":  # pragma: no cover
-    from . import main
+    from . import main as inheritune
 
-    sys.exit(main(["run", *sys.argv[1:]]))
+    sys.exit(inheritune(["run", *sys.argv[1:]]))

@@ -9,13 +9,14 @@ The subpackage reads as the paper's stages, each file importing only the ones ab
 - `stages`: one function per stage, each taking and returning real objects: `prepare_inputs`,
   `train_or_load_reference`, `diagnose`, `inheritune_rounds`, `compared_models`, `eval_tasks`,
   `evaluate_models`, `publish_model`, `push_model`.
-- `run`: `parse_recipe_args` (YAML, budget, `--smoke`, flags), `run_recipe` (the stages in order) and `main`, the
-  entry point of every `recipes/*.py` script.
+- `run`: `parse_recipe_args` (YAML, budget, smoke, flags), `run_recipe` (the stages in order), `launch` (parse,
+  then plan or run: `inheritune recipe RECIPE.yaml`) and `main`, the entry point of every `recipes/*.py` launcher
+  and of `python -m inheritune_hf.recipe RECIPE.yaml`.
 """
 
 from .plan import accumulation_for, check_recipe, format_plan, plan_recipe, reference_config
 from .report import format_report
-from .run import PARSED_TYPES, SMOKE_SETTINGS, RecipeResult, main, parse_recipe_args, run_recipe
+from .run import PARSED_TYPES, SMOKE_SETTINGS, RecipeResult, launch, main, parse_recipe_args, run_recipe
 from .stages import (
     RecipeInputs,
     compared_models,
@@ -43,6 +44,7 @@ __all__ = [
     "format_plan",
     "format_report",
     "inheritune_rounds",
+    "launch",
     "main",
     "parse_recipe_args",
     "plan_recipe",

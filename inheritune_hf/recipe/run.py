@@ -11,7 +11,6 @@ what the run would cost (`plan_recipe`) and runs nothing.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from ..errors import InherituneError, for_the_command_line
 from ..io import atomic_write_text
 from ..loading import load_causal_lm_config
 from ..narration import print_narration
+from ..parser import InherituneParser
 from ..publish import check_repo_id
 from ..rounds import check_against_reference
 from ..settings import DataArguments, InherituneArguments, RecipeArguments, check_training_arguments
@@ -98,58 +98,65 @@ SMOKE_SETTINGS: dict[str, Any] = {
 PARSED_TYPES = (RecipeArguments, InherituneArguments, DataArguments, TrainingArguments)
 
 
-def parse_recipe_args(
-    argv: Sequence[str] | None = None, default_config: str | Path | None = None
-) -> tuple[RecipeArguments, InherituneArguments, DataArguments, TrainingArguments]:
-    """Parse a recipe's settings: YAML defaults, then the chosen budget, then `--smoke`, then flags.
+#: The recipe's other spellings: `--push-to-hub REPO_ID` names the repo to publish to (`hub_repo_id`), where
+#: TrainingArguments' own boolean `push_to_hub` would make Trainer push every checkpoint, which a recipe never wants.
+RECIPE_ALIASES = {"--push-to-hub": "--hub_repo_id", "--push_to_hub": "--hub_repo_id"}
 
-    The YAML file is the script's own (`default_config`) unless `--config FILE` names another. `--budget`,
-    `--smoke` and `--plan` are read first because they change the settings the flags then override.
-    """
-    from ..cli.parser import InherituneParser  # the CLI sits above the library; it is imported when used
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = InherituneParser(
+def recipe_parser() -> InherituneParser:
+    """The one parser of a recipe's four dataclasses; the first argument may be the recipe's YAML file."""
+    return InherituneParser(
         PARSED_TYPES,
         prog=Path(sys.argv[0]).name or "recipe",
         description="The paper's pipeline: reference, diagnosis, Inheritune, evaluation, Hub-ready model.",
+        yaml_positional=True,
         summarized=[TrainingArguments],
+        aliases=RECIPE_ALIASES,
     )
+
+
+def parse_recipe_args(
+    argv: Sequence[str] | None = None, default_config: str | Path | None = None
+) -> tuple[RecipeArguments, InherituneArguments, DataArguments, TrainingArguments]:
+    """Parse a recipe's settings: YAML defaults, then the chosen budget, then `smoke`, then flags.
+
+    The YAML file is the script's own (`default_config`) unless the first argument or `--config FILE` names another.
+    `budget`, `smoke` and `plan` are settings like any other (`RecipeArguments`: a flag or a YAML key), read first
+    (`InherituneParser.peek`) because they change the settings the flags then override: a budget layers the YAML's
+    `budgets: {NAME: {...}}` over it, `smoke` swaps in tiny shapes and the embedded corpus (`SMOKE_SETTINGS`), and
+    `plan` runs on the CPU whatever the recipe trains in.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = recipe_parser()
     config, argv = parser.config_file(argv)
     config = config or default_config
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--budget", default=None)
-    pre.add_argument("--smoke", action="store_true")
-    pre.add_argument("--plan", action="store_true")
-    pre.add_argument("--push-to-hub", "--push_to_hub", dest="push_to_hub", default=None)
-    known, rest = pre.parse_known_args(argv)
-
+    if config is None and not {"-h", "--help", "--help-all"} & set(argv):
+        raise InherituneError(
+            "Name the recipe: inheritune recipe RECIPE.yaml [--smoke | --plan] [--budget NAME] [--FLAG VALUE ...]."
+        )
     settings = parser.read_config(config) if config is not None else {}
     budgets = settings.pop("budgets", {}) or {}
-    budget = known.budget or settings.get("budget")
-    if budget is not None:
-        if budget not in budgets:
-            raise InherituneError(f"Unknown budget {budget!r}; this recipe defines {sorted(budgets) or 'none'}.")
-        settings.update(budgets[budget])
-        settings["budget"] = budget
-    if known.smoke:
+    chosen = parser.peek(argv, settings, ("budget", "smoke", "plan"), source=str(config))
+
+    if chosen["budget"] is not None:
+        if chosen["budget"] not in budgets:
+            raise InherituneError(
+                f"Unknown budget {chosen['budget']!r}; this recipe defines {sorted(budgets) or 'none'}."
+            )
+        settings.update(budgets[chosen["budget"]])
+    if chosen["smoke"]:
         settings.update(SMOKE_SETTINGS)
-        settings["smoke"] = True
         settings["output_dir"] = str(Path(settings.get("output_dir", "outputs/recipe")).with_name("smoke"))
     planned_bf16 = settings.get("bf16", False)
-    if known.plan:
+    if chosen["plan"]:
         # Planning trains nothing, so the GPU-only precision settings must not stop it on a laptop.
-        settings.update({"plan": True, "bf16": False, "tf32": None, "use_cpu": True})
-    # `--push-to-hub REPO_ID` names a repo; TrainingArguments' own boolean `push_to_hub` would make Trainer
-    # push every checkpoint, which a recipe never wants.
-    settings["push_to_hub"] = False
-    if known.push_to_hub:
-        settings["hub_repo_id"] = known.push_to_hub
+        settings.update({"bf16": False, "tf32": None, "use_cpu": True})
+    settings["push_to_hub"] = False  # see RECIPE_ALIASES
 
-    recipe, inheritune_args, data_args, training_args = parser.parse(rest, config=settings, source=str(config))
+    recipe, inheritune_args, data_args, training_args = parser.parse(argv, config=settings, source=str(config))
     check_training_arguments(training_args)
     training_args.push_to_hub = False
-    if known.plan:  # the plan's memory estimate is for the precision the run will train in, not the laptop's
+    if recipe.plan:  # the plan's memory estimate is for the precision the run will train in, not the laptop's
         training_args.bf16 = bool(planned_bf16)
     if recipe.tokens_per_step:
         training_args.gradient_accumulation_steps = accumulation_for(
@@ -255,11 +262,11 @@ def run_recipe(
     )
     final = result.rounds[-1]
     say(
-        f"[3/5 inheritune] {len(result.rounds)} round(s), final {final['layers']} layers, val loss "
-        f"{final['val_loss']:.4f} vs reference {result.reference_loss:.4f}: "
+        f"[3/5 inheritune] {len(result.rounds)} round(s), final {final.layers} layers, val loss "
+        f"{final.val_loss:.4f} vs reference {result.reference_loss:.4f}: "
         f"{'matched' if result.matched else 'not matched'}"
     )
-    caveat = weak_reference([*result.rounds, result.baseline] if result.baseline else result.rounds)
+    caveat = weak_reference(result.rows(), reference_info.get("tokens"))
     if result.matched and caveat:
         say(f"[3/5 inheritune] {caveat}")
     if tracking is not None:
@@ -308,16 +315,22 @@ def run_recipe(
     return RecipeResult(output_dir=out, rows=rows, matched=result.matched, report=report)
 
 
+def launch(argv: Sequence[str] | None = None, default_config: str | Path | None = None) -> int:
+    """Parse a recipe's settings (`parse_recipe_args`), then print its plan (`plan`) or run it; errors propagate."""
+    parsed = parse_recipe_args(argv, default_config)
+    if parsed[0].plan:
+        print(format_plan(plan_recipe(*parsed)))
+    else:
+        run_recipe(*parsed)
+    return 0
+
+
 def main(default_config: str | Path | None = None, argv: Sequence[str] | None = None) -> int:
-    """Entry point of a recipe script: parse (YAML + budget + --smoke + flags), run, report errors clearly."""
+    """Entry point of every recipe launcher (`recipes/*.py`, `python -m inheritune_hf.recipe RECIPE.yaml`): parse
+    (YAML + budget + smoke + flags), run, and report an error as one line with exit code 2."""
     print_narration()
     try:
-        parsed = parse_recipe_args(argv, default_config)
-        if parsed[0].plan:
-            print(format_plan(plan_recipe(*parsed)))
-        else:
-            run_recipe(*parsed)
+        return launch(argv, default_config)
     except InherituneError as err:
         print(f"error: {for_the_command_line(str(err))}", file=sys.stderr)
         return 2
-    return 0

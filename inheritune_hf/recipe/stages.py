@@ -290,17 +290,17 @@ def compared_models(
     models = {rows[0]["model"]: reference}
     compared = [("inheritune", result.rounds[-1])] + ([("baseline", result.baseline)] if result.baseline else [])
     for kind, row in compared:
-        folder = result.output_dir / row["checkpoint"]
+        folder = result.output_dir / row.checkpoint
         label = "Inheritune" if kind == "inheritune" else "random init (same size)"
         rows.append(
             {
-                "model": f"{label} ({row['layers']}L)",
-                "layers": row["layers"],
+                "model": f"{label} ({row.layers}L)",
+                "layers": row.layers,
                 "params": meta_parameter_count(load_causal_lm_config(folder)),
-                "val_loss": row["val_loss"],
-                "tokens": row.get("cumulative_tokens", row.get("tokens")),
-                "kind": row["kind"],
-                "matched": row.get("matched"),
+                "val_loss": row.val_loss,
+                "tokens": row.cumulative_tokens,
+                "kind": row.kind,
+                "matched": row.matched,
             }
         )
         if load_models:

@@ -373,7 +373,7 @@ def inherit_config(
         nearest = f"; the nearest to {wish} is {min(valid, key=lambda k: (abs(k - wish), -k))}" if valid else ""
         raise ConfigSliceError(
             f"{err}. The architecture constrains which layer patterns a model may have: the first k blocks slice "
-            f"exactly for k in {valid}{nearest} (inheritune_hf.nearest_valid_num_layers picks it)."
+            f"exactly for k in {valid}{nearest} (inheritune_hf.slicing.nearest_valid_num_layers picks it)."
         ) from None
     new_config = _match_depth_scales(config, new_config, layers, source_stack, model_class)
     # Keep the attention kernels the reference runs with, per sub-config (a composite model may run its text

@@ -24,20 +24,17 @@ import dataclasses
 import sys
 import types
 import typing
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from transformers import HfArgumentParser
 
-from ..errors import InherituneError, InvalidArgumentError, unknown_arguments, unknown_flags
-from ..settings import check_training_arguments
+from .errors import InherituneError, InvalidArgumentError, unknown_arguments, unknown_flags
+from .settings import check_training_arguments
 
 #: List flags that took comma-separated values before every entry point shared this parser; commas still work.
 COMMA_SEPARATED = frozenset({"reinit", "layers", "tasks"})
-#: Old spellings that keep working for one release, with a FutureWarning naming the new one.
-DEPRECATED_FLAGS = {"--out": "--output_dir", "--dataset": "--dataset_name"}
 #: Other spellings of a flag, kept because they read well.
 FLAG_ALIASES = {"--public": "--no_private"}
 #: What `transformers.hf_argparser.string_to_bool` accepts after a boolean flag.
@@ -64,7 +61,8 @@ class InherituneParser(HfArgumentParser):
 
     `positionals` names fields that may also be given by position, in order (`("reference_model", "output_dir")`
     makes `inherit SRC OUT` work). `yaml_positional` lets the first argument be the YAML file. `summarized` are
-    dataclass types whose flags `--help` only counts (`--help-all` lists them).
+    dataclass types whose flags `--help` only counts (`--help-all` lists them). `aliases` are this parser's own
+    other spellings of its flags (`{"--push-to-hub": "--hub_repo_id"}`), read before any other meaning of the flag.
     """
 
     def __init__(
@@ -76,8 +74,10 @@ class InherituneParser(HfArgumentParser):
         positionals: Sequence[str] = (),
         yaml_positional: bool = False,
         summarized: Sequence[type] = (),
+        aliases: dict[str, str] | None = None,
     ) -> None:
         self.positionals = tuple(positionals)
+        self.aliases = dict(aliases or {})
         self.yaml_positional = yaml_positional
         self.summarized = tuple(summarized)
         usage = " ".join(
@@ -196,19 +196,7 @@ class InherituneParser(HfArgumentParser):
             config, source = (self.read_config(path), path) if path else ({}, "")
         self.set_defaults(**self._check_config(config, source))
         self._help(argv)  # after the YAML, so that --help shows the defaults it sets
-
-        argv = self._normalize(argv)
-        namespace, rest = self.parse_known_intermixed_args(argv)
-        if rest:
-            raise unknown_flags(rest, self)
-        for name in self.positionals:
-            value = getattr(namespace, f"_positional_{name}")
-            delattr(namespace, f"_positional_{name}")
-            if value is None:
-                continue
-            if self._given(name, argv):
-                raise InvalidArgumentError(f"{name.upper()} given twice: by position and as --{name}.")
-            setattr(namespace, name, value)
+        namespace = self._namespace(argv)
         outputs = []
         for dtype in self.dataclass_types:
             names = {f.name for f in dataclasses.fields(dtype) if f.init}
@@ -222,6 +210,32 @@ class InherituneParser(HfArgumentParser):
                     raise
                 raise InvalidArgumentError(" ".join(str(err).split())) from None
         return tuple(outputs)
+
+    def peek(
+        self, argv: Sequence[str], config: dict[str, Any], names: Sequence[str], source: str = ""
+    ) -> dict[str, Any]:
+        """The values the settings `names` would take from `config` and the flags in `argv`, parsed as `parse` parses
+        them but without building the dataclasses: for the settings that choose what the others default to (a
+        recipe's `budget` and `smoke`), read before the settings they change are checked."""
+        self.set_defaults(**self._check_config(config, source))
+        namespace = self._namespace([a for a in argv if a not in ("-h", "--help", "--help-all")])
+        return {name: getattr(namespace, name) for name in names}
+
+    def _namespace(self, argv: list[str]) -> argparse.Namespace:
+        """The flags in `argv`, over the defaults set, as one namespace with the positionals in their fields."""
+        argv = self._normalize(argv)
+        namespace, rest = self.parse_known_intermixed_args(argv)
+        if rest:
+            raise unknown_flags(rest, self)
+        for name in self.positionals:
+            value = getattr(namespace, f"_positional_{name}")
+            delattr(namespace, f"_positional_{name}")
+            if value is None:
+                continue
+            if self._given(name, argv):
+                raise InvalidArgumentError(f"{name.upper()} given twice: by position and as --{name}.")
+            setattr(namespace, name, value)
+        return namespace
 
     def _help(self, argv: list[str]) -> None:
         flags = argv[: argv.index("--")] if "--" in argv else argv
@@ -269,9 +283,7 @@ class InherituneParser(HfArgumentParser):
                 groups.append([token])
                 continue
             known = self._option_string_actions
-            if flag not in known and DEPRECATED_FLAGS.get(flag) in known:
-                warnings.warn(f"{flag} is deprecated; use {DEPRECATED_FLAGS[flag]}.", FutureWarning, stacklevel=3)
-                flag = DEPRECATED_FLAGS[flag]
+            flag = self.aliases.get(flag, flag)
             if flag not in known and FLAG_ALIASES.get(flag) in known:
                 flag = FLAG_ALIASES[flag]
             action = self._option_string_actions.get(flag)
@@ -324,21 +336,4 @@ def _list_element_types(dataclass_types: Iterable[type]) -> dict[str, type]:
     return found
 
 
-def add_command(subparsers: argparse._SubParsersAction, name: str, help: str, run) -> None:
-    """Register subcommand `name` whose arguments all go, untouched, to `run(argv)` (and its own parser).
-
-    The `inheritune` parser only picks the subcommand; argparse's REMAINDER does not capture leading --flags in a
-    subcommand, so the subparser's parsing is replaced by a hand-over.
-    """
-    parser = subparsers.add_parser(name, help=help, add_help=False)
-
-    def hand_over(arg_strings=None, namespace=None):
-        namespace = namespace if namespace is not None else argparse.Namespace()
-        namespace.args = list(arg_strings or [])
-        namespace.func = lambda parsed: run(parsed.args)
-        return namespace, []
-
-    parser.parse_known_args = hand_over
-
-
-__all__ = ["COMMA_SEPARATED", "DEPRECATED_FLAGS", "FLAG_ALIASES", "InherituneParser", "add_command"]
+__all__ = ["COMMA_SEPARATED", "FLAG_ALIASES", "InherituneParser"]
