@@ -86,6 +86,7 @@ sweep: install
 	$(PY) scripts/architecture_sweep.py --out docs/architectures.md
 
 bench: install
+	$(PY) benchmarks/bench_import.py
 	$(PY) benchmarks/bench_attention.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_slice.py

@@ -285,7 +285,7 @@ def check_tokenizer(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], vo
         )
 
 
-def _text_sample(dataset: datasets.Dataset | datasets.IterableDataset, text_column: str) -> list[str]:
+def text_sample(dataset: datasets.Dataset | datasets.IterableDataset, text_column: str) -> list[str]:
     """The first documents of `dataset`, up to `TOKENIZER_SAMPLE_CHARS` characters (the last one cut)."""
     if dataset.column_names is not None and text_column not in dataset.column_names:
         return []  # packing names the missing column
@@ -484,7 +484,7 @@ def pack_dataset(
     streaming = isinstance(dataset, datasets.IterableDataset)
     if not streaming and len(dataset) == 0:
         raise DataError("The dataset is empty: there is no text to train or evaluate on.")
-    check_tokenizer(tokenizer, _text_sample(dataset, text_column), vocab_size)
+    check_tokenizer(tokenizer, text_sample(dataset, text_column), vocab_size)
 
     def tokenize_and_pack(batch: dict[str, list]) -> dict[str, list[list[int]]]:
         ids = tokenizer(batch[text_column], add_special_tokens=False)["input_ids"]

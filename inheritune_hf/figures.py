@@ -380,9 +380,12 @@ def loss_figure(
                 label="round matched",
             )
         rounds_drawn = sum(row["kind"] == "inheritune" for row in rounds)
-        after = ["after the reference's training"] if offset else []
-        after += ["one after another"] if rounds_drawn > 1 else []
-        panel.set_xlabel("training tokens" + (f" (rounds placed {' and '.join(after)})" if after else ""))
+        if panel is zoom:
+            panel.set_xlabel("training tokens")
+        elif offset:  # Inheritune's compute includes the reference's training
+            panel.set_xlabel("training tokens (the rounds follow the reference's own training)")
+        else:
+            panel.set_xlabel("training tokens" + (" (rounds placed one after another)" if rounds_drawn > 1 else ""))
         panel.xaxis.set_major_formatter(EngFormatter(sep=""))
         panel.grid(alpha=0.3)
     ax.set_ylabel("validation loss")

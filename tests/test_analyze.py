@@ -4,8 +4,8 @@ layers, is the same under eager and sdpa, and refuses bad input with clear error
 import datasets
 import pytest
 import torch
-from conftest import tiny_gpt2, tiny_llama
 from legacy_attention_model import LegacyConfig, LegacyForCausalLM
+from tiny_models import tiny_model
 from transformers import (
     AutoModelForCausalLM,
     GPT2LMHeadModel,
@@ -27,13 +27,14 @@ TEXT = " ".join(
 
 def gpt2(n_layer: int = 4, attn: str = "sdpa", init: float = 0.02) -> GPT2LMHeadModel:
     """A tiny GPT-2; a large `init` makes attention peaky so that ranks differ between heads and layers."""
-    model = tiny_gpt2(n_layer, n_embd=64, vocab_size=VOCAB, initializer_range=init)
+    model = tiny_model("gpt2", n_layer, n_embd=64, vocab_size=VOCAB, initializer_range=init)
     model.set_attn_implementation(attn)
     return model
 
 
 def llama(kv_heads: int) -> LlamaForCausalLM:
-    return tiny_llama(
+    return tiny_model(
+        "llama",
         3,
         hidden_size=64,
         intermediate_size=128,
@@ -420,7 +421,7 @@ import gc, json, sys
 from pathlib import Path
 
 import torch
-from conftest import tiny_gpt2
+from tiny_models import tiny_model
 
 from inheritune_hf import analyze_attention
 
@@ -434,7 +435,7 @@ samples, heads, seq_len = 8, 16, 128  # one layer's probabilities: 8 MiB
 ids = torch.randint(0, 300, (samples, seq_len), generator=torch.Generator().manual_seed(1))
 peaks = {}
 for layers in (2, 8):
-    model = tiny_gpt2(layers, n_embd=32, n_head=heads, n_positions=seq_len, vocab_size=300)
+    model = tiny_model("gpt2", layers, n_embd=32, n_head=heads, n_positions=seq_len, vocab_size=300)
     run = lambda: analyze_attention(model, input_ids=ids, num_samples=samples, seq_len=seq_len, progress=False)
     run()  # first-call allocations: thread pools, kernels
     peaks[layers] = 0.0

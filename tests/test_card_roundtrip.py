@@ -195,8 +195,8 @@ def _rows(loss: float, matched: bool, target: float, reference: float = 3.0) -> 
     ]
 
 
-def test_a_round_that_beats_the_reference_but_misses_a_lower_target_is_not_called_worse_than_the_reference(tiny_gpt2):
-    model = tiny_gpt2()
+def test_a_round_that_beats_the_reference_but_misses_a_lower_target_is_not_called_worse_than_the_reference(tiny_model):
+    model = tiny_model("gpt2")
     model.config.inheritune = {"source": "org/ref", "num_layers": 4, "source_layers": [0, 1, 2, 3]}
     text = model_card(model, rounds=_rows(2.95, False, target=2.9), license="mit").text
     assert (
@@ -206,8 +206,8 @@ def test_a_round_that_beats_the_reference_but_misses_a_lower_target_is_not_calle
     assert "the reference's validation loss" not in text
 
 
-def test_a_match_within_the_tolerance_says_so(tiny_gpt2):
-    model = tiny_gpt2()
+def test_a_match_within_the_tolerance_says_so(tiny_model):
+    model = tiny_model("gpt2")
     model.config.inheritune = {"source": "org/ref", "num_layers": 4, "source_layers": [0, 1, 2, 3]}
     text = model_card(model, rounds=_rows(3.02, True, target=3.0), license="mit").text
     assert (

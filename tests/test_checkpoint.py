@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -10,11 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_gpt2 as gpt2
-from conftest import tiny_llama as llama
 from harness import tiny_config
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from tiny_models import tiny_model
 from transformers import AutoModelForCausalLM, T5Config
 
 from inheritune_hf import checkpoint as checkpoint_module
@@ -22,6 +22,9 @@ from inheritune_hf import sources
 from inheritune_hf.checkpoint import inherit_checkpoint, plan_inherit, read_safetensors_header
 from inheritune_hf.errors import CheckpointError, InvalidLayersError, OutputExistsError, UnsupportedModelError
 from inheritune_hf.inherit import NANOGPT_REINIT, inherit
+
+gpt2 = functools.partial(tiny_model, "gpt2")
+llama = functools.partial(tiny_model, "llama")
 
 
 def save(model, folder: Path, max_shard_size: str | int = "50GB") -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_llama
+from tiny_models import tiny_model
 from transformers import AutoModelForCausalLM
 
 from inheritune_hf import checkpoint as checkpoint_module
@@ -19,7 +19,7 @@ from inheritune_hf.inherit import inherit
 @pytest.fixture
 def src(tmp_path) -> Path:
     folder = tmp_path / "src"
-    tiny_llama().save_pretrained(folder, max_shard_size="10KB")
+    tiny_model("llama").save_pretrained(folder, max_shard_size="10KB")
     return folder
 
 

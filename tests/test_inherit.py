@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import transformers
-from conftest import tiny_gpt2 as gpt2
-from conftest import tiny_llama as llama
 from harness import check_architecture, shrink_sizes, slice_points, tiny_config
 from packaging.version import Version
+from tiny_models import tiny_model
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -26,6 +27,9 @@ from inheritune_hf.architecture import block_outputs, depth_keys, num_layers_of
 from inheritune_hf.errors import ConfigSliceError, InvalidLayersError, LayerStackNotFoundError, UnsupportedModelError
 from inheritune_hf.inherit import NANOGPT_REINIT
 from inheritune_hf.slicing import nearest_valid_num_layers, per_layer_fields
+
+gpt2 = functools.partial(tiny_model, "gpt2")
+llama = functools.partial(tiny_model, "llama")
 
 MODELS = {"gpt2": gpt2, "llama": llama}
 IDS = torch.randint(1, 97, (2, 11), generator=torch.Generator().manual_seed(1))

@@ -119,3 +119,15 @@ def test_modules_import_only_downward_no_circles():
         if name not in state:
             visit(name, [name])
     assert not cycles, "import circles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_no_private_name_is_imported_across_modules():
+    # A name with a leading underscore is a module's own business; a second module that needs it wants it public.
+    crossing = []
+    for name in module_names():
+        path = PACKAGE.parent / Path(*name.split("."))
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("inheritune_hf")):
+                crossing += [f"{name}: {alias.name}" for alias in node.names if alias.name.startswith("_")]
+    assert not crossing, crossing

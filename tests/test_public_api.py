@@ -8,7 +8,7 @@ from types import ModuleType
 
 import inheritune_hf
 
-SUBCOMMAND_MODULES = ("analyze", "inherit", "run", "evaluate", "push")
+SUBCOMMAND_MODULES = ("analyze", "inherit", "run", "evaluate", "push", "recipe")
 
 
 def run_fresh(code: str) -> str:
@@ -72,18 +72,14 @@ def test_help_lists_every_subcommand_without_importing_one():
     loaded, _, help_text = out.partition("\n")
     assert loaded == "[]"
     for name in SUBCOMMAND_MODULES:
-        assert f"    {name}" in help_text
+        assert f"\n  {name} " in help_text, name
 
 
-def test_the_help_listed_is_the_help_each_subcommand_registers():
-    import argparse
+def test_every_listed_subcommand_is_a_module_with_a_main():
     import importlib
 
     from inheritune_hf.cli import COMMANDS
 
     assert tuple(COMMANDS) == SUBCOMMAND_MODULES
-    for name, listed in COMMANDS.items():
-        subparsers = argparse.ArgumentParser().add_subparsers()
-        importlib.import_module(f"inheritune_hf.cli.{name}").register(subparsers)
-        (registered,) = [action.help for action in subparsers._choices_actions]
-        assert registered == listed, name
+    for name in COMMANDS:
+        assert callable(importlib.import_module(f"inheritune_hf.cli.{name}").main), name

@@ -8,7 +8,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from conftest import tiny_gpt2
+from tiny_models import tiny_model
 from transformers import (
     AutoTokenizer,
     BertConfig,
@@ -43,7 +43,7 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
 def gpt2(vocab_size: int = VOCAB) -> GPT2LMHeadModel:
-    return tiny_gpt2(2, n_head=2, vocab_size=vocab_size, n_positions=CONTEXT)
+    return tiny_model("gpt2", 2, n_head=2, vocab_size=vocab_size, n_positions=CONTEXT)
 
 
 def bert_encoder() -> BertLMHeadModel:

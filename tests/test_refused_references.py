@@ -6,16 +6,18 @@ are each refused with one line that names the way out: slicing from the files, `
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 import pytest
 import torch
-from conftest import gpt2_config
-from conftest import tiny_gpt2 as gpt2
+from tiny_models import gpt2_config, tiny_model
 from transformers import GPT2LMHeadModel
 
 from inheritune_hf import inherit
 from inheritune_hf.errors import InherituneError
+
+gpt2 = functools.partial(tiny_model, "gpt2")
 
 WAY_OUT = 'inherit("path/or/hub-id", num_layers=k, out=...)'
 

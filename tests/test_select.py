@@ -3,15 +3,15 @@ an independent computation, and `select_layers` keeps the blocks a constructed m
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_gpt2, tiny_llama
 from test_analyze import force_sink
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from tiny_models import tiny_model
 
 import inheritune_hf.analyze.run as analyze_run
 from inheritune_hf import (
@@ -30,22 +30,10 @@ from inheritune_hf.figures import plot_attention
 VOCAB = 97
 
 
-def tiny_qwen2(num_layers: int = 4) -> Qwen2ForCausalLM:
-    """A third family with grouped-query attention (4 query heads share 1 key/value head) and qkv biases."""
-    torch.manual_seed(0)
-    config = Qwen2Config(
-        num_hidden_layers=num_layers,
-        hidden_size=32,
-        intermediate_size=64,
-        num_attention_heads=4,
-        num_key_value_heads=1,
-        vocab_size=VOCAB,
-        max_position_embeddings=64,
-    )
-    return Qwen2ForCausalLM(config).eval()
-
-
-MODELS = {"llama": tiny_llama, "gpt2": tiny_gpt2, "qwen2_gqa": tiny_qwen2}
+MODELS = {
+    family: functools.partial(tiny_model, kind)
+    for family, kind in [("llama", "llama"), ("gpt2", "gpt2"), ("qwen2_gqa", "qwen2")]
+}
 
 
 def samples(n: int = 6, t: int = 16, seed: int = 0) -> torch.Tensor:
@@ -131,7 +119,7 @@ def identity_blocks(model, blocks: list[int]):
 
 
 def test_identity_blocks_have_block_influence_zero_and_are_dropped_first():
-    model = identity_blocks(tiny_llama(6), [1, 4])
+    model = identity_blocks(tiny_model("llama", 6), [1, 4])
     report = report_of(model, samples())
     assert report.block_influence[1] == pytest.approx(0.0, abs=1e-6)
     assert report.block_influence[4] == pytest.approx(0.0, abs=1e-6)
@@ -142,7 +130,7 @@ def test_identity_blocks_have_block_influence_zero_and_are_dropped_first():
 
 
 def test_angular_drops_the_contiguous_span_that_is_an_identity_map():
-    model = identity_blocks(tiny_llama(6), [2, 3])
+    model = identity_blocks(tiny_model("llama", 6), [2, 3])
     report = report_of(model, samples())
     assert report.angular_distance(2)[2] == pytest.approx(0.0, abs=1e-6)
     selection = select_layers(report, 4, "angular")
@@ -151,7 +139,7 @@ def test_angular_drops_the_contiguous_span_that_is_an_identity_map():
 
 
 def test_rank_drops_the_forced_sink_layers():
-    model = tiny_gpt2(4, n_embd=64, initializer_range=0.3)
+    model = tiny_model("gpt2", 4, n_embd=64, initializer_range=0.3)
     force_sink(model, [0, 2])
     report = report_of(model, samples(t=32))
     assert report.lazy_layers == [0, 2]
@@ -161,13 +149,13 @@ def test_rank_drops_the_forced_sink_layers():
 
 
 def test_prefix_is_the_papers_first_k_whatever_the_measures_say():
-    report = report_of(identity_blocks(tiny_llama(6), [0, 1]), samples())
+    report = report_of(identity_blocks(tiny_model("llama", 6), [0, 1]), samples())
     selection = select_layers(report, 3, "prefix")
     assert list(selection) == [0, 1, 2] and selection.dropped == (3, 4, 5)
 
 
 def test_inherit_takes_a_selection_as_its_layers():
-    model = identity_blocks(tiny_llama(6), [1, 4])
+    model = identity_blocks(tiny_model("llama", 6), [1, 4])
     selection = select_layers(report_of(model, samples()), 4, "block_influence")
     target = inherit(model, layers=selection)
     assert target.config.inheritune["source_layers"] == [0, 2, 3, 5]
@@ -185,7 +173,7 @@ def test_a_selection_is_a_sorted_tuple_that_survives_pickling():
 
 
 def test_reports_round_trip_the_block_measures_through_json_and_csv(tmp_path):
-    report = report_of(tiny_llama(), samples())
+    report = report_of(tiny_model("llama"), samples())
     back = AttentionReport.from_json(report.to_json())
     assert back.block_influence == report.block_influence and back.angular == report.angular
     report.to_csv(tmp_path / "r.csv")
@@ -196,7 +184,7 @@ def test_reports_round_trip_the_block_measures_through_json_and_csv(tmp_path):
 
 
 def test_an_older_report_without_block_measures_loads_and_says_what_to_do():
-    data = json.loads(report_of(tiny_llama(), samples()).to_json())
+    data = json.loads(report_of(tiny_model("llama"), samples()).to_json())
     for key in ("block_influence", "angular", "angular_distance_1"):
         data.pop(key)
     old = AttentionReport.from_dict(data)
@@ -211,7 +199,7 @@ def test_an_older_report_without_block_measures_loads_and_says_what_to_do():
 
 
 def test_bad_criterion_and_depth_are_refused():
-    report = report_of(tiny_llama(), samples())
+    report = report_of(tiny_model("llama"), samples())
     with pytest.raises(InvalidLayersError, match="criterion must be one of"):
         select_layers(report, 2, "random")
     with pytest.raises(InvalidLayersError, match="choose 1..4"):
@@ -221,7 +209,7 @@ def test_bad_criterion_and_depth_are_refused():
 
 
 def test_plot_has_the_block_measures_panel(tmp_path):
-    report = report_of(tiny_llama(), samples())
+    report = report_of(tiny_model("llama"), samples())
     path = plot_attention(report, tmp_path / "figure.png", angular_span=2)
     assert path.stat().st_size > 1000
     with pytest.raises(InherituneError, match="span n"):
@@ -235,7 +223,7 @@ def test_plot_has_the_block_measures_panel(tmp_path):
 @pytest.fixture
 def analyzed(tmp_path):
     """A 6-block llama with identity blocks 1 and 4, saved, and the report `inheritune analyze` would write."""
-    model = identity_blocks(tiny_llama(6), [1, 4])
+    model = identity_blocks(tiny_model("llama", 6), [1, 4])
     model.save_pretrained(tmp_path / "src")
     (tmp_path / "analysis").mkdir()
     report_of(model, samples()).to_json(tmp_path / "analysis" / "report.json")
@@ -255,7 +243,7 @@ def test_cli_select_needs_a_report_and_a_matching_one(analyzed, capsys):
     assert main(["inherit", src, out, "--num-layers", "4", "--select", "rank"]) == 2
     assert "--report DIR" in capsys.readouterr().err
     (analyzed / "other").mkdir()
-    report_of(tiny_llama(4), samples()).to_json(analyzed / "other" / "report.json")
+    report_of(tiny_model("llama", 4), samples()).to_json(analyzed / "other" / "report.json")
     assert main(["inherit", src, out, "--select", "rank", "--report", str(analyzed / "other")]) == 2
     assert "4 blocks but" in capsys.readouterr().err
     assert not (analyzed / "out").exists()

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import tiny_gpt2
+from tiny_models import tiny_model
 from transformers import TrainingArguments
 
 from inheritune_hf.cli import main
@@ -31,6 +31,8 @@ from inheritune_hf.settings import (
     RecipeArguments,
     check_training_arguments,
 )
+
+TINY = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
 
 
 def bad_values(allowed: Range) -> list[str]:
@@ -62,7 +64,7 @@ def reference(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("reference")
     tokenizer = train_tokenizer(embedded_corpus(max_bytes=30_000)["train"], vocab_size=300)
-    tiny_gpt2(4, vocab_size=len(tokenizer)).save_pretrained(folder)
+    tiny_model("gpt2", 4, vocab_size=len(tokenizer)).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
@@ -120,7 +122,7 @@ def test_run_refuses_out_of_range(flag, value, reference, tmp_path, capsys):
 @pytest.mark.parametrize(("flag", "value"), cases(RecipeArguments) + RUN_CASES[::3])
 def test_recipe_refuses_out_of_range(flag, value, tmp_path, capsys):
     out = tmp_path / "out"
-    code = recipe_main(argv=["--smoke", "--output_dir", str(out), f"--{flag}={value}"])
+    code = recipe_main(TINY, ["--smoke", "--output_dir", str(out), f"--{flag}={value}"])
     err = capsys.readouterr().err
     assert_refused_in_one_line(code, err, flag, out / "smoke")
     assert not out.exists()
@@ -226,3 +228,14 @@ def test_cli_errors_name_the_flag_not_the_keyword(reference, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Pass --overwrite to replace it" in err and "overwrite=True" not in err
     assert [p.name for p in out.iterdir()] == ["kept.txt"]
+
+
+def test_a_recipe_refuses_start_layers_beyond_its_reference_before_reading_data(tmp_path, capsys, monkeypatch):
+    import inheritune_hf.recipe.run as recipe_run
+
+    monkeypatch.setattr(recipe_run, "prepare_inputs", lambda *a, **k: pytest.fail("the data was read"))
+    out = tmp_path / "out"
+    code = recipe_main(TINY, ["--smoke", "--output_dir", str(out), "--start_layers", "12"])
+    assert code == 2
+    assert "start_layers=12 is outside 1..4" in capsys.readouterr().err
+    assert not out.exists()

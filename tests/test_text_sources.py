@@ -4,7 +4,7 @@ an empty, unreadable or missing input gets the same clean line from both, before
 from __future__ import annotations
 
 import pytest
-from conftest import tiny_gpt2
+from tiny_models import tiny_model
 
 from inheritune_hf.cli import main
 from inheritune_hf.data import check_text_source
@@ -16,7 +16,7 @@ from inheritune_hf.settings import AnalyzeArguments, DataArguments
 def reference(tmp_path_factory):
     """A model folder with no tokenizer files: a tokenizer must come from --tokenizer_name."""
     folder = tmp_path_factory.mktemp("reference")
-    tiny_gpt2(2, vocab_size=300).save_pretrained(folder)
+    tiny_model("gpt2", 2, vocab_size=300).save_pretrained(folder)
     return folder
 
 

@@ -3,7 +3,7 @@ and the card lists the recipe as it was set."""
 
 from __future__ import annotations
 
-from conftest import gpt2_config
+from tiny_models import gpt2_config
 
 from inheritune_hf.evaluate import DownstreamResult, DownstreamResults
 from inheritune_hf.publish import model_card

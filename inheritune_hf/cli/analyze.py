@@ -103,11 +103,11 @@ def run(args: AnalyzeArguments) -> int:
     import torch
 
     from ..analyze import analyze_attention
-    from ..data import _text_sample, check_tokenizer
+    from ..data import check_tokenizer, text_sample
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = _load_tokenizer(args)
-    sample = [source["texts"][:100_000]] if "texts" in source else _text_sample(source["dataset"], "text")
+    sample = [source["texts"][:100_000]] if "texts" in source else text_sample(source["dataset"], "text")
     check_tokenizer(tokenizer, sample)  # a folder without tokenizer files loads as a tokenizer of one token
     model = load_causal_lm(model_dir, trust_remote_code=args.trust_remote_code).to(device)
     report = analyze_attention(

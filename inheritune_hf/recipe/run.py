@@ -21,13 +21,24 @@ from transformers import TrainingArguments
 
 from ..errors import InherituneError, for_the_command_line
 from ..io import atomic_write_text
+from ..loading import load_causal_lm_config
 from ..narration import print_narration
 from ..parser import InherituneParser
 from ..publish import check_repo_id
+from ..rounds import check_against_reference
 from ..settings import DataArguments, InherituneArguments, RecipeArguments, check_training_arguments
+from ..sources import check_source
 from ..tracking import ATTENTION_HISTORY_FILE, AttentionTracking, check_trackable
 from ..verdict import weak_reference
-from .plan import accumulation_for, check_recipe, format_plan, parameter_count, plan_recipe, processes
+from .plan import (
+    accumulation_for,
+    check_recipe,
+    format_plan,
+    parameter_count,
+    plan_recipe,
+    processes,
+    reference_config,
+)
 from .report import REPORT_FILE, format_report
 from .stages import (
     compared_models,
@@ -178,6 +189,14 @@ def run_recipe(
     from accelerate import PartialState
 
     check_recipe(recipe)
+    # The depths and the context, against the reference's config (read, or the one stage 1 would build), before
+    # any text is read.
+    if recipe.reference:
+        check_source(recipe.reference, "--reference")
+        config = load_causal_lm_config(recipe.reference)
+    else:
+        config = reference_config(recipe, None, data_args.block_size)
+    check_against_reference(config, inheritune_args, data_args)
     if recipe.hub_repo_id:
         check_repo_id(recipe.hub_repo_id)
     if inheritune_args.track_attention_steps:
