@@ -43,30 +43,22 @@ test-latest:
 	$(LATEST_PY) -m pytest -q
 
 # Pin what `make test-latest` just passed with. Local version labels (torch's +cpu) are dropped so that the
-# same file serves CPU and CUDA builds of the pinned version. The Python 3.10 lines (`python_version < "3.11"`) are
-# kept as they were, and the fresh pins of those packages get the `>= "3.11"` marker.
+# same file serves CPU and CUDA builds of the pinned version.
 lock: test-latest
 	{ echo "# The exact versions inheritune-hf was last tested with: \`make install\` installs them, \`make lock\`"; \
 	  echo "# refreshes them from a green \`make test-latest\` ($$(date -u +%F), Python $$($(LATEST_PY) -c 'import platform; print(platform.python_version())'))."; \
 	  $(LATEST_PY) -m pip freeze --all --exclude-editable | sed -e 's/+[^ ]*$$//'; } > $(CONSTRAINTS).tmp
-	awk -v old='python_version < "3.11"' -v new='; python_version >= "3.11"' \
-	  'function key(line) { sub(/[=;].*/, "", line); gsub(/_/, "-", line); return tolower(line) } \
-	   FNR == NR { if (index($$0, old)) { kept[++n] = $$0; py310[key($$0)] = 1 } else if (FNR > 2 && /^#/) note[++m] = $$0; next } \
-	   { print (!/^#/ && key($$0) in py310) ? $$0 new : $$0 } \
-	   END { for (i = 1; i <= m; i++) print note[i]; for (i = 1; i <= n; i++) print kept[i] }' \
-	  $(CONSTRAINTS) $(CONSTRAINTS).tmp > $(CONSTRAINTS).new
-	rm $(CONSTRAINTS).tmp
-	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
 	@echo "wrote $(CONSTRAINTS): run 'make test' to install it into $(VENV)"
 
-# Every supported interpreter (3.10 to 3.13) and the oldest versions setup.cfg allows, each in its own venv under
-# .nox/ (noxfile.py). Needs python3.10 ... python3.13 on PATH; with pyenv, the installed 3.10-3.13 are made visible.
+# Every supported interpreter (3.11 to 3.13) and the oldest versions setup.cfg allows, each in its own venv under
+# .nox/ (noxfile.py). Needs python3.11 ... python3.13 on PATH; with pyenv, the installed 3.11-3.13 are made visible.
 # Extra pytest arguments: ARGS="tests/test_inherit.py -x".
 TOOLS := .venv-tools
 NOX := $(TOOLS)/bin/nox
 TOOLS_STAMP := $(TOOLS)/.installed
 ifneq ($(shell command -v pyenv 2>/dev/null),)
-test-pythons test-oldest: export PYENV_VERSION ?= $(shell pyenv version-name):$(shell pyenv versions --bare | grep -E '^3\.1[0-3]\.[0-9]+$$' | tr '\n' ':' | sed 's/:$$//')
+test-pythons test-oldest: export PYENV_VERSION ?= $(shell pyenv version-name):$(shell pyenv versions --bare | grep -E '^3\.1[1-3]\.[0-9]+$$' | tr '\n' ':' | sed 's/:$$//')
 endif
 
 tools: $(TOOLS_STAMP)

@@ -2,7 +2,7 @@
 
 Run through the Makefile, which bootstraps nox and uv into `.venv-tools`:
 
-    make test-pythons   # nox -s tests: the locked versions (constraints.txt) on Python 3.10, 3.11, 3.12 and 3.13
+    make test-pythons   # nox -s tests: the locked versions (constraints.txt) on Python 3.11, 3.12 and 3.13
     make test-oldest    # nox -s tests-oldest: every `>=` bound in setup.cfg installed exactly (`==`)
 
 `make test` stays the everyday command (one interpreter, `.venv`); these sessions are how the README's table of
@@ -24,7 +24,7 @@ nox.options.sessions = ["tests"]
 nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).parent
-PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+PYTHONS = ["3.11", "3.12", "3.13"]
 # The oldest interpreter the lower bounds install on: transformers >= 5.23 (TrainingArguments.activation_checkpointing,
 # which the recipes set) requires Python 3.11; on 3.10 the newest transformers is 5.20.2.
 OLDEST_PYTHON = "3.11"

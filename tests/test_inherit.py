@@ -6,9 +6,7 @@ import functools
 
 import pytest
 import torch
-import transformers
 from harness import check_architecture, shrink_sizes, slice_points, tiny_config
-from packaging.version import Version
 from tiny_models import tiny_model
 from torch import nn
 from transformers import (
@@ -379,20 +377,7 @@ CI_ARCHITECTURES = [
 ]
 
 
-# transformers 5.20 (the newest release for Python 3.10) looks up Gemma 4's shared key/value states by layer type and
-# raises KeyError 'full_attention' when the cut keeps no full-attention layer before the sharing ones; 5.24 runs it.
-GEMMA4_SHARED_KV_KEYERROR = pytest.mark.xfail(
-    Version(transformers.__version__) < Version("5.21"),
-    reason="transformers < 5.21: Gemma 4 shared KV raises KeyError 'full_attention' at tiny depth",
-    raises=AssertionError,
-    strict=True,
-)
-
-
-@pytest.mark.parametrize(
-    "model_type",
-    [pytest.param(t, marks=GEMMA4_SHARED_KV_KEYERROR) if t == "gemma4_text" else t for t in CI_ARCHITECTURES],
-)
+@pytest.mark.parametrize("model_type", CI_ARCHITECTURES)
 def test_architecture_slices_exactly_round_trips_and_generates(model_type):
     result = check_architecture(model_type)
     assert result.status == "pass", result.reason
