@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import subprocess
 import sys
 import time
@@ -139,10 +140,14 @@ def test_make_gpu_check_uses_the_python_at_hand_and_never_installs():
     target = makefile.split("\ngpu-check:")[1].split("\n\n")[0]
     assert target.splitlines()[0].strip() == ""  # no prerequisite: `install` would put a CPU torch over CUDA's
     assert "$(GPU_PYTHON) scripts/gpu_check.py" in target and "pip" not in target
+    # Run as a top-level make even inside `make test`: a parent make's MAKELEVEL/MAKEFLAGS would add
+    # "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     done = subprocess.run(
-        ["make", "-n", "gpu-check", "PYTHON=/opt/cuda-env/bin/python"], cwd=ROOT, capture_output=True, text=True
-    )
-    assert done.stdout.strip() == "/opt/cuda-env/bin/python scripts/gpu_check.py", done.stderr
+        ["make", "--no-print-directory", "-n", "gpu-check", "PYTHON=/opt/cuda-env/bin/python"],
+        cwd=ROOT, capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert done.stdout.split() == ["/opt/cuda-env/bin/python", "scripts/gpu_check.py"], done.stderr
 
 
 def test_bench_gpu_train_prints_trainer_beside_the_loop_with_mfu(capsys):
