@@ -518,11 +518,16 @@ def test_cli_push_dry_run_then_push(hub, model_dir, tmp_path, monkeypatch, capsy
     args = ["push", str(model_dir), f"{USER}/cli", "--dry-run", "--output_dir", str(out), "--license", "mit"]
     assert main(args + ["--endpoint", hub.url]) == 0
     assert (out / "README.md").is_file() and (out / "model.safetensors").is_file()
+    # one action, one line: the library's own record of the write stays at DEBUG under the CLI's narration
+    written = [line for line in capsys.readouterr().out.splitlines() if "wrote" in line]
+    files = sum(1 for path in out.rglob("*") if path.is_file())
+    assert written == [f"dry run: wrote the {files} files that would be pushed to {USER}/cli into {out}"]
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     assert main(["push", str(model_dir), f"{USER}/cli", "--public", "--license", "mit", "--endpoint", hub.url]) == 0
     assert not hub.repos[f"{USER}/cli"].private
-    assert f"pushed to {USER}/cli: {hub.url}/{USER}/cli/commit/" in capsys.readouterr().out
+    pushed = [line for line in capsys.readouterr().out.splitlines() if "commit" in line or "pushed" in line]
+    assert len(pushed) == 1 and pushed[0].startswith(f"pushed to {USER}/cli: {hub.url}/{USER}/cli/commit/")
     assert TOKEN not in capsys.readouterr().out
 
 

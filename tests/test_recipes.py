@@ -82,10 +82,18 @@ def test_the_guard_really_blocks_the_network(no_network):
     assert no_network
 
 
-def test_demo_small_budget_runs_end_to_end_offline(tmp_path, no_network):
+def test_demo_small_budget_runs_end_to_end_offline(tmp_path, no_network, capsys):
     out = tmp_path / "demo"
     assert main(RECIPES / "tiny.yaml", ["--budget", "small", "--output_dir", str(out)]) == 0
     assert no_network == []
+
+    # One line per thing written, each naming it: no second "wrote" line from the library under a stage's line.
+    printed = capsys.readouterr().out.splitlines()
+    targets = [Path(line.rsplit(" -> ", 1)[1]) for line in printed if line.startswith("[") and " -> " in line]
+    assert len(targets) == len(set(targets)) and all(target.exists() for target in targets), targets
+    wanted = {out / "reference" / "model", out / "analysis", out / "evaluation", out / "model", out / "report.md"}
+    assert wanted <= set(targets), targets
+    assert not [line for line in printed if "wrote" in line.lower()]
 
     report = (out / "report.md").read_text()
     assert "| reference (4L)" in report and "| Inheritune (" in report and "| random init (same size)" in report

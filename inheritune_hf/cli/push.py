@@ -109,7 +109,8 @@ def run(args: PushArguments) -> int:
             overwrite=args.overwrite,
         )
     if args.dry_run:
-        print(f"dry run: wrote the files that would be pushed to {args.repo_id} into {result}")
+        count = sum(1 for path in Path(result).rglob("*") if path.is_file())
+        print(f"dry run: wrote the {count} files that would be pushed to {args.repo_id} into {result}")
     else:
         print(f"pushed to {args.repo_id}: {result.commit_url}")
     return 0

@@ -177,7 +177,8 @@ def push_to_hub(
         plan = upload_plan(folder, card=card, results=results, extra_files=extra_files)
         if dry_run is not None:
             written = _write_plan(plan, dry_run, overwrite)
-            logger.info("Dry run: wrote the %d files that would be pushed to %s into %s", len(plan), repo_id, written)
+            # DEBUG: the caller says what was written (the CLI and the recipe print one line per action)
+            logger.debug("Dry run: wrote the %d files that would be pushed to %s into %s", len(plan), repo_id, written)
             return written
         _refuse_token_in_files(plan, token)
         return _push_plan(plan, repo_id, endpoint, token, private, revision, commit_message, delete_patterns, folder)
@@ -321,5 +322,5 @@ def _push_plan(
     message = commit_message or "Upload Inheritune model (inheritune-hf)"
     with _hub_errors(endpoint, token, f"Committing to {repo_id}", folder):
         info = api.create_commit(repo_id, operations, commit_message=message, revision=revision)
-    logger.info("%s/%s is at commit %s (%d files uploaded or unchanged)", endpoint, repo_id, info.oid, len(plan))
+    logger.debug("%s/%s is at commit %s (%d files uploaded or unchanged)", endpoint, repo_id, info.oid, len(plan))
     return info

@@ -238,7 +238,8 @@ def run_recipe(
         given=inputs.given_reference,
         tracking=tracking,
     )
-    say(f"[1/5 reference] {reference_info['source']}: {parameter_count(reference) / 1e6:.2f}M parameters")
+    where = f" -> {out / 'reference' / 'model'}" if not recipe.reference else ""
+    say(f"[1/5 reference] {reference_info['source']}: {parameter_count(reference) / 1e6:.2f}M parameters{where}")
 
     analysis = None
     if recipe.analyze and state.is_main_process:
@@ -287,7 +288,8 @@ def run_recipe(
             batch_size=recipe.eval_batch_size,
             limit=recipe.eval_limit,
         )
-        say(f"[4/5 evaluation] {len(rows)} models on {', '.join(tasks) if isinstance(tasks, list) else 'paper tasks'}")
+        named = ", ".join(tasks) if isinstance(tasks, list) else "paper tasks"
+        say(f"[4/5 evaluation] {len(rows)} models on {named} -> {out / 'evaluation'}")
 
     final_results = results_by_name.get(rows[1]["model"])
     if state.is_main_process:
@@ -308,7 +310,7 @@ def run_recipe(
     report = out / REPORT_FILE
     if state.is_main_process:
         atomic_write_text(report, text)
-        print("\n" + text)
+        print(f"[report] -> {report}\n\n{text}")
     # The others wait for the main process's evaluation and writes, so the launch ends when the run does. Its
     # lm-eval must finish within TrainingArguments' `ddp_timeout` (1800 s by default; raise it for the paper suite).
     state.wait_for_everyone()
