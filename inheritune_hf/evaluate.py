@@ -327,6 +327,11 @@ def evaluate_downstream(
     Every task name and metric is checked before the model runs: an unknown name raises `EvaluationError` listing
     the closest known names.
     """
+    from .settings import EvaluateArguments, check_arguments, check_batch_size
+
+    # The same limits as `inheritune evaluate`'s flags, before lm-eval is imported or a task indexed.
+    check_arguments({"num_fewshot": num_fewshot, "limit": limit}, EvaluateArguments.RANGES)
+    check_batch_size(batch_size, name="batch_size")
     lm_eval = _import_lm_eval()
     from lm_eval.models.huggingface import HFLM
 
@@ -438,8 +443,13 @@ def write_heldout_tasks(
     """
     import yaml
 
-    if num_choices < 2:
-        raise EvaluationError(f"num_choices must be at least 2, got {num_choices}.")
+    from .settings import POSITIVE_INT, SEED, Range, check_arguments
+
+    at_least_two = Range(low=2, integer=True)  # two choices to tell apart; a context word and an ending word
+    check_arguments(
+        {"num_choices": num_choices, "max_words": max_words, "max_docs": max_docs, "seed": seed},
+        {"num_choices": at_least_two, "max_words": at_least_two, "max_docs": POSITIVE_INT, "seed": SEED},
+    )
     if not re.fullmatch(r"[A-Za-z0-9_]+", name):
         raise EvaluationError(f"Task name prefix {name!r} must be letters, digits and '_'.")
     docs = [" ".join(text.split()) for text in texts if text and text.strip()][:max_docs]

@@ -194,7 +194,7 @@ FRACTION = Range(low=0, high=1, low_open=True)  # (0, 1]: a share of something t
 SEED = Range(low=0, high=MAX_SEED, integer=True)
 
 
-def check_ranges(settings: Any, ranges: dict[str, Range], error: type[InherituneError]) -> None:
+def check_ranges(settings: Any, ranges: dict[str, Range], error: type[InherituneError], prefix: str = "--") -> None:
     """Refuse the first field of `settings` outside its `ranges` entry with one line naming the flag (`--seq_len`)
     and what it allows. None means "not set" (the default applies); a list is checked element by element."""
     for name, allowed in ranges.items():
@@ -202,7 +202,17 @@ def check_ranges(settings: Any, ranges: dict[str, Range], error: type[Inheritune
         values = value if isinstance(value, list | tuple) else [value]
         for item in values:
             if item is not None and item not in allowed:
-                raise error(f"--{name} must be {allowed.describe()}, got {item!r}.")
+                raise error(f"{prefix}{name} must be {allowed.describe()}, got {item!r}.")
+
+
+def check_arguments(
+    values: dict[str, Any], ranges: dict[str, Range], error: type[InherituneError] = InvalidArgumentError
+) -> None:
+    """`check_ranges` for a library function's keyword arguments, against the same table as its CLI flags (so
+    `analyze_attention(seq_len=1)` and `inheritune analyze --seq_len 1` are refused alike), naming `seq_len`."""
+    from types import SimpleNamespace
+
+    check_ranges(SimpleNamespace(**values), {name: ranges[name] for name in values}, error, prefix="")
 
 
 #: `transformers.TrainingArguments` fields this package relies on, with what makes sense for them. Trainer checks
@@ -234,13 +244,15 @@ TRAINING_RANGES: dict[str, Range] = {
 }
 
 
-def check_batch_size(value: str) -> None:
+def check_batch_size(value: str | int, name: str = "--batch_size") -> None:
     """lm-eval's batch size: a positive integer, 'auto', or 'auto:N' (re-detect N times)."""
     text = str(value)
     head, _, times = text.partition(":")
+    if isinstance(value, bool) or isinstance(value, float):
+        text = ""
     if text.isdigit() and int(text) >= 1 or head == "auto" and (not times or times.isdigit() and int(times) >= 1):
         return
-    raise InvalidArgumentError(f"--batch_size must be an integer >= 1, 'auto' or 'auto:N', got {value!r}.")
+    raise InvalidArgumentError(f"{name} must be an integer >= 1, 'auto' or 'auto:N', got {value!r}.")
 
 
 def check_training_arguments(training_args: Any) -> None:

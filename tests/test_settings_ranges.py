@@ -239,3 +239,52 @@ def test_a_recipe_refuses_start_layers_beyond_its_reference_before_reading_data(
     assert code == 2
     assert "start_layers=12 is outside 1..4" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _library_values(allowed: Range) -> list[float]:
+    return [float(value) if "." in value or value == "nan" else int(value) for value in bad_values(allowed)]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        (n, v)
+        for n, allowed in {**AnalyzeArguments.RANGES, "max_tokens": Range(low=1, integer=True)}.items()
+        for v in _library_values(allowed)
+    ],
+)
+def test_analyze_attention_refuses_what_its_flag_refuses_before_tokenizing(name, value, monkeypatch):
+    """A notebook caller gets the CLI's table, named as the keyword, before a token is read or a forward runs."""
+    import inheritune_hf.analyze.run as analyze_run
+    from inheritune_hf import analyze_attention
+
+    monkeypatch.setattr(analyze_run, "token_stream", lambda *a, **k: pytest.fail("the text was read"))
+    with pytest.raises(InvalidArgumentError) as refused:
+        analyze_attention(tiny_model("gpt2"), None, texts="some text", **{name: value}, progress=False)
+    message = str(refused.value)
+    assert message.startswith(f"{name} must be ") and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [(n, v) for n, allowed in EvaluateArguments.RANGES.items() for v in _library_values(allowed)]
+)
+def test_evaluate_downstream_refuses_what_its_flag_refuses_before_lm_eval(name, value, monkeypatch):
+    import inheritune_hf.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "_import_lm_eval", lambda: pytest.fail("lm-eval was imported"))
+    with pytest.raises(InvalidArgumentError, match=f"^{name} must be "):
+        evaluate.evaluate_downstream(tiny_model("gpt2"), None, tasks=["heldout_mc"], **{name: value})
+    with pytest.raises(InvalidArgumentError, match="^batch_size must be "):
+        evaluate.evaluate_downstream(tiny_model("gpt2"), None, tasks=["heldout_mc"], batch_size=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("num_choices", 1), ("max_words", 1), ("max_docs", 0), ("seed", -1), ("seed", 2.5)]
+)
+def test_write_heldout_tasks_refuses_a_bad_value_before_writing(name, value, tmp_path):
+    from inheritune_hf import write_heldout_tasks
+
+    texts = [f"the quick brown fox number {i} jumps" for i in range(40)]
+    with pytest.raises(InvalidArgumentError, match=f"^{name} must be "):
+        write_heldout_tasks(texts, tmp_path / "tasks", **{name: value})
+    assert not (tmp_path / "tasks").exists()

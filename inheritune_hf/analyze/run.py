@@ -19,12 +19,12 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from ..architecture import check_causal_lm, num_layers_of
-from ..errors import DataError, InherituneError, UnsupportedModelError
+from ..errors import DataError, UnsupportedModelError
 from ..loading import context_length
+from ..settings import POSITIVE_INT, AnalyzeArguments, check_arguments
 from .capture import Accumulator, attention_interface_capture, block_states, hook_capture
 from .report import AttentionReport
 from .samples import draw_samples, token_stream
-from .stats import check_fraction
 
 
 def _context_length(model: nn.Module) -> int | None:
@@ -84,13 +84,21 @@ def analyze_attention(
     from the same pass; they are None for a model whose block stack cannot be found.
 
     Raises `DataError` for a source that cannot give the samples, `UnsupportedModelError` for a model with
-    no attention layers or one that is not a decoder-only causal LM (encoder-only, encoder-decoder), `InherituneError` for tau / eta outside (0, 1].
+    no attention layers or one that is not a decoder-only causal LM (encoder-only, encoder-decoder),
+    `InvalidArgumentError` for a setting outside the range `inheritune analyze` allows for its flag.
     """
-    check_fraction("tau", tau)
-    check_fraction("eta", eta)
-    for name, value in (("num_samples", num_samples), ("seq_len", seq_len), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InherituneError(f"{name} must be a positive integer, got {value!r}.")
+    check_arguments(
+        {
+            "num_samples": num_samples,
+            "seq_len": seq_len,
+            "tau": tau,
+            "eta": eta,
+            "batch_size": batch_size,
+            "seed": seed,
+            "max_tokens": max_tokens,
+        },
+        {**AnalyzeArguments.RANGES, "max_tokens": POSITIVE_INT},
+    )
     if not isinstance(model, nn.Module):
         raise UnsupportedModelError(f"Expected a transformers model (nn.Module), got {type(model).__name__}.")
     if isinstance(model, PreTrainedModel):
