@@ -36,6 +36,7 @@ from .analyze import AttentionReport, analyze_attention, sample_source
 from .analyze.samples import draw_samples
 from .errors import DataError, InherituneError, TrainingError
 from .io import atomic_path, read_json, write_json
+from .settings import POSITIVE_INT, AnalyzeArguments, check_arguments
 
 if TYPE_CHECKING:
     from transformers import Trainer, TrainingArguments
@@ -287,11 +288,6 @@ def check_trackable(args: TrainingArguments | None = None, model: torch.nn.Modul
         )
 
 
-def _check_positive(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InherituneError(f"{name} must be a positive integer, got {value!r}.")
-
-
 class AttentionCollapseCallback(TrainerCallback, ExportableState):
     """Attention rank and mass of every layer during training, on fixed samples: the paper's collapse, over time.
 
@@ -327,11 +323,12 @@ class AttentionCollapseCallback(TrainerCallback, ExportableState):
                 f"input_ids must be integer token ids of shape [samples, T], got {tuple(ids.shape)} {ids.dtype}; "
                 "draw them with inheritune_hf.tracking.attention_samples(eval_dataset, num_samples, seq_len)."
             )
-        _check_positive("every_n_steps", every_n_steps)
-        _check_positive("batch_size", batch_size)
-        for name, value in (("tau", tau), ("eta", eta)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 < float(value) <= 1.0:
-                raise InherituneError(f"{name} must be a fraction in (0, 1] (the paper uses 0.9), got {value!r}.")
+        # The probe is `analyze_attention`'s: the same limits (`every_n_steps` as the positive form of
+        # --track_attention_steps, whose 0 means "off").
+        check_arguments(
+            {"every_n_steps": every_n_steps, "tau": tau, "eta": eta, "batch_size": batch_size},
+            {**AnalyzeArguments.RANGES, "every_n_steps": POSITIVE_INT},
+        )
         self.input_ids = ids.long().cpu()
         self.every_n_steps = every_n_steps
         self.tau, self.eta, self.batch_size = float(tau), float(eta), batch_size
@@ -475,8 +472,7 @@ def attention_samples(dataset: Any, num_samples: int = 100, seq_len: int = 100, 
     the diagnosis of the trained model measure the same text. `dataset` has an `input_ids` column (a
     `datasets.Dataset` or `IterableDataset` of packed blocks, as `inheritune_hf.data` makes them).
     """
-    _check_positive("num_samples", num_samples)
-    _check_positive("seq_len", seq_len)
+    check_arguments({"num_samples": num_samples, "seq_len": seq_len, "seed": seed}, AnalyzeArguments.RANGES)
     columns = getattr(dataset, "column_names", None) or []
     if "input_ids" not in columns:
         raise DataError(f"Attention samples need a tokenized dataset with input_ids (columns: {list(columns)}).")
@@ -506,7 +502,7 @@ class AttentionTracking:
     """
 
     def __init__(self, samples: torch.Tensor, every_n_steps: int, stages: Mapping[str, History] | None = None):
-        _check_positive("track_attention_steps", every_n_steps)
+        check_arguments({"every_n_steps": every_n_steps}, {"every_n_steps": POSITIVE_INT})
         self.samples = torch.as_tensor(samples).long()
         self.every_n_steps = every_n_steps
         self.stages: dict[str, History] = dict(stages or {})
