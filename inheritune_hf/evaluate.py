@@ -97,8 +97,9 @@ class DownstreamResult:
 
 
 #: Accuracy of a uniform guess, per task: 1 / the number of choices. A score at or below it carries no signal: the
-#: model learned nothing the task measures (a tiny model on a short budget often lands there). The offline held-out
-#: multiple-choice task of the recipes (`write_heldout_tasks`, 4 choices) is `heldout_mc`.
+#: model learned nothing the task measures (a tiny model on a short budget often lands there). `evaluate_downstream`
+#: measures it for every multiple-choice task it scores (`DownstreamResults.chances`); this table is the fallback
+#: for results saved without it. The offline held-out task of the recipes (`write_heldout_tasks`) is `heldout_mc`.
 CHANCE_ACCURACY: Mapping[str, float] = MappingProxyType(
     {
         "arc_easy": 0.25,
@@ -127,6 +128,8 @@ class DownstreamResults:
 
     rows: list[DownstreamResult]
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: task -> the accuracy a uniform guess scores on the documents scored (`chance_levels`): measured, not assumed
+    chances: dict[str, float] = field(default_factory=dict)
 
     @property
     def average(self) -> float | None:
@@ -142,8 +145,9 @@ class DownstreamResults:
         return sum(per_task.values()) / len(per_task) if per_task else None
 
     def chance(self, task: str) -> float | None:
-        """The accuracy of a uniform guess on `task` (`CHANCE_ACCURACY`), or None when not known."""
-        return CHANCE_ACCURACY.get(task)
+        """The accuracy of a uniform guess on `task`: as measured on its documents (`chances`), else from
+        `CHANCE_ACCURACY`, else None."""
+        return self.chances.get(task, CHANCE_ACCURACY.get(task))
 
     @property
     def chance_average(self) -> float | None:
@@ -187,7 +191,7 @@ class DownstreamResults:
 
     def to_dict(self) -> dict[str, Any]:
         """The rows and the average as plain JSON types (the raw lm-eval JSON is saved separately)."""
-        return {"rows": [asdict(row) for row in self.rows], "average": self.average}
+        return {"rows": [asdict(row) for row in self.rows], "average": self.average, "chance": self.chances}
 
     def to_markdown(self) -> str:
         """A Markdown table for a model card: accuracies in percent as the paper prints them, perplexities as is."""
@@ -252,11 +256,17 @@ class DownstreamResults:
         data = json.loads(path.read_text())
         raw_path = directory / RAW_RESULTS_FILENAME
         raw = json.loads(raw_path.read_text()) if raw_path.is_file() else {}
-        return cls(rows=[DownstreamResult(**row) for row in data["rows"]], raw=raw)
+        rows = [DownstreamResult(**row) for row in data["rows"]]
+        return cls(rows=rows, raw=raw, chances=data.get("chance") or {})
 
     @classmethod
-    def from_lm_eval(cls, raw: Mapping[str, Any], metrics: Mapping[str, Sequence[str] | None]) -> DownstreamResults:
-        """Flatten `simple_evaluate`'s output into rows; `metrics` maps each task to the metrics to keep (None: all)."""
+    def from_lm_eval(
+        cls, raw: Mapping[str, Any], metrics: Mapping[str, Sequence[str] | None], keep_samples: bool = True
+    ) -> DownstreamResults:
+        """Flatten `simple_evaluate`'s output into rows; `metrics` maps each task to the metrics to keep (None: all).
+
+        The chance level of each multiple-choice task comes from lm-eval's logged samples when `raw` has them;
+        `keep_samples=False` then leaves them out of `.raw` (they hold every document and answer)."""
         results = raw.get("results", {})
         configs = raw.get("configs", {})
         higher = raw.get("higher_is_better", {})
@@ -294,7 +304,37 @@ class DownstreamResults:
                         dataset_split=config.get("test_split") or config.get("validation_split"),
                     )
                 )
-        return cls(rows=rows, raw=jsonable(dict(raw)))
+        chances = {task: level for task, level in chance_levels(raw).items() if task in metrics}
+        kept = {key: value for key, value in raw.items() if keep_samples or key != "samples"}
+        return cls(rows=rows, raw=jsonable(kept), chances=chances)
+
+
+def chance_levels(raw: Mapping[str, Any]) -> dict[str, float]:
+    """The accuracy a uniform guess scores on each multiple-choice task of a `simple_evaluate(log_samples=True)`
+    output: the mean over the documents scored of 1 / their number of choices (one loglikelihood request each).
+
+    Measured rather than looked up, so any task (a local YAML, a benchmark with 2, 4 or a varying number of
+    choices, a `--limit`ed run) gets its own level, and a group gets the size-weighted level of its subtasks.
+    """
+    configs, samples = raw.get("configs") or {}, raw.get("samples") or {}
+    inverse: dict[str, list[float]] = {}
+    for task, examples in samples.items():
+        if (configs.get(task) or {}).get("output_type") == "multiple_choice":
+            counts = [len(example.get("arguments") or ()) for example in examples]
+            if counts and min(counts) >= 2:
+                inverse[task] = [1.0 / count for count in counts]
+
+    def leaves(name: str) -> list[str]:
+        children = (raw.get("group_subtasks") or {}).get(name)
+        return [leaf for child in children for leaf in leaves(child)] if children else [name]
+
+    levels = {task: sum(values) / len(values) for task, values in inverse.items()}
+    for group in raw.get("group_subtasks") or {}:
+        members = leaves(group)
+        if members and all(member in inverse for member in members):
+            values = [value for member in members for value in inverse[member]]
+            levels[group] = sum(values) / len(values)
+    return levels
 
 
 def evaluate_downstream(
@@ -345,7 +385,8 @@ def evaluate_downstream(
     rng_state = _rng_state()
     try:
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-        simple_evaluate_kwargs.setdefault("log_samples", False)
+        # The samples say how many choices each document had (its chance level); kept only when asked for.
+        keep_samples = bool(simple_evaluate_kwargs.pop("log_samples", False))
         with no_download_counts(), _TruncationSummary(lm.max_length):  # local tasks load local JSONL: no network
             raw = lm_eval.simple_evaluate(
                 model=lm,
@@ -353,6 +394,7 @@ def evaluate_downstream(
                 num_fewshot=num_fewshot,
                 limit=limit,
                 task_manager=manager,
+                log_samples=True,
                 **simple_evaluate_kwargs,
             )
     finally:
@@ -360,7 +402,7 @@ def evaluate_downstream(
         _restore_rng_state(rng_state)  # simple_evaluate seeds the global RNGs; a training script should not notice
     if raw is None:  # lm-eval returns None on non-zero ranks of a distributed run
         return DownstreamResults(rows=[], raw={})
-    return DownstreamResults.from_lm_eval(raw, metrics)
+    return DownstreamResults.from_lm_eval(raw, metrics, keep_samples=keep_samples)
 
 
 class _TruncationSummary(logging.Filter):

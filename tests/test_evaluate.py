@@ -29,6 +29,7 @@ from inheritune_hf.evaluate import (
     DownstreamResult,
     DownstreamResults,
     _task_manager,
+    chance_levels,
     check_tasks,
     evaluate_downstream,
     write_heldout_tasks,
@@ -169,7 +170,32 @@ def test_raw_lm_eval_json_is_kept_beside_the_rows(random_results):
     raw = random_results.raw
     assert raw["results"]["toy_mc"]["acc,none"] == random_results.get("toy_mc", "acc").value
     assert raw["n-samples"]["toy_mc"]["effective"] == len(mc_docs())
+    assert "samples" not in raw  # read for the chance levels, then dropped: log_samples was not asked for
     json.dumps(raw)  # plain JSON, ready to upload
+
+
+def test_chance_is_measured_from_the_documents_scored(random_results, tmp_path):
+    expected = sum(1 / len(doc["choices"]) for doc in mc_docs()) / len(mc_docs())
+    assert random_results.chances == {"toy_mc": pytest.approx(expected)}  # a perplexity task has none
+    assert random_results.chance("toy_mc") == pytest.approx(expected)
+    random_results.save(tmp_path)
+    assert DownstreamResults.load(tmp_path).chances == random_results.chances
+
+
+def test_chance_levels_follow_each_documents_number_of_choices():
+    mc = {"output_type": "multiple_choice"}
+    raw = {
+        "configs": {"two_or_four": mc, "three": mc, "ppl": {"output_type": "loglikelihood_rolling"}},
+        "samples": {
+            "two_or_four": [{"arguments": [0, 1]}, {"arguments": [0, 1, 2, 3]}],
+            "three": [{"arguments": [0, 1, 2]}] * 2,
+            "ppl": [{"arguments": [0]}],
+        },
+        "group_subtasks": {"suite": ["two_or_four", "three"], "with_ppl": ["three", "ppl"]},
+    }
+    levels = chance_levels(raw)
+    assert levels == pytest.approx({"two_or_four": 0.375, "three": 1 / 3, "suite": (0.5 + 0.25 + 2 / 3) / 4})
+    assert chance_levels({"results": {}}) == {}  # saved without samples: the table is the fallback
 
 
 def test_trained_model_beats_random_init_on_the_held_out_multiple_choice(random_results, trained_results):
