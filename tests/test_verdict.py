@@ -37,7 +37,7 @@ def report_rows(baseline_loss: float) -> list[dict]:
          "kind": "reference"},
         {"model": "Inheritune (4L)", "layers": 4, "params": 500_000, "val_loss": 5.1012, "tokens": 204_800,
          "kind": "inheritune", "matched": True},
-        {"model": "random init (same size) (4L)", "layers": 4, "params": 500_000, "val_loss": baseline_loss,
+        {"model": "random init, same size (4L)", "layers": 4, "params": 500_000, "val_loss": baseline_loss,
          "tokens": 204_800, "kind": "random_baseline", "matched": baseline_loss <= 5.2503},
     ]  # fmt: skip
 
@@ -47,16 +47,28 @@ def test_the_report_says_the_reference_is_too_weak_and_counts_its_tokens():
     header = "| model | layers | params | val loss | train tokens | tokens incl. reference's |"
     assert header in text
     assert "| Inheritune (4L) | 4 | 0.50M | 5.1012 | 204,800 | 409,600 |" in text  # its own and the reference's
-    assert "| random init (same size) (4L) | 4 | 0.50M | 5.1949 | 204,800 | 204,800 |" in text
-    assert "Inheritune matched the reference's validation loss. But the same-size random-init model" in text
+    assert "| random init, same size (4L) | 4 | 0.50M | 5.1949 | 204,800 | 204,800 |" in text
+    evidence = "Inheritune matched the reference's validation loss: 5.1012 with 4 layers against 5.2503 with 8."
+    assert f"{evidence} But the same-size random-init model" in text
     fair = format_report("tiny", report_rows(5.6), {}, matched=True)
-    assert "too weak" not in fair and "Inheritune matched the reference's validation loss.\n" in fair
+    assert "too weak" not in fair
+    assert f"{evidence} The same-size random-init model, on one round's budget, did not reach it (5.6000).\n" in fair
 
 
 def test_the_report_flags_scores_below_chance():
-    scores = {"Inheritune (4L)": DownstreamResults([DownstreamResult("heldout_mc", "acc", 0.17, None, True)])}
-    text = format_report("tiny", report_rows(5.6), scores, matched=True)
-    assert "Inheritune (4L): At or below chance, so carrying no signal: heldout_mc acc 17.00 (chance 25.00)." in text
+    def scores(*values: float) -> DownstreamResults:
+        metrics = ("acc", "acc_norm")
+        return DownstreamResults(
+            [DownstreamResult("heldout_mc", m, v, None, True) for m, v in zip(metrics, values, strict=True)]
+        )
+
+    by_model = {"reference (8L)": scores(0.31, 0.33), "Inheritune (4L)": scores(0.17, 0.3), "base": scores(0.2, 0.25)}
+    text = format_report("tiny", report_rows(5.6), by_model, matched=True)
+    assert (  # one paragraph for every model, each task's chance level once; the reference is above it
+        "At or below chance (heldout_mc 25.00), so carrying no signal: Inheritune (4L) heldout_mc acc 17.00; base "
+        "heldout_mc acc 20.00, heldout_mc acc_norm 25.00. These models" in text
+    )
+    assert text.count("chance") == 2 and "reference (8L) heldout_mc" not in text
 
 
 def card(tmp_path, baseline_loss: float = 5.1949, **kwargs):

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..markdown import cell
-from ..verdict import weak_reference
+from ..verdict import random_baseline, weak_reference
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -66,13 +66,9 @@ def format_report(
             inherits = row.get("kind") == "inheritune" and row.get("tokens") is not None
             cells.append(row["tokens"] + reference_tokens if inherits else row.get("tokens"))
         lines.append("| " + " | ".join(cell(c) for c in cells + scores) + " |")
-    verdict = "matched" if matched else "did NOT match"
     caveat = weak_reference(rows, reference_tokens) if matched else None
-    lines += ["", f"Inheritune {verdict} the reference's validation loss." + (f" {caveat}" if caveat else "")]
-    for model, results in results_by_name.items():
-        note = results.chance_note() if results is not None else None
-        if note:
-            lines += ["", f"{model}: {note}"]
+    lines += ["", _verdict(rows, matched) + (f" {caveat}" if caveat else "")]
+    lines += _chance_notes(results_by_name)
     if analysis is not None:
         lazy = analysis.lazy_layers
         lines += [
@@ -88,3 +84,49 @@ def format_report(
         "Figures: `analysis/attention_rank.png`, `inheritune/loss_curves.png`. Model folder with its card: `model/`.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _verdict(rows: Sequence[Mapping[str, Any]], matched: bool) -> str:
+    """The verdict with its evidence: both losses and depths, and where the run trained one, whether the same-size
+    random-init model reached the target too (`weak_reference` adds what that means)."""
+    verdict = "matched" if matched else "did NOT match"
+    sentence = f"Inheritune {verdict} the reference's validation loss"
+    reference = next((row for row in rows if row.get("kind") == "reference"), None)
+    final = next((row for row in reversed(rows) if row.get("kind") == "inheritune"), None)
+    if reference is None or final is None or None in (reference.get("val_loss"), final.get("val_loss")):
+        return sentence + "."
+    sentence += (
+        f": {cell(float(final['val_loss']))} with {final['layers']} layers against "
+        f"{cell(float(reference['val_loss']))} with {reference['layers']}."
+    )
+    baseline = random_baseline(rows)
+    if baseline is not None and baseline.get("val_loss") is not None and not baseline.get("matched"):
+        sentence += (
+            f" The same-size random-init model, on one round's budget, did not reach it "
+            f"({cell(float(baseline['val_loss']))})."
+        )
+    return sentence
+
+
+def _chance_notes(results_by_name: Mapping[str, DownstreamResults | None]) -> list[str]:
+    """One paragraph for every score at or below chance, across the models (each task's chance level named once),
+    and a model's own note where only its average is at chance."""
+    flagged, levels, own = [], {}, []
+    for model, results in results_by_name.items():
+        if results is None or results.chance_note() is None:
+            continue
+        rows = results.no_signal()
+        if not rows:
+            own.append(f"{model}: {results.chance_note()}")
+            continue
+        flagged.append(f"{model} " + ", ".join(f"{row.task} {row.metric} {100 * row.value:.2f}" for row in rows))
+        levels.update({row.task: results.chance(row.task) for row in rows})
+    lines = []
+    if flagged:
+        chance = ", ".join(f"{task} {100 * level:.2f}" for task, level in levels.items())
+        lines += [
+            "",
+            f"At or below chance ({chance}), so carrying no signal: {'; '.join(flagged)}. These models have not "
+            "learned what these tasks measure; compare such scores only once they rise above chance.",
+        ]
+    return lines + [text for note in own for text in ("", note)]

@@ -291,7 +291,7 @@ def compared_models(
     compared = [("inheritune", result.rounds[-1])] + ([("baseline", result.baseline)] if result.baseline else [])
     for kind, row in compared:
         folder = result.output_dir / row.checkpoint
-        label = "Inheritune" if kind == "inheritune" else "random init (same size)"
+        label = "Inheritune" if kind == "inheritune" else "random init, same size"
         rows.append(
             {
                 "model": f"{label} ({row.layers}L)",
