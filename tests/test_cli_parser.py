@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -144,12 +145,18 @@ def test_integer_lists_and_a_bool_before_positionals(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def both_spellings(flag: str) -> str:
+    """`--a_b A_B, --a-b A_B` as argparse prints it; Python 3.13 prints the metavar once (`--a_b, --a-b A_B`)."""
+    metavar = flag[2:].upper()
+    return rf"{flag}( {metavar})?, {flag.replace('_', '-')} {metavar}"
+
+
 def test_run_help_shows_the_method_and_points_to_help_all(capsys):
     with pytest.raises(SystemExit) as exit_:
         run.parse(["--help"])
     assert exit_.value.code == 0
     brief = capsys.readouterr().out
-    assert "--start_layers START_LAYERS, --start-layers START_LAYERS" in brief and "--dataset_name" in brief
+    assert re.search(both_spellings("--start_layers"), brief) and "--dataset_name" in brief
     assert "--learning_rate LEARNING_RATE" not in brief and "--help-all lists them" in brief
     assert len(brief.splitlines()) < 200
 
@@ -172,7 +179,7 @@ def test_recipe_help_shows_the_yaml_defaults(capsys):
 def test_subcommand_help_lists_both_spellings(command, flag, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
-    assert f"{flag} {flag[2:].upper()}, {flag.replace('_', '-')}" in capsys.readouterr().out
+    assert re.search(both_spellings(flag), capsys.readouterr().out)
 
 
 # ---------------------------------------------------------------------------------------------------------------
