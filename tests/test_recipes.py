@@ -96,7 +96,7 @@ def test_demo_small_budget_runs_end_to_end_offline(tmp_path, no_network, capsys)
     assert not [line for line in printed if "wrote" in line.lower()]
 
     report = (out / "report.md").read_text()
-    assert "| reference (4L)" in report and "| Inheritune (" in report and "| random init (same size)" in report
+    assert "| reference (4L)" in report and "| Inheritune (" in report and "| random init, same size (" in report
     for figure in (out / "analysis" / "attention_rank.png", out / "inheritune" / "loss_curves.png"):
         data = figure.read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 1000, figure
