@@ -157,7 +157,7 @@ class Range:
             return False
         if value in self.special:
             return True
-        if self.integer and not float(value).is_integer():
+        if self.integer and not isinstance(value, int):  # 2.0 from a YAML file would reach range() as a float
             return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False

@@ -288,3 +288,10 @@ def test_write_heldout_tasks_refuses_a_bad_value_before_writing(name, value, tmp
     with pytest.raises(InvalidArgumentError, match=f"^{name} must be "):
         write_heldout_tasks(texts, tmp_path / "tasks", **{name: value})
     assert not (tmp_path / "tasks").exists()
+
+
+def test_an_integer_setting_takes_an_int_only():
+    """`num_samples: 2.0` in a YAML file is a float; it would reach `range()` and fail there, mid-run."""
+    allowed = Range(low=1, integer=True)
+    assert 2 in allowed and 2.0 not in allowed and True not in allowed and 0 not in allowed
+    assert 2.0 in Range(low=1)
