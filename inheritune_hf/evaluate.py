@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .data import no_download_counts
 from .errors import EvaluationError
 from .io import atomic_write_text, jsonable, write_json
+from .settings import POSITIVE_INT, SEED, EvaluateArguments, Range, check_arguments, check_batch_size
 
 logger = logging.getLogger(__name__)
 
@@ -367,8 +368,6 @@ def evaluate_downstream(
     Every task name and metric is checked before the model runs: an unknown name raises `EvaluationError` listing
     the closest known names.
     """
-    from .settings import EvaluateArguments, check_arguments, check_batch_size
-
     # The same limits as `inheritune evaluate`'s flags, before lm-eval is imported or a task indexed.
     check_arguments({"num_fewshot": num_fewshot, "limit": limit}, EvaluateArguments.RANGES)
     check_batch_size(batch_size, name="batch_size")
@@ -484,8 +483,6 @@ def write_heldout_tasks(
     `data_files` are absolute paths, so the folder works as `include_path` from any working directory.
     """
     import yaml
-
-    from .settings import POSITIVE_INT, SEED, Range, check_arguments
 
     at_least_two = Range(low=2, integer=True)  # two choices to tell apart; a context word and an ending word
     check_arguments(
