@@ -192,6 +192,7 @@ def train(
     teacher_parameters = teacher.num_parameters() if distilling else 0
 
     stopper = TargetLossCallback(target) if target is not None else None
+    _name_the_causal_lm_loss(model)
     trainer = (DistillationTrainer if distilling else Trainer)(
         **({"teacher": teacher, "distillation": distillation} if distilling else {}),
         model=model,
@@ -236,8 +237,17 @@ def _last_logged(log_history: list[dict]) -> dict[str, float]:
 
 def evaluate_loss(model: PreTrainedModel, eval_dataset, args: TrainingArguments) -> float:
     """Mean validation loss of `model` on `eval_dataset`, computed by `Trainer.evaluate` (so under DDP too)."""
+    _name_the_causal_lm_loss(model)
     trainer = Trainer(model=model, args=args, eval_dataset=eval_dataset, data_collator=default_data_collator)
     return float(trainer.evaluate()["eval_loss"])
+
+
+def _name_the_causal_lm_loss(model: PreTrainedModel) -> None:
+    """Name the loss transformers falls back to anyway, so a run does not warn that "`loss_type=None` was set in
+    the config but it is unrecognized": transformers derives `loss_type` from the class name, and a causal LM class
+    not named `...ForCausalLM` (GPT-2's `GPT2LMHeadModel`) gets None, then `ForCausalLM` with that warning."""
+    if getattr(model, "loss_type", "") is None:
+        model.loss_type = "ForCausalLM"
 
 
 __all__ = [

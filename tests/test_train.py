@@ -115,3 +115,24 @@ def test_a_streamed_training_set_trains_for_max_steps(tmp_path):
     assert result.steps == 4 and result.tokens == 4 * 8 * BLOCK
     with pytest.raises(TrainingError, match="max_steps"):
         train(tiny_model(2), stream, val_blocks, training_args(tmp_path, max_steps=-1, num_train_epochs=1))
+
+
+def test_a_gpt2_round_does_not_warn_about_an_unrecognized_loss_type(tmp_path):
+    """GPT2LMHeadModel's class name gives transformers no loss type: it warned "`loss_type=None` was set in the config
+    but it is unrecognized" on every run, about a setting nobody made, then used ForCausalLM's loss anyway."""
+    import logging
+
+    from transformers.modeling_utils import logger as modeling_logger
+
+    modeling_logger.warning_once.cache_clear()  # once per process: an earlier test may have used it up
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    modeling_logger.addHandler(handler)
+    try:
+        train_blocks, val_blocks = blocks()
+        result = train(tiny_model(2), train_blocks, val_blocks, training_args(tmp_path, max_steps=4))
+    finally:
+        modeling_logger.removeHandler(handler)
+    assert result.steps == 4
+    assert not [record for record in records if "loss_type" in record.getMessage()]
