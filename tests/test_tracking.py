@@ -125,11 +125,10 @@ def test_the_first_report_is_analyze_attention_before_any_step():
 
 
 def test_training_moved_what_it_measures():
-    # Not a constant: the reports of step 0 and of the last step differ (on the embedded corpus the ranks move while
-    # the masses can stay equal), so the equalities above compare something.
+    # Not a constant: the reports of step 0 and of the last step differ (in 12 steps Block Influence and the angular
+    # distances move; the integer ranks and masses may not), so the equalities above compare something.
     history = tracked().tracker.history
     first, last = history[0][1], history[-1][1]
-    assert (first.rank, first.mass) != (last.rank, last.mass)
     assert first.to_dict() != last.to_dict()
 
 

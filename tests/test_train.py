@@ -136,3 +136,22 @@ def test_a_gpt2_round_does_not_warn_about_an_unrecognized_loss_type(tmp_path):
         modeling_logger.removeHandler(handler)
     assert result.steps == 4
     assert not [record for record in records if "loss_type" in record.getMessage()]
+
+
+def test_the_reported_loss_is_the_models_own_mean_token_loss(tmp_path):
+    """The validation loss every comparison rests on is the mean cross-entropy over the predicted tokens, exactly as
+    the model computes it: Trainer once averaged GPT-2's over all BLOCK labels, position 0 included (no loss_type),
+    which under-reported it by (BLOCK - 1) / BLOCK."""
+    import torch
+
+    from inheritune_hf.train import evaluate_loss
+
+    _, val_blocks = blocks()
+    val_blocks = val_blocks.select(range(32))
+    model = tiny_model(2).eval()
+    ids = torch.as_tensor(val_blocks.with_format("torch")[:]["input_ids"])
+    with torch.no_grad():
+        own = sum(model(input_ids=part, labels=part).loss.item() for part in ids.split(16)) / 2
+    reported = evaluate_loss(model, val_blocks, training_args(tmp_path))
+    assert abs(reported - own) < 1e-5 * own
+    assert abs(reported - own * (BLOCK - 1) / BLOCK) > 1e-3
