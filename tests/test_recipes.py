@@ -101,6 +101,8 @@ def test_demo_small_budget_runs_end_to_end_offline(tmp_path, no_network, capsys)
         data = figure.read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 1000, figure
 
+    evaluated = {path.name for path in (out / "evaluation").iterdir()}
+    assert evaluated == {"reference", "inheritune", "random_init", "tasks"}  # one plain folder name per model
     analysis = json.loads((out / "analysis" / "report.json").read_text())
     assert analysis["settings"]["num_samples"] == 16
 

@@ -17,6 +17,7 @@ Each takes and returns real objects (a tokenizer, `datasets.Dataset`, `PreTraine
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -348,7 +349,7 @@ def evaluate_models(
         results = evaluate_downstream(
             model, tokenizer, tasks, batch_size=batch_size, limit=limit, include_path=include_path
         )
-        results.save(folder / name.split(" (")[0].replace(" ", "_").lower())
+        results.save(folder / re.split(r" \(|,", name)[0].replace(" ", "_").lower())  # "random init, same size (4L)"
         results_by_name[name] = results
     return results_by_name
 
