@@ -246,10 +246,8 @@ TRAINING_RANGES: dict[str, Range] = {
 
 def check_batch_size(value: str | int, name: str = "--batch_size") -> None:
     """lm-eval's batch size: a positive integer, 'auto', or 'auto:N' (re-detect N times)."""
-    text = str(value)
+    text = "" if isinstance(value, bool | float) else str(value)  # 16.0 is not a batch size lm-eval takes
     head, _, times = text.partition(":")
-    if isinstance(value, bool) or isinstance(value, float):
-        text = ""
     if text.isdigit() and int(text) >= 1 or head == "auto" and (not times or times.isdigit() and int(times) >= 1):
         return
     raise InvalidArgumentError(f"{name} must be an integer >= 1, 'auto' or 'auto:N', got {value!r}.")
