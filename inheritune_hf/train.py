@@ -243,9 +243,13 @@ def evaluate_loss(model: PreTrainedModel, eval_dataset, args: TrainingArguments)
 
 
 def _name_the_causal_lm_loss(model: PreTrainedModel) -> None:
-    """Name the loss transformers falls back to anyway, so a run does not warn that "`loss_type=None` was set in
-    the config but it is unrecognized": transformers derives `loss_type` from the class name, and a causal LM class
-    not named `...ForCausalLM` (GPT-2's `GPT2LMHeadModel`) gets None, then `ForCausalLM` with that warning."""
+    """Name the causal-LM loss the model computes anyway, so that Trainer counts its tokens right.
+
+    transformers derives `loss_type` from the class name; a causal LM not named `...ForCausalLM` (GPT-2's
+    `GPT2LMHeadModel`) gets None. Its forward still uses ForCausalLMLoss (with a "`loss_type=None` ... unrecognized"
+    warning), but Trainer then counts `num_items_in_batch` over all T labels of a row instead of the T - 1 it
+    predicts, and reports and trains on (T - 1) / T of the mean token loss.
+    """
     if getattr(model, "loss_type", "") is None:
         model.loss_type = "ForCausalLM"
 
