@@ -456,6 +456,20 @@ def test_report_stage_renders_given_rows():
     assert "did NOT match" in format_report("mine", rows, {}, matched=False)
 
 
+def test_evaluation_folders_follow_the_rows_kind_not_their_labels(tmp_path):
+    from inheritune_hf.recipe import evaluate_models, evaluation_folders
+
+    rows = [
+        {"model": "reference (8L)", "kind": "reference"},
+        {"model": "Inheritune (4L)", "kind": "inheritune"},
+        {"model": "a baseline relabelled, anyhow (4L)", "kind": "random_baseline"},
+    ]
+    assert list(evaluation_folders(rows).values()) == ["reference", "inheritune", "random_init"]
+    with pytest.raises(InherituneError, match=r"no subfolder given for \['mine'\]; pass subfolders="):
+        evaluate_models({"mine": None}, None, ["heldout_ppl"], tmp_path, subfolders={})
+    assert not any(tmp_path.iterdir())
+
+
 def test_reference_diagnosis_and_eval_task_stages_alone(tmp_path):
     import torch
     from datasets import Dataset

@@ -8,7 +8,7 @@ The subpackage reads as the paper's stages, each file importing only the ones ab
 - `report`: `report.md`, the comparison table and the attention diagnosis (`format_report`).
 - `stages`: one function per stage, each taking and returning real objects: `prepare_inputs`,
   `train_or_load_reference`, `diagnose`, `inheritune_rounds`, `compared_models`, `eval_tasks`,
-  `evaluate_models`, `publish_model`, `push_model`.
+  `evaluation_folders`, `evaluate_models`, `publish_model`, `push_model`.
 - `run`: `parse_recipe_args` (YAML, budget, smoke, flags), `run_recipe` (the stages in order), `launch` (parse,
   then plan or run: `inheritune recipe RECIPE.yaml`) and `main`, the entry point of every `recipes/*.py` launcher
   and of `python -m inheritune_hf.recipe RECIPE.yaml`.
@@ -23,6 +23,7 @@ from .stages import (
     diagnose,
     eval_tasks,
     evaluate_models,
+    evaluation_folders,
     inheritune_rounds,
     prepare_inputs,
     publish_model,
@@ -41,6 +42,7 @@ __all__ = [
     "diagnose",
     "eval_tasks",
     "evaluate_models",
+    "evaluation_folders",
     "format_plan",
     "format_report",
     "inheritune_rounds",

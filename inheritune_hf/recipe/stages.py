@@ -17,7 +17,6 @@ Each takes and returns real objects (a tokenizer, `datasets.Dataset`, `PreTraine
 from __future__ import annotations
 
 import dataclasses
-import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, T
 
 from ..analyze import analyze_attention, sample_source
 from ..data import EMBEDDED_CORPUS, causal_lm_datasets, load_text_dataset, train_tokenizer
-from ..errors import InherituneError
+from ..errors import InherituneError, InvalidArgumentError
 from ..evaluate import PAPER_TASKS, DownstreamResults, evaluate_downstream, write_heldout_tasks
 from ..figures import plot_attention
 from ..fingerprint import config_fingerprint, dataset_fingerprint, settings_differences, training_fingerprint
@@ -329,18 +328,36 @@ def eval_tasks(
     return [name.strip() for name in choice.split(",") if name.strip()], None
 
 
+#: The evaluation subfolder of each compared row, by its `kind` (as `compared_models` and rounds.json name it).
+EVALUATION_FOLDERS = {"reference": "reference", "inheritune": "inheritune", "random_baseline": "random_init"}
+
+
+def evaluation_folders(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Each compared model's evaluation subfolder by its row name, from the row's kind (not from its label)."""
+    return {row["model"]: EVALUATION_FOLDERS[row["kind"]] for row in rows}
+
+
 def evaluate_models(
     models: Mapping[str, PreTrainedModel],
     tokenizer: PreTrainedTokenizerBase,
     tasks: Any,
     folder: Path,
     *,
+    subfolders: Mapping[str, str],
     include_path: str | None = None,
     batch_size: int | str = 16,
     limit: int | float | None = None,
 ) -> dict[str, DownstreamResults]:
-    """lm-eval scores of each model, saved under `folder/<reference|inheritune|random_init>/`, by model name."""
+    """lm-eval scores of each model by its name, each saved under `folder / subfolders[name]`.
+
+    The subfolders are given, not derived from the names: a name is a display label ("random init, same size
+    (4L)") that may change with the report's wording, while the folders are what a reader's scripts open.
+    """
     import logging
+
+    missing = sorted(set(models) - set(subfolders))
+    if missing:
+        raise InvalidArgumentError(f"evaluate_models: no subfolder given for {missing}; pass subfolders={{name: folder}}.")
 
     # lm-eval warns once per request when a context is truncated to the model's window; one summary is enough.
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
@@ -349,7 +366,7 @@ def evaluate_models(
         results = evaluate_downstream(
             model, tokenizer, tasks, batch_size=batch_size, limit=limit, include_path=include_path
         )
-        results.save(folder / re.split(r" \(|,", name)[0].replace(" ", "_").lower())  # "random init, same size (4L)"
+        results.save(folder / subfolders[name])
         results_by_name[name] = results
     return results_by_name
 
@@ -397,6 +414,7 @@ __all__ = [
     "diagnose",
     "eval_tasks",
     "evaluate_models",
+    "evaluation_folders",
     "inheritune_rounds",
     "load_tokenizer",
     "prepare_inputs",
