@@ -385,7 +385,7 @@ def test_architecture_slices_exactly_round_trips_and_generates(model_type):
 
 def test_runtime_flags_on_the_reference_do_not_block_slicing():
     reference = gpt2()
-    reference.gradient_checkpointing_enable()
+    reference.activation_checkpointing_enable()
     target = inherit(reference, 2).eval()
     assert torch.equal(run(target).hidden_states[1], run(reference.eval()).hidden_states[1])
 
