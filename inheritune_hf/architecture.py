@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -48,14 +51,44 @@ def named_like_depth(key: str) -> bool:
     return key.startswith(("num_", "n_")) and ("layer" in key or "block" in key)
 
 
+@contextmanager
+def on_meta_device() -> Iterator[None]:
+    """Build modules on the meta device, with torch's in-place init functions returning their tensor untouched.
+
+    On the meta device an init computes nothing, yet each call still goes through torch's device mode and its
+    reference implementation, about a millisecond: GPT-2 XL's 6,000 module-level inits (`Conv1D`, `nn.Linear`)
+    were 1.6 s of its 1.6 s build, and a plan builds a model per round and per depth check. The model-level
+    `init_weights` still runs (on meta, transformers skips its initialisation there and only ties the
+    embeddings), so what is built, tied parameters included, is what `from_config` builds. The patch is
+    process-wide while it lasts (as transformers' own `no_init_weights`): build real models outside it.
+    """
+    from transformers.initialization import TORCH_INIT_FUNCTIONS, TORCH_MODULES_TO_PATCH
+
+    def untouched(tensor, *args, **kwargs):
+        return tensor
+
+    originals = []
+    try:
+        for module in (sys.modules[name] for name in TORCH_MODULES_TO_PATCH if name in sys.modules):
+            for name in TORCH_INIT_FUNCTIONS:
+                if hasattr(module, name):
+                    originals.append((module, name, getattr(module, name)))
+                    setattr(module, name, untouched)
+        with torch.device("meta"):
+            yield
+    finally:
+        for module, name, function in reversed(originals):
+            setattr(module, name, function)
+
+
 def meta_model(config: PretrainedConfig, model_class: type | None = None) -> PreTrainedModel | None:
     """The causal LM of `config` built on the meta device (no memory, no weights), or None if it cannot be built.
 
-    Used to read what a config builds (block count, per-block settings) without instantiating weights: a
-    70B-parameter config builds in about a second.
+    Used to read what a config builds (block count, per-block settings, parameter count) without instantiating
+    weights: GPT-2 XL builds in about 30 ms.
     """
     try:
-        with torch.device("meta"):
+        with on_meta_device():
             if model_class is not None:
                 return model_class._from_config(config)
             return AutoModelForCausalLM.from_config(config)

@@ -36,7 +36,7 @@ import torch
 from huggingface_hub import hf_hub_download, list_repo_files, try_to_load_from_cache
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
-from .architecture import check_causal_lm, decoder_config, find_decoder_layers
+from .architecture import check_causal_lm, decoder_config, find_decoder_layers, on_meta_device
 from .errors import CheckpointError, UnsupportedModelError
 from .io import atomic_output_dir, check_output_dir, write_json
 from .slicing import Lineage, inherit_config, resolve_layers
@@ -402,7 +402,7 @@ def _parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
 
 def _meta_model(config: PretrainedConfig, trust_remote_code: bool) -> PreTrainedModel:
     try:
-        with torch.device("meta"):
+        with on_meta_device():
             return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     except Exception as err:  # an unmapped config class, missing custom code, a config the class rejects
         raise UnsupportedModelError(

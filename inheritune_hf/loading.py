@@ -19,7 +19,7 @@ from typing import Any
 
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
-from .architecture import check_causal_lm, decoder_config
+from .architecture import check_causal_lm, decoder_config, on_meta_device
 from .errors import CheckpointError, DataError, UnsupportedModelError
 from .sources import check_source
 
@@ -91,10 +91,8 @@ def check_causal_config(config: PretrainedConfig, trust_remote_code: bool = Fals
     Catches an encoder-only or encoder-decoder checkpoint before anything is loaded or written. A config with no
     causal-LM class in transformers (T5, BERT-style encoders without an LM head) is refused the same way.
     """
-    import torch
-
     try:
-        with torch.device("meta"):
+        with on_meta_device():
             model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     except ValueError as err:
         if "Unrecognized configuration class" not in str(err):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel, TrainingArguments
 
-from ..architecture import find_decoder_layers, num_layers_of
+from ..architecture import find_decoder_layers, num_layers_of, on_meta_device
 from ..errors import InherituneError
 from ..rounds import round_depths
 from ..slicing import inherit_config
@@ -121,9 +121,7 @@ def parameter_count(model: PreTrainedModel) -> int:
 
 def meta_parameter_count(config: PretrainedConfig) -> int:
     """Parameter count of the model a config builds, on the meta device: no memory, no weights."""
-    import torch
-
-    with torch.device("meta"):
+    with on_meta_device():
         model = AutoModelForCausalLM.from_config(config)
     return parameter_count(model)
 
@@ -134,9 +132,7 @@ def prefix_parameter_counts(config: PretrainedConfig) -> dict[int, int]:
     Algorithm 1's rounds keep prefixes of the reference's blocks, so counting each block once prices every round
     (13 for GPT-2 XL) without building a model per depth.
     """
-    import torch
-
-    with torch.device("meta"):
+    with on_meta_device():
         model = AutoModelForCausalLM.from_config(config)
     blocks = [sum(p.numel() for p in layer.parameters()) for layer in find_decoder_layers(model).layers]
     total = parameter_count(model)

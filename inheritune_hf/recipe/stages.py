@@ -357,7 +357,9 @@ def evaluate_models(
 
     missing = sorted(set(models) - set(subfolders))
     if missing:
-        raise InvalidArgumentError(f"evaluate_models: no subfolder given for {missing}; pass subfolders={{name: folder}}.")
+        raise InvalidArgumentError(
+            f"evaluate_models: no subfolder given for {missing}; pass subfolders={{name: folder}}."
+        )
 
     # lm-eval warns once per request when a context is truncated to the model's window; one summary is enough.
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
