@@ -10,6 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 import torch  # noqa: E402
+from tiny_models import gpt2_config  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel, TrainingArguments  # noqa: E402
 
 from inheritune_hf.data import embedded_corpus, pack_dataset, train_tokenizer  # noqa: E402
@@ -41,17 +42,9 @@ def blocks():
 
 
 def tiny_config(n_layer: int = REFERENCE_LAYERS, vocab_size: int = VOCAB) -> GPT2Config:
-    return GPT2Config(
-        vocab_size=vocab_size,
-        n_positions=BLOCK,
-        n_embd=64,
-        n_layer=n_layer,
-        n_head=4,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        bos_token_id=0,
-        eos_token_id=0,
+    """The training tests' GPT-2: `tiny_models.gpt2_config` at width 64 over this tokenizer's blocks, no dropout."""
+    return gpt2_config(
+        n_layer, n_embd=64, vocab_size=vocab_size, n_positions=BLOCK, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0
     )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tiny_models import gpt2_config
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
@@ -57,18 +58,11 @@ def tokenizer() -> PreTrainedTokenizerFast:
 
 
 def tiny_config(**overrides: Any) -> GPT2Config:
+    """`tiny_models.gpt2_config` at width 64, 2 blocks, over this module's tokenizer."""
     tok = tokenizer()
-    kwargs = dict(
-        n_layer=2,
-        n_embd=64,
-        n_head=4,
-        n_positions=128,
-        vocab_size=len(tok),
-        bos_token_id=tok.eos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    kwargs.update(overrides)
-    return GPT2Config(**kwargs)
+    values = dict(n_embd=64, n_positions=128, vocab_size=len(tok), bos_token_id=tok.eos_token_id)
+    values |= dict(eos_token_id=tok.eos_token_id) | overrides
+    return gpt2_config(values.pop("n_layer", 2), **values)
 
 
 def random_model(seed: int = 0, **overrides: Any) -> GPT2LMHeadModel:
