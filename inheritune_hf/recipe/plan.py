@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel, TrainingArguments
 
-from ..architecture import find_decoder_layers, num_layers_of, on_meta_device
+from ..architecture import find_decoder_layers, meta_model, num_layers_of, on_meta_device
 from ..errors import InherituneError
 from ..rounds import round_depths
 from ..slicing import inherit_config
@@ -293,6 +293,16 @@ def plan_recipe(
         }
 
     counts = prefix_parameter_counts(config) if config is not None else {}
+    reference_blocks = None
+    if config is not None and (built := meta_model(config)) is not None:
+        reference_blocks = find_decoder_layers(built)
+    sliced: dict[int, PretrainedConfig] = {}
+
+    def sliced_config(k: int) -> PretrainedConfig:
+        """Each depth's config once, its depth-dependent settings checked against one build of the reference."""
+        if k not in sliced:
+            sliced[k] = inherit_config(config, k, source_stack=reference_blocks)
+        return sliced[k]
 
     def row(name: str, model_config, layers: int | None, run_steps: int | None) -> dict[str, Any]:
         params = counts.get(layers) if model_config is not None else None
@@ -331,7 +341,7 @@ def plan_recipe(
             if number == len(rounds) and len(rounds) > 3:  # round 2, then the last: say what lies between
                 elided = elided_rounds(rounds[2:-1], before=len(rows))
             label = "Inheritune round 1" if number == 1 else f"growth round {number}, if not matched yet"
-            rows.append(row(label, inherit_config(config, k), k, steps))
+            rows.append(row(label, sliced_config(k), k, steps))
         if len(rounds) > 1:
             notes.append(
                 f"Growth adds {inheritune_args.grow_by} layers per round, {len(rounds)} rounds at most, and stops "
@@ -340,14 +350,14 @@ def plan_recipe(
         if inheritune_args.random_baseline:
             # run_inheritune trains the baseline at the final round's depth (the paper compares equal sizes);
             # the plan budgets the deepest one, as if every round ran.
-            baseline = row("random-init baseline (final depth)", inherit_config(config, depths[-1]), depths[-1], steps)
+            baseline = row("random-init baseline (final depth)", sliced_config(depths[-1]), depths[-1], steps)
             rows.append(baseline)
             if len(depths) > 1:
                 notes.append(
                     f"The random-init baseline is trained at the final depth: {depths[0]} layers if round 1 matches,"
                     f" up to {depths[-1]} if every round runs (budgeted here)."
                 )
-        every_round = [row("", inherit_config(config, k), k, steps) for k in depths]
+        every_round = [row("", sliced_config(k), k, steps) for k in depths]
         every_run = [rows[0], *every_round, *([baseline] if inheritune_args.random_baseline else [])]
         worst["rounds"] = len(depths)
         worst["flops"] = sum(r["flops"] or 0 for r in every_run) or None
