@@ -168,6 +168,44 @@ def test_bench_gpu_train_prints_trainer_beside_the_loop_with_mfu(capsys):
     assert rows[0][6].strip() == "1.00x" and float(rows[1][6].strip().rstrip("x")) > 0
 
 
+def test_step_clock_reads_gpu_events_once_at_the_end_in_seconds(monkeypatch):
+    # The GPU branch with a stand-in for torch.cuda.Event (no CUDA here): marks are events, recorded without a
+    # wait; only reading an interval waits, for its end event, and the events' milliseconds come back as seconds.
+    log = []
+
+    class Event:
+        def __init__(self, enable_timing: bool) -> None:
+            assert enable_timing
+            self.at = None
+
+        def record(self) -> None:
+            self.at = len(log) * 0.25  # each mark 0.25 ms after the one before
+            log.append("record")
+
+        def synchronize(self) -> None:
+            log.append("wait")
+
+        def elapsed_time(self, end: Event) -> float:
+            return end.at - self.at
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    clock = bench.StepClock("cuda")
+    for step in range(4):
+        clock.mark(step)
+    assert log == ["record"] * 4  # no wait while the steps run
+    assert clock.seconds(1, 3) == pytest.approx(0.5e-3) and log[-1] == "wait"
+
+
+def test_bench_trains_with_the_gpt2_recipes_optimizer_and_logging_settings():
+    import yaml
+
+    recipe = yaml.safe_load((ROOT / "recipes" / "gpt2_medium.yaml").read_text())
+    settings = bench.training_arguments(bench.Settings(2, device="cpu"), bench.TINY, "unused")
+    for key in ("weight_decay", "adam_beta1", "adam_beta2", "max_grad_norm", "logging_nan_inf_filter"):
+        assert getattr(settings, key) == recipe[key], key
+    assert recipe["optim"] == "adamw_torch_fused" and recipe["bf16"] and recipe["tf32"]  # the bench's GPU settings
+
+
 def test_bench_gpu_train_refuses_a_warmup_that_leaves_no_timed_step(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--device", "cpu", "--tiny", "--steps", "3", "--warmup", "3"])

@@ -174,6 +174,7 @@ def test_gpt2_recipes_carry_the_speed_settings_of_issue_22():
         settings = yaml.safe_load((RECIPES / f"{name}.yaml").read_text())
         assert settings["per_device_train_batch_size"] == micro_batch and settings["torch_compile"] is True
         assert settings.get("activation_checkpointing", False) is False
+        assert settings["logging_nan_inf_filter"] is False  # Trainer's filter syncs the device every micro-batch
         _, _, _, smoke_args = parse_recipe_args(["--smoke", "--output_dir", "unused"], RECIPES / f"{name}.yaml")
         assert smoke_args.torch_compile is False
 
