@@ -21,7 +21,7 @@ from transformers import (
 )
 
 from inheritune_hf import find_decoder_layers, inherit, inherit_config, valid_num_layers
-from inheritune_hf.architecture import block_outputs, depth_keys, num_layers_of
+from inheritune_hf.architecture import block_outputs, depth_keys, meta_model, num_layers_of, on_meta_device
 from inheritune_hf.errors import ConfigSliceError, InvalidLayersError, LayerStackNotFoundError, UnsupportedModelError
 from inheritune_hf.inherit import NANOGPT_REINIT
 from inheritune_hf.slicing import nearest_valid_num_layers, per_layer_fields
@@ -381,6 +381,25 @@ CI_ARCHITECTURES = [
 def test_architecture_slices_exactly_round_trips_and_generates(model_type):
     result = check_architecture(model_type)
     assert result.status == "pass", result.reason
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama", "gemma3_text"])
+def test_meta_builds_skip_inits_yet_build_what_from_config_builds(model_type):
+    config = tiny_config(model_type)
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(config)
+    fast = meta_model(config)
+    shapes = {name: p.shape for name, p in plain.named_parameters()}
+    assert {name: p.shape for name, p in fast.named_parameters()} == shapes  # tied parameters once in both
+    tied = plain.get_input_embeddings().weight is plain.get_output_embeddings().weight
+    assert (fast.get_input_embeddings().weight is fast.get_output_embeddings().weight) == tied
+    normal = torch.nn.init.normal_
+    with pytest.raises(RuntimeError), on_meta_device():
+        assert torch.nn.init.normal_ is not normal
+        raise RuntimeError("a build that fails")
+    assert torch.nn.init.normal_ is normal  # restored, also after a failure
+    weight = torch.nn.init.normal_(torch.zeros(64), std=1.0)
+    assert weight.abs().sum() > 0  # real initialisation works again outside
 
 
 def test_runtime_flags_on_the_reference_do_not_block_slicing():
