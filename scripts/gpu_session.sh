@@ -10,10 +10,15 @@
 # 3. Trainer beside a plain loop at micro-batch 16 compiled, GPT-2-medium shape (benchmarks/bench_gpu_train.py);
 # 4. a profile of compiled steps at micro-batch 16 (scripts/profile_step.py) with its Chrome trace.
 # Each stage has its own time limit, so a hang in one leaves the others their time; every log is tee'd into $OUT.
+#
+# A rehearsal on CPU, tiny shapes, the same stages and flags (tests/test_gpu_check.py runs it under make test-slow):
+#
+#     GPU_SESSION_FLAGS="--device cpu --tiny" OUT=/tmp/rehearsal bash scripts/gpu_session.sh
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-outputs/gpu_session}
 PY=${PYTHON:-python3}
+read -r -a FLAGS <<<"${GPU_SESSION_FLAGS:-}"  # appended to every stage's command: the rehearsal's --device cpu --tiny
 mkdir -p "$OUT"
 started=$(date +%s)
 
@@ -28,12 +33,13 @@ stage() {  # stage NAME SECONDS COMMAND...: run with a limit, tee into $OUT/NAME
   echo "### $name: exit $status after $(($(date +%s) - t0)) s" | tee -a "$OUT/$name.txt" "$OUT/summary.txt"
 }
 
-if compgen -G ".whl/*.whl" >/dev/null; then
+WHEELS=${GPU_SESSION_WHEELS:-.whl}  # another folder (an empty one: none) for the rehearsal's test
+if compgen -G "$WHEELS/*.whl" >/dev/null; then
   stage install 90 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
+    --target /tmp/site "$WHEELS"/*.whl
   export PYTHONPATH=/tmp/site:$PWD
 else
-  echo "no .whl/: using the packages installed here" | tee -a "$OUT/summary.txt"
+  echo "no wheels in $WHEELS/: using the packages installed here" | tee -a "$OUT/summary.txt"
   export PYTHONPATH=$PWD
 fi
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -46,9 +52,9 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARA
 'datasets', datasets.__version__, 'accelerate', accelerate.__version__)"
 } 2>&1 | tee "$OUT/env.txt"
 
-stage gpu_check 330 "$PY" scripts/gpu_check.py --steps 15 --log "$OUT/gpu_check.log"
+stage gpu_check 330 "$PY" scripts/gpu_check.py --steps 15 --log "$OUT/gpu_check.log" "${FLAGS[@]}"
 stage bench_gpu_train 100 "$PY" benchmarks/bench_gpu_train.py --shape medium --micro_batch 16 --compile on \
-  --steps 15 --warmup 5
+  --steps 15 --warmup 5 "${FLAGS[@]}"
 stage profile_step 60 "$PY" scripts/profile_step.py --micro_batch 16 --compile --wait 5 --active 3 \
-  --trace "$OUT/step_trace.json"
+  --trace "$OUT/step_trace.json" "${FLAGS[@]}"
 echo "### session: $(($(date +%s) - started)) s" | tee -a "$OUT/summary.txt"

@@ -223,6 +223,29 @@ def test_profile_step_prints_the_top_ops_of_traced_steps(tmp_path, capsys):
     assert trace.stat().st_size > 0
 
 
+@pytest.mark.slow
+def test_the_gpu_session_rehearses_every_stage_on_cpu(tmp_path):
+    # The one device call, its stages and flags as they stand, on tiny shapes: a flag a stage no longer takes or a
+    # stage that breaks shows here, not after the GPU machine's start. What comes back from a device call is at most
+    # 8 files, each named in letters, digits, '.', '_' and '-'.
+    out, wheels = tmp_path / "out", tmp_path / "no_wheels"
+    wheels.mkdir()
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "GPU_SESSION_WHEELS": str(wheels)}
+    env["GPU_SESSION_FLAGS"] = "--device cpu --tiny"
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_session.sh")], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = (out / "summary.txt").read_text()
+    for stage in ("gpu_check", "bench_gpu_train", "profile_step"):
+        assert f"### {stage}: exit 0 after" in summary, summary
+    files = sorted(path.name for path in out.iterdir())
+    assert len(files) <= 8 and all(path.is_file() for path in out.iterdir()), files
+    assert all(name.replace(".", "").replace("_", "").replace("-", "").isalnum() for name in files), files
+    assert "| inheritune_hf.train |" in (out / "gpu_check.txt").read_text()
+    assert "| Trainer |" in (out / "bench_gpu_train.txt").read_text()
+
+
 def test_gpu_session_script_parses_and_fits_one_device_call():
     script = ROOT / "scripts" / "gpu_session.sh"
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
