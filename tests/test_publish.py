@@ -262,6 +262,26 @@ def test_failed_commit_leaves_the_repo_and_the_folder_unchanged_and_a_retry_work
     assert repo.files()["README.md"].endswith(b"# v2\n") and len(repo.history()) == 3
 
 
+@pytest.mark.parametrize("client", ["httpx", "httpx2"])
+def test_a_connection_error_of_either_http_client_is_a_clear_error(client, monkeypatch, tmp_path):
+    # huggingface_hub 1.x raises httpx's errors, 2.x its fork httpx2's; both may be installed side by side (seen
+    # with hub 1.33 beside a leftover httpx2), so whichever is in use must become the one clear HubError.
+    import types
+
+    from inheritune_hf.publish.push import _hub_errors
+
+    class TransportError(Exception):
+        pass
+
+    class ConnectError(TransportError):
+        pass
+
+    monkeypatch.setitem(sys.modules, client, types.SimpleNamespace(TransportError=TransportError))
+    with pytest.raises(HubError, match=r"Could not reach the Hub at http://hub\.test while trying to upload"):
+        with _hub_errors("http://hub.test", TOKEN, "Upload", tmp_path):
+            raise ConnectError("[Errno 111] Connection refused")
+
+
 def test_unreachable_endpoint_is_a_clear_error_and_a_retry_works(model_dir):
     server = HubServer(tokens={TOKEN: USER}).start()
     server.stop()  # the port is now closed: the endpoint is down

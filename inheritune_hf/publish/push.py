@@ -16,6 +16,7 @@ printed, logged or written into any uploaded file.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
@@ -250,15 +251,25 @@ def _staged(folder_or_model: Any, tokenizer: Any) -> Iterator[Path]:
         yield Path(tmp)
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP clients' connection errors: huggingface_hub 2 uses its fork `httpx2`, 1.x uses `httpx` itself.
+
+    Both may be installed side by side (moving huggingface_hub between majors leaves the other behind), and the
+    one present is not always the one in use, so every one present is caught.
+    """
+    found = []
+    for name in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
 @contextmanager
 def _hub_errors(endpoint: str, token: str, what: str, folder: Path) -> Iterator[None]:
     """Turn client and HTTP failures into one `HubError` that says what happened and that retrying is safe."""
     from huggingface_hub.errors import HfHubHTTPError
-
-    try:  # huggingface_hub 2 ships its own fork of httpx; 1.x uses httpx itself
-        from httpx2 import TransportError
-    except ImportError:  # pragma: no cover - depends on the huggingface_hub major version
-        from httpx import TransportError
 
     def scrub(text: str) -> str:
         return text.replace(token, "***") if token else text
@@ -279,7 +290,7 @@ def _hub_errors(endpoint: str, token: str, what: str, folder: Path) -> Iterator[
         raise
     except ValueError as err:  # the client refuses before sending, e.g. README metadata the Hub would reject
         raise HubError(f"{what} was refused: {scrub(str(err))}") from None
-    except (TransportError, ConnectionError) as err:
+    except (*_transport_errors(), ConnectionError) as err:
         raise HubError(
             f"Could not reach the Hub at {endpoint} while trying to {what.lower()} ({type(err).__name__}: "
             f"{scrub(str(err))}). Nothing was changed in {folder}; check the endpoint and your connection, then "
