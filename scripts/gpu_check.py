@@ -20,6 +20,8 @@ its row (the exception's type and message; its traceback in the log) and the oth
 - `collapse`: what `AttentionCollapseCallback` (100 windows x 100 tokens, every 100 steps) adds to training
   time (goal <= 5%).
 
+The compiled pair runs last: cold compiles are the longest rows, so a run its caller cuts short keeps the others.
+
 MFU = 6 x parameters x tokens / time / peak, the peak being the GPU's dense bf16 FLOP/s looked up from its name
 (H100 / H200 989 TFLOP/s, A100 312, ...): an assumption, printed with the table. Without CUDA (and without
 `--device cpu`) it exits at once with status 0 and says so. With `--device cpu --tiny` the figures only show that
@@ -354,13 +356,15 @@ class Row:
 ROWS: dict[str, Row] = {
     "train": Row("inheritune_hf.train", lambda ctx: throughput(ctx, "train", False), 150),
     "loop": Row("plain torch loop", lambda ctx: throughput(ctx, "loop", False), 120),
-    "train-compile": Row("inheritune_hf.train + torch.compile", lambda ctx: throughput(ctx, "train", True), 300),
-    "loop-compile": Row("plain torch loop + torch.compile", lambda ctx: throughput(ctx, "loop", True), 300),
     "smoke-bf16": Row("gpt2_medium.py --smoke (bf16)", lambda ctx: recipe_smoke(ctx, False), 240, True),
     "smoke-fsdp": Row("gpt2_medium.py --smoke (FSDP, 1 process)", lambda ctx: recipe_smoke(ctx, True), 240, True),
     "attention": Row("analyze_attention vs an sdpa forward", attention_ratio, 150),
     "distill": Row("distilled step vs a plain step", distill_step, 180),
     "collapse": Row("AttentionCollapseCallback overhead", collapse_overhead, 180),
+    # last: their cold compiles are the longest rows, so a run cut short by its caller's limit loses only these
+    # (benchmarks/bench_gpu_train.py measures compiled Trainer and loop again, at the recipes' micro-batch)
+    "train-compile": Row("inheritune_hf.train + torch.compile", lambda ctx: throughput(ctx, "train", True), 300),
+    "loop-compile": Row("plain torch loop + torch.compile", lambda ctx: throughput(ctx, "loop", True), 300),
 }
 #: On tiny shapes every row is seconds; the limit still catches a hang.
 TINY_LIMIT = 120
