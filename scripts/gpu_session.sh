@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# One GPU session, prepared: everything issues 21 and 22 need measured, in one command of about 500 s on one
+# One GPU session, prepared: everything issues 21 and 22 need measured, in one command of at most 580 s on one
 # H100 / H200, with no network. Run from the project's root on the GPU machine (where a CUDA torch is installed):
 #
 #     bash scripts/gpu_session.sh            # logs into $OUT (the device runner's folder), else outputs/gpu_session
 #
 # 1. the wheels the machine lacks, from .whl/ (made beforehand with ../shared/offline-gpu/wheels.sh; carry .whl
 #    when the runner copies only tracked files), installed offline into /tmp/site; the package runs from the checkout;
-# 2. the GPU check, every row (scripts/gpu_check.py, 15 steps per throughput row);
-# 3. Trainer beside a plain loop at micro-batch 16 compiled, GPT-2-medium shape (benchmarks/bench_gpu_train.py);
-# 4. a profile of compiled steps at micro-batch 16 (scripts/profile_step.py) with its Chrome trace.
+# 2. the GPU check, every row (scripts/gpu_check.py, 15 steps per throughput row, the compiled pair last);
+# 3. a profile of compiled Trainer steps at micro-batch 16, GPT-2-medium shape (scripts/profile_step.py), with its
+#    Chrome trace: what issue 22's changes are to be chosen from;
+# 4. Trainer beside a plain loop at micro-batch 16 compiled (benchmarks/bench_gpu_train.py): tokens/s, MFU, ratio.
 # Each stage has its own time limit, so a hang in one leaves the others their time; every log is tee'd into $OUT.
-# The bench compiles twice from cold (Trainer and the loop trace different graphs, and micro-batch 16 shares no
-# cached kernels with the check's micro-batch 8), so it has the most time; the wheels installed in 14 s on a
-# 2-core CPU; the profile repeats the bench's Trainer cell, whose graph inductor's on-disk cache may then hold.
+# Micro-batch 16 shares no compiled kernels with the check's micro-batch 8, so the profile compiles from cold; the
+# bench's Trainer cell then traces the profile's graph (inductor's on-disk cache may hold it), and only its loop
+# compiles cold. The wheels installed in 14 s on a 2-core CPU.
 #
 # A rehearsal on CPU, tiny shapes, the same stages and flags (tests/test_gpu_check.py runs it under make test-slow):
 #
@@ -56,8 +57,8 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARA
 } 2>&1 | tee "$OUT/env.txt"
 
 stage gpu_check 330 "$PY" scripts/gpu_check.py --steps 15 --log "$OUT/gpu_check.log" "${FLAGS[@]}"
-stage bench_gpu_train 150 "$PY" benchmarks/bench_gpu_train.py --shape medium --micro_batch 16 --compile on \
-  --steps 15 --warmup 5 "${FLAGS[@]}"
-stage profile_step 60 "$PY" scripts/profile_step.py --micro_batch 16 --compile --wait 5 --active 3 \
+stage profile_step 100 "$PY" scripts/profile_step.py --micro_batch 16 --compile --wait 5 --active 3 \
   --trace "$OUT/step_trace.json" "${FLAGS[@]}"
+stage bench_gpu_train 110 "$PY" benchmarks/bench_gpu_train.py --shape medium --micro_batch 16 --compile on \
+  --steps 15 --warmup 5 "${FLAGS[@]}"
 echo "### session: $(($(date +%s) - started)) s" | tee -a "$OUT/summary.txt"
