@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from inheritune_hf.recipe import format_plan, parse_recipe_args, plan_recipe, reference_config
-from inheritune_hf.recipe.plan import prefix_parameter_counts
+from inheritune_hf.recipe.plan import meta_causal_lm, prefix_parameter_counts
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -42,7 +42,7 @@ def test_the_worst_case_still_counts_every_elided_round():
     plan = plan_recipe(recipe, inheritune_args, data_args, training_args)
     reference, baseline = plan["rows"][0], plan["rows"][-1]
     tokens = plan["tokens_per_step"] * training_args.max_steps
-    params = prefix_parameter_counts(reference_config(recipe, None, data_args.block_size))
+    params = prefix_parameter_counts(meta_causal_lm(reference_config(recipe, None, data_args.block_size)))
     every_round = sum(6 * params[depth] * tokens for depth in range(24, 49, 2))  # all 13, shown or not
     assert plan["worst_case"]["rounds"] == 13
     assert plan["worst_case"]["flops"] == reference["flops"] + every_round + baseline["flops"]

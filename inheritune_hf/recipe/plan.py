@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel, TrainingArguments
 
-from ..architecture import find_decoder_layers, meta_model, num_layers_of, on_meta_device
+from ..architecture import find_decoder_layers, num_layers_of, on_meta_device
 from ..errors import InherituneError
 from ..rounds import round_depths
 from ..slicing import inherit_config
@@ -119,21 +119,23 @@ def parameter_count(model: PreTrainedModel) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def meta_causal_lm(config: PretrainedConfig) -> PreTrainedModel:
+    """The causal LM a config builds, on the meta device: its shapes and blocks, no memory, no weights."""
+    with on_meta_device():
+        return AutoModelForCausalLM.from_config(config)
+
+
 def meta_parameter_count(config: PretrainedConfig) -> int:
     """Parameter count of the model a config builds, on the meta device: no memory, no weights."""
-    with on_meta_device():
-        model = AutoModelForCausalLM.from_config(config)
-    return parameter_count(model)
+    return parameter_count(meta_causal_lm(config))
 
 
-def prefix_parameter_counts(config: PretrainedConfig) -> dict[int, int]:
-    """Parameter count of the model keeping the first k blocks, for every k, from one model on the meta device.
+def prefix_parameter_counts(model: PreTrainedModel) -> dict[int, int]:
+    """Parameter count of `model` keeping its first k blocks, for every k (a meta-device build is enough).
 
     Algorithm 1's rounds keep prefixes of the reference's blocks, so counting each block once prices every round
     (13 for GPT-2 XL) without building a model per depth.
     """
-    with on_meta_device():
-        model = AutoModelForCausalLM.from_config(config)
     blocks = [sum(p.numel() for p in layer.parameters()) for layer in find_decoder_layers(model).layers]
     total = parameter_count(model)
     return {k: total - sum(blocks[k:]) for k in range(len(blocks) + 1)}
@@ -292,14 +294,13 @@ def plan_recipe(
             for checkpointing in (False, True)
         }
 
-    counts = prefix_parameter_counts(config) if config is not None else {}
-    reference_blocks = None
-    if config is not None and (built := meta_model(config)) is not None:
-        reference_blocks = find_decoder_layers(built)
+    built = meta_causal_lm(config) if config is not None else None  # the reference once: counts and blocks
+    counts = prefix_parameter_counts(built) if built is not None else {}
+    reference_blocks = find_decoder_layers(built) if built is not None else None
     sliced: dict[int, PretrainedConfig] = {}
 
     def sliced_config(k: int) -> PretrainedConfig:
-        """Each depth's config once, its depth-dependent settings checked against one build of the reference."""
+        """Each depth's config once, its depth-dependent settings checked against the reference's build."""
         if k not in sliced:
             sliced[k] = inherit_config(config, k, source_stack=reference_blocks)
         return sliced[k]
