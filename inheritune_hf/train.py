@@ -11,6 +11,7 @@ launcher here.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -196,7 +197,7 @@ def train(
     trainer = (DistillationTrainer if distilling else Trainer)(
         **({"teacher": teacher, "distillation": distillation} if distilling else {}),
         model=model,
-        args=args,
+        args=_min_lr_as_rate(args),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=default_data_collator,
@@ -236,10 +237,36 @@ def _last_logged(log_history: list[dict]) -> dict[str, float]:
 
 
 def evaluate_loss(model: PreTrainedModel, eval_dataset, args: TrainingArguments) -> float:
-    """Mean validation loss of `model` on `eval_dataset`, computed by `Trainer.evaluate` (so under DDP too)."""
+    """Mean validation loss of `model` on `eval_dataset`, computed by `Trainer.evaluate` (so under DDP too).
+
+    Under DeepSpeed ZeRO-1/2 a Trainer that has not trained refuses to evaluate ("ZeRO inference only makes sense
+    with ZeRO Stage 3"), yet every process holds the whole model there: it is evaluated without the DeepSpeed
+    engine, in the bf16 / fp16 autocast that DDP would use (the engine would cast the weights themselves).
+    """
     _name_the_causal_lm_loss(model)
     trainer = Trainer(model=model, args=args, eval_dataset=eval_dataset, data_collator=default_data_collator)
+    if trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage != 3:
+        trainer.is_deepspeed_enabled = False
+        dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+        with torch.autocast(trainer.accelerator.device.type, dtype=dtype, enabled=dtype is not None):
+            return float(trainer.evaluate()["eval_loss"])
     return float(trainer.evaluate()["eval_loss"])
+
+
+def _min_lr_as_rate(args: TrainingArguments) -> TrainingArguments:
+    """`args` with a schedule's absolute `min_lr` given as `min_lr_rate` (min_lr / learning_rate), the same floor.
+
+    transformers turns `min_lr` into that rate by reading `optimizer.defaults`, which DeepSpeed's ZeRO optimizer
+    does not have ("'DeepSpeedZeroOptimizer' object has no attribute 'defaults'"); the recipes state the paper's
+    floor as an absolute `min_lr`. Returns a copy: the caller's arguments are left as they were.
+    """
+    kwargs = args.lr_scheduler_kwargs
+    if not isinstance(kwargs, dict) or "min_lr" not in kwargs or "min_lr_rate" in kwargs:
+        return args
+    converted = copy.copy(args)
+    rest = {key: value for key, value in kwargs.items() if key != "min_lr"}
+    converted.lr_scheduler_kwargs = {**rest, "min_lr_rate": kwargs["min_lr"] / args.learning_rate}
+    return converted
 
 
 def _name_the_causal_lm_loss(model: PreTrainedModel) -> None:

@@ -1,4 +1,5 @@
-"""The demo recipe from scratch under `accelerate launch` (2 gloo processes) gives the one-process run's losses.
+"""The recipes under `accelerate launch`: the demo from scratch on 2 gloo processes gives the one-process run's
+losses; a GPT-2 recipe runs under the DeepSpeed ZeRO-2 config with one CPU process.
 
 The run trains the reference, diagnoses it, runs Algorithm 1 with the baseline, evaluates and writes the model
 folder. Both processes train; only the main one writes. The global batch is kept (2 processes x 4 blocks = one
@@ -18,7 +19,8 @@ import pytest
 from test_train_ddp import ENV, accelerate_command
 from transformers import AutoModelForCausalLM
 
-RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "tiny.py"
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+RECIPE = RECIPES / "tiny.py"
 #: Val losses after 40 steps of a reference trained under DDP and of rounds inherited from it.
 TOLERANCE = 2e-2
 
@@ -67,3 +69,28 @@ def test_demo_recipe_from_scratch_on_two_processes_matches_one(tmp_path):
         and reference.config.num_hidden_layers == 4
     )
     assert "Inheritune" in (two / "report.md").read_text()
+
+
+def test_a_gpt2_recipe_runs_under_the_deepspeed_zero2_config(tmp_path):
+    # The shipped config with one process: DeepSpeed runs ZeRO-2 on the CPU (FSDP cannot: accelerate turns it off
+    # under use_cpu). The config asks for bf16, which TrainingArguments must match.
+    out = tmp_path / "zero2"
+    command = [
+        *accelerate_command(), "launch", "--config_file", str(RECIPES / "accelerate_configs" / "deepspeed_zero2.yaml"),
+        "--num_processes", "1", str(RECIPES / "gpt2_medium.py"),
+        "--smoke", "--use_cpu", "true", "--bf16", "true", "--output_dir", str(out),
+    ]  # fmt: skip
+    launched = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=900)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert launched.stdout.count("[5/5 model]") == 1
+
+    # DeepSpeed's engine trained it: Trainer saved the engine's bf16 weights (under plain bf16 autocast they stay
+    # fp32), and the folder loads with plain transformers
+    reference_folder = out / "reference" / "model"
+    assert json.loads((reference_folder / "config.json").read_text())["dtype"] == "bfloat16"
+    assert AutoModelForCausalLM.from_pretrained(out / "model").num_parameters() > 0
+    # The rounds measure the reference again with a Trainer that has not trained, which ZeRO-2 alone would refuse;
+    # outside the engine, under the same bf16, the loss is the one the engine measured at the reference's last step
+    reference = json.loads((out / "reference" / "reference.json").read_text())
+    run = json.loads((out / "inheritune" / "run.json").read_text())
+    assert run["reference_loss"] == pytest.approx(reference["final_loss"], abs=1e-3)

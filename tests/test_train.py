@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
+
 import datasets
 import pytest
+import torch
 from _train_setup import BLOCK, VOCAB, blocks, tiny_model, tokenizer, training_args
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import HfArgumentParser, TrainingArguments, get_scheduler
 
 from inheritune_hf.errors import DataError, TrainingError
 from inheritune_hf.settings import InherituneArguments
-from inheritune_hf.train import train
+from inheritune_hf.train import _min_lr_as_rate, train
 
 
 def test_train_returns_the_eval_curve_and_final_loss(tmp_path):
@@ -155,3 +158,51 @@ def test_the_reported_loss_is_the_models_own_mean_token_loss(tmp_path):
     reported = evaluate_loss(model, val_blocks, training_args(tmp_path))
     assert abs(reported - own) < 1e-5 * own
     assert abs(reported - own * (BLOCK - 1) / BLOCK) > 1e-3
+
+
+class _OptimizerWithoutDefaults(torch.optim.SGD):
+    """Like DeepSpeed's ZeRO optimizer (as Trainer holds it): no `defaults` to read the initial learning rate from."""
+
+    @property
+    def defaults(self):
+        raise AttributeError("'DeepSpeedZeroOptimizer' object has no attribute 'defaults'")
+
+
+def _learning_rates(args: TrainingArguments, optimizer: torch.optim.Optimizer, steps: int = 10) -> list[float]:
+    scheduler = get_scheduler(
+        args.lr_scheduler_type, optimizer, num_warmup_steps=2, num_training_steps=steps,
+        scheduler_specific_kwargs=args.lr_scheduler_kwargs,
+    )  # fmt: skip
+    rates = []
+    for _ in range(steps + 1):
+        rates.append(optimizer.param_groups[0]["lr"])
+        with warnings.catch_warnings():  # no optimizer.step(): the schedule alone is under test
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+            scheduler.step()
+    return rates
+
+
+def test_an_absolute_min_lr_reaches_the_scheduler_as_the_same_rate(tmp_path):
+    # The recipes give the paper's floor as `min_lr`; transformers divides it by `optimizer.defaults["lr"]`, which
+    # DeepSpeed's ZeRO optimizer lacks, so `train` hands Trainer the rate instead: the same schedule, step by step.
+    floor = {"min_lr": 1e-5}
+    args = training_args(
+        tmp_path, learning_rate=3e-4, lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs=floor
+    )
+    converted = _min_lr_as_rate(args)
+    assert args.lr_scheduler_kwargs == {"min_lr": 1e-5}  # the caller's arguments are left as they were
+    assert converted.lr_scheduler_kwargs == {"min_lr_rate": 1e-5 / 3e-4}
+
+    def optimizer(without_defaults: bool = False) -> torch.optim.Optimizer:
+        made = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
+        if without_defaults:
+            made.__class__ = _OptimizerWithoutDefaults  # after SGD has set its defaults
+        return made
+
+    rates = _learning_rates(args, optimizer())
+    assert rates[-1] == pytest.approx(1e-5, rel=1e-12) and max(rates) == pytest.approx(3e-4, rel=1e-12)
+    assert _learning_rates(converted, optimizer(without_defaults=True)) == rates  # equal, float for float
+    with pytest.raises(AttributeError, match="defaults"):  # what the conversion avoids
+        _learning_rates(args, optimizer(without_defaults=True))
+    plain = training_args(tmp_path)
+    assert _min_lr_as_rate(plain) is plain  # no floor given: the arguments as they are
