@@ -332,15 +332,15 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| micro-batch | compile | liger | way | tokens/s | MFU | vs loop | warm-up s |")
     print("|---|---|---|---|---|---|---|---|")
     for cell in grid(args.micro_batch, compiles, args.liger, args.device):
-        results = {}
+        loop_tokens_per_s = None
         for way, measure in (("loop", loop_throughput), ("Trainer", trainer_throughput)):
-            results[way] = measure(shape, cell)
+            result = measure(shape, cell)
             if args.device == "cuda":
                 torch.cuda.empty_cache()
-        for way, result in results.items():
+            loop_tokens_per_s = loop_tokens_per_s or result["tokens_per_s"]  # the loop runs first
             share = mfu(result, peak)
-            ratio = result["tokens_per_s"] / results["loop"]["tokens_per_s"]
-            print(
+            ratio = result["tokens_per_s"] / loop_tokens_per_s
+            print(  # each row as soon as it is measured: a run cut short by its caller keeps what it measured
                 f"| {cell.micro_batch} | {'on' if cell.compile else 'off'} | {'on' if cell.liger else 'off'} | {way} | "
                 f"{result['tokens_per_s']:,.0f} | {'?' if share is None else f'{share:.1%}'} | {ratio:.2f}x | "
                 f"{result['warmup_s']:.1f} |",

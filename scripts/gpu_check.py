@@ -10,9 +10,10 @@ its row (the exception's type and message; its traceback in the log) and the oth
   GPT-2-medium-shaped model (24 layers, 1024 wide, 16 heads, vocabulary 50304, 1024-token blocks) in bf16 autocast
   + TF32 + fused AdamW + sdpa, against a plain torch loop with the same settings (`benchmarks/bench_gpu_train.py`,
   goal: >= 0.95x the loop and >= 45% MFU, issue 22), eagerly and under `torch.compile`;
-- `smoke-bf16`, `smoke-fsdp`: `recipes/gpt2_medium.py --smoke` in bf16 on the GPU, and under
-  `recipes/accelerate_configs/fsdp.yaml` with one process, its model folder loaded back with `from_pretrained`
-  (on CPU the FSDP row is skipped: accelerate turns FSDP off under `use_cpu`);
+- `smoke-bf16`, `smoke-fsdp`, `smoke-zero2`: `recipes/gpt2_medium.py --smoke` in bf16 on the GPU, and under
+  `recipes/accelerate_configs/fsdp.yaml` and `deepspeed_zero2.yaml` with one process, its model folder loaded back
+  with `from_pretrained` (on CPU the FSDP row is skipped: accelerate turns FSDP off under `use_cpu`; DeepSpeed runs
+  there; without deepspeed installed its row is skipped);
 - `attention`: `analyze_attention` over the paper's 100 windows x 100 tokens against a plain sdpa forward of the
   model's body over the same windows (goal <= 2x on the GPU, issue 21), its attention setting restored afterwards;
 - `distill`: a distilled step (16 blocks from a 24-block teacher, vocabulary 50304, micro-batch 8 x 1024, bf16)
@@ -43,6 +44,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -142,19 +144,21 @@ def real_exception(stderr: str) -> str:
     return rest[-1] if rest else "no output on stderr"
 
 
-def recipe_smoke(ctx: Context, fsdp: bool) -> Outcome:
-    """`recipes/gpt2_medium.py --smoke` (bf16 on the GPU), or under the FSDP config with one process; the model
-    folder it writes must load with `from_pretrained`."""
-    if fsdp and ctx.device != "cuda":
+def recipe_smoke(ctx: Context, accelerate_config: str | None = None) -> Outcome:
+    """`recipes/gpt2_medium.py --smoke` (bf16 on the GPU), or under one of `recipes/accelerate_configs/` with one
+    process (`fsdp`, `deepspeed_zero2`); the model folder it writes must load with `from_pretrained`."""
+    if accelerate_config == "fsdp" and ctx.device != "cuda":
         raise Skipped("FSDP needs CUDA: accelerate turns FSDP off under use_cpu, so on CPU there is nothing to check")
+    if accelerate_config and accelerate_config.startswith("deepspeed") and find_spec("deepspeed") is None:
+        raise Skipped("DeepSpeed is not installed here: pip install deepspeed (it runs ZeRO-2 on one GPU or CPU)")
     from transformers import AutoModelForCausalLM
 
     with tempfile.TemporaryDirectory() as out:
         cuda = ctx.device == "cuda"
         flags = ["--smoke", "--use_cpu", str(not cuda).lower(), "--bf16", "true", "--output_dir", out]
         script = str(ROOT / "recipes" / "gpt2_medium.py")
-        if fsdp:
-            config = str(ROOT / "recipes" / "accelerate_configs" / "fsdp.yaml")
+        if accelerate_config:
+            config = str(ROOT / "recipes" / "accelerate_configs" / f"{accelerate_config}.yaml")
             launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config]
             command = [*launcher, "--num_processes", "1", script, *flags]
         else:
@@ -356,8 +360,14 @@ class Row:
 ROWS: dict[str, Row] = {
     "train": Row("inheritune_hf.train", lambda ctx: throughput(ctx, "train", False), 150),
     "loop": Row("plain torch loop", lambda ctx: throughput(ctx, "loop", False), 120),
-    "smoke-bf16": Row("gpt2_medium.py --smoke (bf16)", lambda ctx: recipe_smoke(ctx, False), 240, True),
-    "smoke-fsdp": Row("gpt2_medium.py --smoke (FSDP, 1 process)", lambda ctx: recipe_smoke(ctx, True), 240, True),
+    "smoke-bf16": Row("gpt2_medium.py --smoke (bf16)", lambda ctx: recipe_smoke(ctx), 240, True),
+    "smoke-fsdp": Row("gpt2_medium.py --smoke (FSDP, 1 process)", lambda ctx: recipe_smoke(ctx, "fsdp"), 240, True),
+    "smoke-zero2": Row(
+        "gpt2_medium.py --smoke (DeepSpeed ZeRO-2, 1 process)",
+        lambda ctx: recipe_smoke(ctx, "deepspeed_zero2"),
+        240,
+        True,
+    ),  # fmt: skip
     "attention": Row("analyze_attention vs an sdpa forward", attention_ratio, 150),
     "distill": Row("distilled step vs a plain step", distill_step, 180),
     "collapse": Row("AttentionCollapseCallback overhead", collapse_overhead, 180),

@@ -4,16 +4,19 @@
 #
 #     bash scripts/gpu_session.sh            # logs into $OUT (the device runner's folder), else outputs/gpu_session
 #
-# 1. the wheels the machine lacks, from .whl/ (made beforehand with ../shared/offline-gpu/wheels.sh; carry .whl
-#    when the runner copies only tracked files), installed offline into /tmp/site; the package runs from the checkout;
-# 2. the GPU check, every row (scripts/gpu_check.py, 15 steps per throughput row, the compiled pair last);
+# 1. the wheels the machine lacks, from .whl/ (made beforehand with scripts/gpu_wheels.sh; carry .whl when the
+#    runner copies only tracked files), installed offline into /tmp/site; the package runs from the checkout;
+# 2. the GPU check, every row but its compiled pair (scripts/gpu_check.py, 15 steps per throughput row): the
+#    benches below measure compiled Trainer and loop at the recipes' micro-batches instead, the same code;
 # 3. a profile of compiled Trainer steps at micro-batch 16, GPT-2-medium shape (scripts/profile_step.py), with its
 #    Chrome trace: what issue 22's changes are to be chosen from;
-# 4. Trainer beside a plain loop at micro-batch 16 compiled (benchmarks/bench_gpu_train.py): tokens/s, MFU, ratio.
-# Each stage has its own time limit, so a hang in one leaves the others their time; every log is tee'd into $OUT.
-# Micro-batch 16 shares no compiled kernels with the check's micro-batch 8, so the profile compiles from cold; the
-# bench's Trainer cell then traces the profile's graph (inductor's on-disk cache may hold it), and only its loop
-# compiles cold. The wheels installed in 14 s on a 2-core CPU.
+# 4. Trainer beside a plain loop, compiled (benchmarks/bench_gpu_train.py): the medium shape at micro-batch 16,
+#    then the XL-shaped inherited model (24 of 48 blocks, width 1600) at micro-batch 8, the recipes' settings.
+# Each stage has its own time limit, so a hang in one leaves the others their time; every log is tee'd into $OUT,
+# and every row is printed as it is measured, so a stage cut short keeps what it measured. The medium bench's cells
+# trace the profile's graph (inductor's on-disk cache may hold it); the XL stage compiles cold and comes last.
+# The wheels (.whl/, made by scripts/gpu_wheels.sh: the kit of ../shared/offline-gpu/ and DeepSpeed's) installed in
+# 7 s into a Python 3.12 environment on a 2-core CPU.
 #
 # A rehearsal on CPU, tiny shapes, the same stages and flags (tests/test_gpu_check.py runs it under make test-slow):
 #
@@ -54,11 +57,14 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARA
   "$PY" -c "import sys, torch, transformers, datasets, accelerate; print('python', sys.version.split()[0], \
 'torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__, \
 'datasets', datasets.__version__, 'accelerate', accelerate.__version__)"
-} 2>&1 | tee "$OUT/env.txt"
+} 2>&1 | tee -a "$OUT/summary.txt"  # the machine, beside a line per stage: 8 files come back in all
 
-stage gpu_check 330 "$PY" scripts/gpu_check.py --steps 15 --log "$OUT/gpu_check.log" "${FLAGS[@]}"
+ROWS=train,loop,smoke-bf16,smoke-fsdp,smoke-zero2,attention,distill,collapse  # all but train-compile, loop-compile
+stage gpu_check 240 "$PY" scripts/gpu_check.py --rows "$ROWS" --steps 15 --log "$OUT/gpu_check.log" "${FLAGS[@]}"
 stage profile_step 100 "$PY" scripts/profile_step.py --micro_batch 16 --compile --wait 5 --active 3 \
   --trace "$OUT/step_trace.json" "${FLAGS[@]}"
 stage bench_gpu_train 110 "$PY" benchmarks/bench_gpu_train.py --shape medium --micro_batch 16 --compile on \
+  --steps 15 --warmup 5 "${FLAGS[@]}"
+stage bench_gpu_train_xl 90 "$PY" benchmarks/bench_gpu_train.py --shape xl --micro_batch 8 --compile on \
   --steps 15 --warmup 5 "${FLAGS[@]}"
 echo "### session: $(($(date +%s) - started)) s" | tee -a "$OUT/summary.txt"

@@ -34,7 +34,7 @@ bench = gpu_check.bench  # benchmarks/bench_gpu_train.py, which the training row
 
 #: The rows a CPU test runs in seconds; the compile rows (dynamo tracing) and the recipe's smoke are slow.
 FAST_ROWS = ["train", "loop", "attention", "distill", "collapse", "smoke-fsdp"]
-SLOW_ROWS = ["train-compile", "loop-compile", "smoke-bf16"]
+SLOW_ROWS = ["train-compile", "loop-compile", "smoke-bf16", "smoke-zero2"]
 
 
 @pytest.fixture
@@ -62,6 +62,12 @@ def test_row_runs_on_tiny_shapes_on_cpu(key, tiny):
 def test_fsdp_row_is_skipped_on_cpu_with_its_reason(tiny):
     outcome = gpu_check.run_row("smoke-fsdp", tiny)
     assert outcome.status.startswith("skipped: FSDP needs CUDA: accelerate turns FSDP off under use_cpu")
+
+
+def test_deepspeed_row_is_skipped_with_its_reason_where_deepspeed_is_missing(tiny, monkeypatch):
+    monkeypatch.setattr(gpu_check, "find_spec", lambda name: None)
+    outcome = gpu_check.run_row("smoke-zero2", tiny)
+    assert outcome.status.startswith("skipped: DeepSpeed is not installed here: pip install deepspeed")
 
 
 @pytest.mark.slow
@@ -237,13 +243,16 @@ def test_the_gpu_session_rehearses_every_stage_on_cpu(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     summary = (out / "summary.txt").read_text()
-    for stage in ("gpu_check", "bench_gpu_train", "profile_step"):
+    for stage in ("gpu_check", "profile_step", "bench_gpu_train", "bench_gpu_train_xl"):
         assert f"### {stage}: exit 0 after" in summary, summary
     files = sorted(path.name for path in out.iterdir())
     assert len(files) <= 8 and all(path.is_file() for path in out.iterdir()), files
     assert all(name.replace(".", "").replace("_", "").replace("-", "").isalnum() for name in files), files
-    assert "| inheritune_hf.train |" in (out / "gpu_check.txt").read_text()
-    assert "| Trainer |" in (out / "bench_gpu_train.txt").read_text()
+    checked = (out / "gpu_check.txt").read_text()
+    assert "| inheritune_hf.train |" in checked and "(DeepSpeed ZeRO-2, 1 process) |" in checked
+    assert "+ torch.compile" not in checked  # its compiled pair is left to the benches
+    for bench_log in ("bench_gpu_train.txt", "bench_gpu_train_xl.txt"):
+        assert "| Trainer |" in (out / bench_log).read_text()
 
 
 def test_gpu_session_script_parses_and_fits_one_device_call():
@@ -261,5 +270,5 @@ def test_gpu_session_script_parses_and_fits_one_device_call():
             if line.startswith("stage ")
         }
     )
-    assert set(limits) == {"install", "gpu_check", "bench_gpu_train", "profile_step"}
+    assert set(limits) == {"install", "gpu_check", "profile_step", "bench_gpu_train", "bench_gpu_train_xl"}
     assert sum(limits.values()) <= 580  # one `run` call of at most 600 s, with the session's own start around it
