@@ -362,15 +362,16 @@ ROWS: dict[str, Row] = {
     "loop": Row("plain torch loop", lambda ctx: throughput(ctx, "loop", False), 120),
     "smoke-bf16": Row("gpt2_medium.py --smoke (bf16)", lambda ctx: recipe_smoke(ctx), 240, True),
     "smoke-fsdp": Row("gpt2_medium.py --smoke (FSDP, 1 process)", lambda ctx: recipe_smoke(ctx, "fsdp"), 240, True),
+    "attention": Row("analyze_attention vs an sdpa forward", attention_ratio, 150),
+    "distill": Row("distilled step vs a plain step", distill_step, 180),
+    "collapse": Row("AttentionCollapseCallback overhead", collapse_overhead, 180),
+    # after issue 21's rows: a run cut short by its caller's limit loses this optional one before them
     "smoke-zero2": Row(
         "gpt2_medium.py --smoke (DeepSpeed ZeRO-2, 1 process)",
         lambda ctx: recipe_smoke(ctx, "deepspeed_zero2"),
         240,
         True,
     ),  # fmt: skip
-    "attention": Row("analyze_attention vs an sdpa forward", attention_ratio, 150),
-    "distill": Row("distilled step vs a plain step", distill_step, 180),
-    "collapse": Row("AttentionCollapseCallback overhead", collapse_overhead, 180),
     # last: their cold compiles are the longest rows, so a run cut short by its caller's limit loses only these
     # (benchmarks/bench_gpu_train.py measures compiled Trainer and loop again, at the recipes' micro-batch)
     "train-compile": Row("inheritune_hf.train + torch.compile", lambda ctx: throughput(ctx, "train", True), 300),

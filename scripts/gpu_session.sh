@@ -59,7 +59,7 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARA
 'datasets', datasets.__version__, 'accelerate', accelerate.__version__)"
 } 2>&1 | tee -a "$OUT/summary.txt"  # the machine, beside a line per stage: 8 files come back in all
 
-ROWS=train,loop,smoke-bf16,smoke-fsdp,smoke-zero2,attention,distill,collapse  # all but train-compile, loop-compile
+ROWS=train,loop,smoke-bf16,smoke-fsdp,attention,distill,collapse,smoke-zero2  # all but train-compile, loop-compile
 stage gpu_check 240 "$PY" scripts/gpu_check.py --rows "$ROWS" --steps 15 --log "$OUT/gpu_check.log" "${FLAGS[@]}"
 stage profile_step 100 "$PY" scripts/profile_step.py --micro_batch 16 --compile --wait 5 --active 3 \
   --trace "$OUT/step_trace.json" "${FLAGS[@]}"
